@@ -1,0 +1,1 @@
+"""bag subpackage of spatial_vlm_ros."""

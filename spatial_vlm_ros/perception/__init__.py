@@ -1,0 +1,1 @@
+"""perception subpackage of spatial_vlm_ros."""

@@ -1,0 +1,1 @@
+"""ros subpackage of spatial_vlm_ros."""

@@ -1,0 +1,1 @@
+"""sim subpackage of spatial_vlm_ros."""

@@ -1,0 +1,1 @@
+"""vlm subpackage of spatial_vlm_ros."""
