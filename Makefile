@@ -14,10 +14,11 @@ PYTEST_ARGS ?=
 
 install: $(VENV_STAMP) $(BUILD_STAMP)
 
-$(VENV_STAMP): requirements.txt scripts/install_system_deps.sh
+$(VENV_STAMP): requirements.txt requirements-nodeps.txt scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	touch $(VENV)/COLCON_IGNORE $@
 
 $(BUILD_STAMP): $(VENV_STAMP) $(INTERFACES) setup.py setup.cfg package.xml

@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "perception_node = spatial_vlm_ros.ros.perception_node:main",
+            "vlm_node = spatial_vlm_ros.ros.vlm_node:main",
             "spatial_vlm = spatial_vlm_ros.cli:main",
         ],
     },

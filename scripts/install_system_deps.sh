@@ -6,7 +6,7 @@ pkgs=(
   python3-venv python3-dev cmake g++ make   # venv + colcon build of spatial_vlm_interfaces
   iproute2 util-linux                        # private network namespace for tests (ip, unshare)
   libusb-1.0-0 libgomp1                      # open3d imports need libusb
-  libegl1 libegl-mesa0 libgl1 libgles2 libglib2.0-0   # headless rendering (pyrender, EGL) and opencv
+  libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglib2.0-0   # headless rendering (pyrender, EGL) and opencv
 )
 command -v dpkg-query >/dev/null 2>&1 || { echo "install_system_deps: not a Debian system; install the equivalents of: ${pkgs[*]}" >&2; exit 0; }
 missing=()

@@ -1,0 +1,129 @@
+"""One command-line entry with sub-commands: ``spatial_vlm <command>`` or ``python -m spatial_vlm_ros.cli``.
+
+Commands that start ROS must run under ``scripts/ros_env.sh`` (the Makefile and README do this), which
+confines DDS traffic to this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.ros.run import run_nodes
+    return run_nodes(args.nodes, params_file=args.params, namespace=args.namespace,
+                     detector=args.detector, ros_args=args.ros_args)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.sim.dataset import generate_scenes
+    generate_scenes(args.out, n_scenes=args.scenes, frames_per_scene=args.frames, noise=not args.no_noise,
+                    seed=args.seed, width=args.width, height=args.height)
+    return 0
+
+
+def _cmd_bag_write(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.bag.writer import write_dataset_bag
+    write_dataset_bag(args.dataset, args.bag, storage=args.storage)
+    return 0
+
+
+def _cmd_bag_play(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.bag.player import BagPlayer
+    return BagPlayer(args.bag, rate=args.rate, loop=args.loop, start_offset=args.start,
+                     topics=args.topics or None).run()
+
+
+def _cmd_bag_record(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.bag.recorder import BagRecorder
+    return BagRecorder(args.bag, topics=args.topics, storage=args.storage, duration=args.duration).run()
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.evaluation.runner import evaluate
+    summary = evaluate(args.bag, args.ground_truth, args.out, detector=args.detector,
+                       params_file=args.params, rate=args.rate)
+    return 0 if summary else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.evaluation.demo import run_demo
+    return run_demo(out_dir=args.out, n_scenes=args.scenes, seed=args.seed)
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.vlm.onnx_export import main as export_main
+    return export_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spatial_vlm", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="start the node(s) from a parameter file (no `launch` needed)")
+    r.add_argument("--params", default=None, help="parameter YAML (default: config/perception.yaml)")
+    r.add_argument("--namespace", default="")
+    r.add_argument("--detector", default=None, choices=["external", "tabletop"])
+    r.add_argument("--nodes", nargs="+", default=["perception"], choices=["perception", "vlm"])
+    r.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="passed to rclpy (remappings)")
+    r.set_defaults(func=_cmd_run)
+
+    g = sub.add_parser("generate", help="render simulated RGB-D tabletop scenes with ground truth")
+    g.add_argument("--out", required=True)
+    g.add_argument("--scenes", type=int, default=5)
+    g.add_argument("--frames", type=int, default=1, help="frames per scene (moving camera, 30 Hz)")
+    g.add_argument("--no-noise", action="store_true", help="perfect depth instead of stereo-like noise")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--width", type=int, default=640)
+    g.add_argument("--height", type=int, default=480)
+    g.set_defaults(func=_cmd_generate)
+
+    b = sub.add_parser("bag", help="rosbag2 tools")
+    bsub = b.add_subparsers(dest="bag_command", required=True)
+    bw = bsub.add_parser("write", help="write a generated scene set as a rosbag2 bag + ground truth sidecar")
+    bw.add_argument("dataset")
+    bw.add_argument("bag")
+    bw.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    bw.set_defaults(func=_cmd_bag_write)
+    bp = bsub.add_parser("play", help="publish a bag at recorded timing")
+    bp.add_argument("bag")
+    bp.add_argument("--rate", type=float, default=1.0)
+    bp.add_argument("--loop", action="store_true")
+    bp.add_argument("--start", type=float, default=0.0, help="start offset, seconds")
+    bp.add_argument("--topics", nargs="*")
+    bp.set_defaults(func=_cmd_bag_play)
+    br = bsub.add_parser("record", help="record topics of a live graph to a bag")
+    br.add_argument("bag")
+    br.add_argument("--topics", nargs="+", required=True)
+    br.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    br.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
+    br.set_defaults(func=_cmd_bag_record)
+
+    e = sub.add_parser("evaluate", help="replay a bag through the node and score answers against ground truth")
+    e.add_argument("bag")
+    e.add_argument("--ground-truth", default=None, help="ground-truth JSON (default: the bag's sidecar)")
+    e.add_argument("--out", default="out/eval")
+    e.add_argument("--detector", default="external", choices=["external", "tabletop"])
+    e.add_argument("--params", default=None)
+    e.add_argument("--rate", type=float, default=1.0)
+    e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser("demo", help="the `make demo` flow: simulate, replay, ask, score, report")
+    d.add_argument("--out", default="out/demo")
+    d.add_argument("--scenes", type=int, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_demo)
+
+    x = sub.add_parser("export-onnx", help="export a VLM to ONNX (see models/README.md)")
+    x.add_argument("rest", nargs=argparse.REMAINDER)
+    x.set_defaults(func=_cmd_export_onnx)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""``SceneMemory``: objects associated across frames, smoothed, given stable ids, and expired when unseen.
+
+Centres and points are kept in the camera optical frame of the latest frame (x right, y down, z forward,
+metres); sizes are gravity-aligned extents (width, depth, height, metres) and boxes are rebuilt at every update
+in the latest frame's gravity frame as ``gravity(center) -/+ size / 2``.
+
+Per frame (``update``):
+1. validate the frame (finite stamp, a ``GravityFrame``) -> ``InputError`` and no change when it is bad;
+   each observation is validated on its own (finite centre in front of the camera, finite non-negative size,
+   non-empty label, finite score); bad ones are skipped with a reason in ``last_report``;
+2. drop objects unseen for more than ``timeout_s``;
+3. optionally (``compensate_motion``) estimate the camera motion since the last frame from >= 3 matched
+   centres (Kabsch via ``scipy.spatial.transform.Rotation.align_vectors``, leave-worst-out until the RMS
+   residual is below ``motion_max_residual_m``) and carry every object, seen or not, into the new camera frame;
+4. associate observations to objects with the same label by the Hungarian algorithm
+   (``scipy.optimize.linear_sum_assignment``) on ``d / gate + (1 - IoU)``, a pair being allowed when the centre
+   distance ``d`` is within the gate (``max(match_distance_m, match_size_factor * largest extent)``) or the
+   gravity boxes overlap with IoU >= ``min_iou``;
+5. smooth matched objects exponentially with weight ``w = max(alpha, 1 / (n + 1))`` for the new observation
+   (``n`` = observations so far: a running mean at first, then an exponential filter); points are the latest;
+6. start a new object for each unmatched observation; an object gets its id ("<label>_<k>", spaces -> "_",
+   k counting up per label from 1, never reused until ``reset``) once seen ``min_observations`` times.
+
+Thread safety: ``update``/``expire``/``reset`` run under a lock and build a new immutable ``Scene``;
+``snapshot`` returns that scene without copying (its arrays are read-only, its objects never mutated).
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.transform import Rotation
+
+from .errors import InputError
+from .gravity_frame import GravityFrame
+from .observation import Observation, TrackedObject
+from .scene import Scene
+
+_NO_MATCH = 1e6
+
+
+@dataclass(frozen=True)
+class MemoryParams:
+    """Tuning of ``SceneMemory`` (seconds, metres)."""
+
+    timeout_s: float = 3.0               # forget an object unseen for this long
+    match_distance_m: float = 0.15       # association gate on centre distance ...
+    match_size_factor: float = 0.5       # ... grown to this fraction of the larger object's largest extent
+    min_iou: float = 0.1                 # boxes overlapping this much may match whatever the distance
+    alpha: float = 0.3                   # weight of a new observation once an object is established
+    min_observations: int = 1            # sightings before an object is published with an id
+    min_score: float = 0.0               # observations scored lower are skipped
+    max_objects: int = 256               # hard bound on remembered objects
+    max_points: int = 4096               # points kept per object (uniform subsample)
+    compensate_motion: bool = False      # carry objects through camera motion (see module doc)
+    motion_gate_m: float = 0.5           # association gate used only to find the motion's matches
+    motion_min_matches: int = 3
+    motion_max_residual_m: float = 0.03  # RMS residual of the rigid fit
+    motion_min_spread_m: float = 0.03    # matched centres must not be collinear (2nd RMS spread)
+    motion_min_translation_m: float = 0.005   # smaller motions are treated as none
+    motion_min_rotation_deg: float = 0.5
+
+    def validate(self) -> "MemoryParams":
+        checks = [
+            (self.timeout_s > 0, "timeout_s must be > 0"),
+            (self.match_distance_m > 0, "match_distance_m must be > 0"),
+            (self.match_size_factor >= 0, "match_size_factor must be >= 0"),
+            (0 <= self.min_iou <= 1, "min_iou must be in [0, 1]"),
+            (0 < self.alpha <= 1, "alpha must be in (0, 1]"),
+            (self.min_observations >= 1, "min_observations must be >= 1"),
+            (self.max_objects >= 1, "max_objects must be >= 1"),
+            (self.max_points >= 1, "max_points must be >= 1"),
+            (self.motion_min_matches >= 3, "motion_min_matches must be >= 3"),
+            (self.motion_max_residual_m > 0, "motion_max_residual_m must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(f"bad memory parameters: {message}")
+        return self
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What one ``update`` did: for diagnostics and logs."""
+
+    stamp: float
+    accepted: int = 0                            # observations folded in (matched or new)
+    rejected: tuple[tuple[int, str], ...] = ()   # (index in the observation list, reason), by index
+    matched: tuple[str, ...] = ()                # ids (or "<label> (tentative)") updated by an observation
+    created: tuple[str, ...] = ()                # ids published for the first time
+    expired: tuple[str, ...] = ()
+    motion: str = "off"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class _Track:
+    """Internal, immutable state of one remembered object (replaced, never mutated)."""
+
+    key: int
+    id: str                      # "" while tentative
+    label: str
+    label_key: str
+    score: float
+    center: np.ndarray           # camera frame, read-only
+    size: np.ndarray             # read-only
+    points: np.ndarray           # camera frame, read-only
+    observations: int
+    first_seen: float
+    last_seen: float
+    color_rgb: tuple[int, int, int]
+    color_name: str
+    n_pixels: int
+    carried: bool = False        # moved by motion compensation since it was last seen
+
+
+def _frozen(array, shape=None) -> np.ndarray:
+    out = np.array(array, dtype=np.float64)
+    if shape is not None:
+        out = out.reshape(shape)
+    out.setflags(write=False)
+    return out
+
+
+def label_key(label: str) -> str:
+    return " ".join(label.strip().lower().split())
+
+
+def id_prefix(label: str) -> str:
+    """"red object" -> "red_object"; anything but letters and digits becomes one underscore."""
+    slug = re.sub(r"[^a-z0-9]+", "_", label.strip().lower()).strip("_")
+    return slug or "object"
+
+
+def _check_observation(obs, params: MemoryParams) -> tuple[dict | None, str]:
+    """A cleaned copy of an observation's fields, or None and the reason it is unusable."""
+    if not isinstance(obs, Observation):
+        return None, f"not an Observation ({type(obs).__name__})"
+    if not isinstance(obs.label, str) or not obs.label.strip():
+        return None, "empty label"
+    try:
+        center = np.asarray(obs.center, dtype=np.float64).reshape(-1)
+        size = np.asarray(obs.size, dtype=np.float64).reshape(-1)
+        score = float(obs.score)
+        points = np.asarray(obs.points if obs.points is not None else np.empty((0, 3)), dtype=np.float64)
+        color_rgb = tuple(int(c) for c in obs.color_rgb)
+        n_pixels = int(obs.n_pixels)
+    except (TypeError, ValueError) as err:
+        return None, f"unreadable fields ({err})"
+    if center.shape != (3,) or not np.all(np.isfinite(center)):
+        return None, "centre is not a finite 3-vector"
+    if center[2] <= 0.0:
+        return None, "centre is not in front of the camera (z <= 0)"
+    if size.shape != (3,) or not np.all(np.isfinite(size)) or np.any(size < 0):
+        return None, "size is not a finite non-negative 3-vector"
+    if not math.isfinite(score):
+        return None, "score is not finite"
+    if score < params.min_score:
+        return None, f"score {score:.2f} below min_score {params.min_score:.2f}"
+    if points.size and (points.ndim != 2 or points.shape[1] != 3):
+        return None, "points are not an (N, 3) array"
+    points = points.reshape(-1, 3)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    if len(points) > params.max_points:
+        points = points[np.linspace(0, len(points) - 1, params.max_points).astype(int)]
+    return {
+        "label": obs.label.strip(), "label_key": label_key(obs.label), "score": min(max(score, 0.0), 1.0),
+        "center": center, "size": size, "points": points, "color_rgb": color_rgb,
+        "color_name": str(obs.color_name or ""), "n_pixels": max(n_pixels, 0),
+    }, ""
+
+
+def _pair_costs(tracks: Sequence[_Track], obs: Sequence[dict], gravity: GravityFrame, gate_m: float,
+                params: MemoryParams) -> np.ndarray:
+    """(T, O) association costs; ``_NO_MATCH`` where a pair is not allowed."""
+    tc = np.array([t.center for t in tracks]).reshape(-1, 3)
+    oc = np.array([o["center"] for o in obs]).reshape(-1, 3)
+    ts = np.array([t.size for t in tracks]).reshape(-1, 3)
+    os_ = np.array([o["size"] for o in obs]).reshape(-1, 3)
+    dist = np.linalg.norm(tc[:, None, :] - oc[None, :, :], axis=2)
+    tg, og = gravity.to_gravity(tc).reshape(-1, 3), gravity.to_gravity(oc).reshape(-1, 3)
+    lo = np.maximum((tg - ts / 2)[:, None], (og - os_ / 2)[None])
+    hi = np.minimum((tg + ts / 2)[:, None], (og + os_ / 2)[None])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=2)
+    union = np.prod(ts, axis=1)[:, None] + np.prod(os_, axis=1)[None] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 1e-12)
+    largest = np.maximum(ts.max(axis=1, initial=0.0)[:, None], os_.max(axis=1, initial=0.0)[None])
+    gate = np.maximum(gate_m, params.match_size_factor * largest)
+    same = np.array([t.label_key for t in tracks])[:, None] == np.array([o["label_key"] for o in obs])[None]
+    allowed = same & ((dist <= gate) | (iou >= params.min_iou))
+    return np.where(allowed, dist / gate + (1.0 - iou), _NO_MATCH)
+
+
+def _assign(costs: np.ndarray) -> list[tuple[int, int]]:
+    if costs.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(costs)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if costs[r, c] < _NO_MATCH]
+
+
+def estimate_rigid_motion(prev: np.ndarray, cur: np.ndarray, params: MemoryParams
+                          ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """Rigid ``(R, t)`` with ``cur ~ R @ prev + t`` from matched centres (metres), or ``(None, None, reason)``.
+
+    Kabsch fit (``Rotation.align_vectors``); while the RMS residual exceeds ``motion_max_residual_m`` the
+    worst pair (e.g. an object that was moved) is dropped, as long as ``motion_min_matches`` remain.
+    """
+    prev, cur = np.asarray(prev, float).reshape(-1, 3), np.asarray(cur, float).reshape(-1, 3)
+    while True:
+        k = len(prev)
+        if k < params.motion_min_matches:
+            return None, None, f"not applied: {k} consistent matches < {params.motion_min_matches}"
+        mp, mc = prev.mean(axis=0), cur.mean(axis=0)
+        spread = np.linalg.svd(prev - mp, compute_uv=False) / math.sqrt(k)
+        if spread[1] < params.motion_min_spread_m:
+            return None, None, "not applied: matched centres are (nearly) collinear"
+        rot, _ = Rotation.align_vectors(cur - mc, prev - mp)
+        R = rot.as_matrix()
+        t = mc - R @ mp
+        residual = np.linalg.norm(prev @ R.T + t - cur, axis=1)
+        rms = float(np.sqrt(np.mean(residual ** 2)))
+        if rms <= params.motion_max_residual_m:
+            angle = math.degrees(rot.magnitude())
+            if np.linalg.norm(t) < params.motion_min_translation_m and angle < params.motion_min_rotation_deg:
+                return np.eye(3), np.zeros(3), f"static ({k} matches)"
+            return R, t, (f"applied: {np.linalg.norm(t):.3f} m, {angle:.1f} deg, rms {rms:.3f} m over "
+                          f"{k} matches")
+        if k - 1 < params.motion_min_matches:
+            return None, None, (f"not applied: rms residual {rms:.3f} m > {params.motion_max_residual_m:.3f} m")
+        keep = np.arange(k) != int(np.argmax(residual))
+        prev, cur = prev[keep], cur[keep]
+
+
+class SceneMemory:
+    """Thread-safe memory of the objects seen recently (see the module docstring for the algorithm)."""
+
+    def __init__(self, params: MemoryParams | None = None):
+        self.params = (params or MemoryParams()).validate()
+        self._lock = threading.Lock()
+        self._tracks: tuple[_Track, ...] = ()
+        self._counters: dict[str, int] = {}
+        self._next_key = 0
+        self._stamp: float | None = None
+        self._gravity = GravityFrame.camera_default()
+        self._scene = Scene((), self._gravity, 0.0)
+        self._report = UpdateReport(0.0, note="no update yet")
+
+    # ------------------------------------------------------------------ public API
+    def update(self, observations: Sequence[Observation], stamp: float, gravity: GravityFrame
+               ) -> list[TrackedObject]:
+        """Fold one frame's observations in; returns the published objects afterwards (sorted by id).
+
+        Raises InputError (and changes nothing) for a non-finite or out-of-order stamp, a bad gravity frame or
+        an observation list that is not a sequence; skips bad observations (reasons in ``last_report``).
+        """
+        stamp = self._check_stamp(stamp)
+        gravity = self._check_gravity(gravity)
+        if observations is None:
+            observations = []
+        if not isinstance(observations, (list, tuple)):
+            raise InputError(f"observations must be a list, not {type(observations).__name__}")
+        with self._lock:
+            note = ""
+            tracks, counters, next_key = self._tracks, dict(self._counters), self._next_key
+            if self._stamp is not None and stamp < self._stamp:
+                if self._stamp - stamp <= self.params.timeout_s:
+                    raise InputError(f"frame stamp {stamp:.3f} s is older than the memory's last update "
+                                     f"{self._stamp:.3f} s; out-of-order frames are not used")
+                tracks, counters, next_key = (), {}, 0
+                note = "clock jumped back; memory cleared"
+
+            clean, rejected = [], []
+            for index, obs in enumerate(observations):
+                fields, reason = _check_observation(obs, self.params)
+                if fields is None:
+                    rejected.append((index, reason))
+                else:
+                    clean.append(dict(fields, index=index))
+
+            alive = [t for t in tracks if stamp - t.last_seen <= self.params.timeout_s]
+            expired = tuple(t.id for t in tracks if t.id and stamp - t.last_seen > self.params.timeout_s)
+
+            motion = "off"
+            if self.params.compensate_motion and alive and clean:
+                alive, motion = self._compensate(alive, clean, gravity)
+
+            pairs = _assign(_pair_costs(alive, clean, gravity, self.params.match_distance_m, self.params))
+            new_tracks: list[_Track] = []
+            matched_tracks = {i for i, _ in pairs}
+            matched_obs = {j for _, j in pairs}
+            matched_names = []
+            for i, j in pairs:
+                track = self._smooth(alive[i], clean[j], stamp)
+                new_tracks.append(track)
+                matched_names.append(track.id or f"{track.label} (tentative)")
+            new_tracks.extend(t for i, t in enumerate(alive) if i not in matched_tracks)
+            for j, fields in enumerate(clean):
+                if j in matched_obs:
+                    continue
+                if len(new_tracks) >= self.params.max_objects:
+                    rejected.append((fields["index"], f"memory full ({self.params.max_objects} objects); "
+                                                      f"'{fields['label']}' not added"))
+                    continue
+                new_tracks.append(_Track(
+                    key=next_key, id="", label=fields["label"], label_key=fields["label_key"],
+                    score=fields["score"], center=_frozen(fields["center"]), size=_frozen(fields["size"]),
+                    points=_frozen(fields["points"], (-1, 3)), observations=1, first_seen=stamp,
+                    last_seen=stamp, color_rgb=fields["color_rgb"], color_name=fields["color_name"],
+                    n_pixels=fields["n_pixels"]))
+                next_key += 1
+
+            created = []
+            for index, track in enumerate(new_tracks):
+                if not track.id and track.observations >= self.params.min_observations:
+                    prefix = id_prefix(track.label)
+                    counters[prefix] = counters.get(prefix, 0) + 1
+                    new_tracks[index] = replace(track, id=f"{prefix}_{counters[prefix]}")
+                    created.append(new_tracks[index].id)
+
+            scene = self._build_scene(new_tracks, gravity, stamp)
+            # commit: nothing above touched the memory's state
+            self._tracks, self._counters, self._next_key = tuple(new_tracks), counters, next_key
+            self._stamp, self._gravity, self._scene = stamp, gravity, scene
+            self._report = UpdateReport(stamp, len(observations) - len(rejected), tuple(sorted(rejected)),
+                                        tuple(matched_names), tuple(created), expired, motion, note)
+            return list(scene.objects)
+
+    def expire(self, stamp: float) -> list[str]:
+        """Forget objects unseen for more than ``timeout_s`` at time ``stamp`` (s); returns their ids.
+
+        For a node whose camera stopped publishing; a stamp older than the last update does nothing.
+        """
+        stamp = self._check_stamp(stamp)
+        with self._lock:
+            if self._stamp is not None and stamp < self._stamp:
+                return []
+            keep = tuple(t for t in self._tracks if stamp - t.last_seen <= self.params.timeout_s)
+            gone = [t.id for t in self._tracks if t.id and stamp - t.last_seen > self.params.timeout_s]
+            if len(keep) != len(self._tracks):
+                self._tracks = keep
+                self._scene = self._build_scene(keep, self._gravity, self._scene.stamp)
+            return gone
+
+    def snapshot(self) -> Scene:
+        """The current scene (immutable; O(1))."""
+        with self._lock:
+            return self._scene
+
+    def reset(self) -> None:
+        """Forget every object and restart the id counters."""
+        with self._lock:
+            self._tracks, self._counters, self._next_key, self._stamp = (), {}, 0, None
+            self._scene = Scene((), self._gravity, self._scene.stamp)
+            self._report = UpdateReport(self._scene.stamp, note="reset")
+
+    @property
+    def last_report(self) -> UpdateReport:
+        with self._lock:
+            return self._report
+
+    def __len__(self) -> int:
+        return len(self.snapshot().objects)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _check_stamp(stamp) -> float:
+        try:
+            stamp = float(stamp)
+        except (TypeError, ValueError):
+            raise InputError(f"stamp must be a number of seconds, not {stamp!r}") from None
+        if not math.isfinite(stamp):
+            raise InputError("stamp is not finite")
+        return stamp
+
+    @staticmethod
+    def _check_gravity(gravity) -> GravityFrame:
+        if not isinstance(gravity, GravityFrame):
+            raise InputError(f"gravity must be a GravityFrame, not {type(gravity).__name__}")
+        rot = np.asarray(gravity.rotation, dtype=np.float64)
+        if rot.shape != (3, 3) or not np.all(np.isfinite(rot)) or \
+                not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
+            raise InputError("gravity rotation is not a finite 3x3 rotation matrix")
+        return gravity
+
+    def _smooth(self, track: _Track, fields: dict, stamp: float) -> _Track:
+        w = max(self.params.alpha, 1.0 / (track.observations + 1))
+        return replace(
+            track,
+            score=(1 - w) * track.score + w * fields["score"],
+            center=_frozen((1 - w) * track.center + w * fields["center"]),
+            size=_frozen((1 - w) * track.size + w * fields["size"]),
+            points=_frozen(fields["points"], (-1, 3)),
+            observations=track.observations + 1,
+            last_seen=stamp,
+            color_rgb=fields["color_rgb"],
+            color_name=fields["color_name"] or track.color_name,
+            n_pixels=fields["n_pixels"],
+            carried=False,
+        )
+
+    def _compensate(self, tracks: list[_Track], clean: list[dict], gravity: GravityFrame
+                    ) -> tuple[list[_Track], str]:
+        pairs = _assign(_pair_costs(tracks, clean, gravity, self.params.motion_gate_m, self.params))
+        prev = np.array([tracks[i].center for i, _ in pairs]).reshape(-1, 3)
+        cur = np.array([clean[j]["center"] for _, j in pairs]).reshape(-1, 3)
+        R, t, message = estimate_rigid_motion(prev, cur, self.params)
+        if R is None or message.startswith("static"):
+            return tracks, message
+        moved = [replace(tr, center=_frozen(R @ tr.center + t), points=_frozen(tr.points @ R.T + t, (-1, 3)),
+                         carried=True) for tr in tracks]
+        return moved, message
+
+    def _build_scene(self, tracks: Sequence[_Track], gravity: GravityFrame, stamp: float) -> Scene:
+        objects = []
+        for t in tracks:
+            if not t.id:
+                continue
+            g = gravity.to_gravity(t.center)
+            objects.append(TrackedObject(
+                id=t.id, label=t.label, score=float(t.score), center=t.center, size=t.size,
+                box_min=_frozen(g - t.size / 2), box_max=_frozen(g + t.size / 2), points=t.points,
+                observations=t.observations, first_seen=t.first_seen, last_seen=t.last_seen,
+                color_rgb=t.color_rgb, color_name=t.color_name, n_pixels=t.n_pixels,
+                extra={"visible": t.last_seen == stamp, "carried": t.carried}))
+        objects.sort(key=lambda o: _id_sort_key(o.id))
+        return Scene(tuple(objects), gravity, stamp)
+
+
+def _id_sort_key(object_id: str):
+    prefix, _, number = object_id.rpartition("_")
+    return (prefix, int(number)) if number.isdigit() else (object_id, 0)

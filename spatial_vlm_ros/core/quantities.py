@@ -1,0 +1,228 @@
+"""Metric quantities between objects, with one-sigma uncertainties from the depth-noise model.
+
+Every quantity is in metres. Centres are in the camera optical frame (x right, y down, z forward); "horizontal"
+and "vertical" are taken in the scene's gravity frame (z up). ``QUANTITIES`` is the table of names.
+
+Uncertainty model (documented in the README):
+- an object's centre has an isotropic error ``sc = noise.centre_sigma(z, n)`` (``z`` = depth of the centre,
+  ``n`` = valid depth pixels), i.e. per-pixel noise averaged over the object with a floor of half a reading;
+- a box face / a single surface point has the error of one reading, ``se = noise.sigma(z)``;
+- a difference of two independent terms adds in quadrature; an extent (two faces) has ``sqrt(2) * se``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import QueryError
+from .noise import DepthNoiseModel
+from .observation import TrackedObject
+from .scene import Scene
+
+
+# ----------------------------------------------------------------------------- uncertainty of one object
+def object_range(obj: TrackedObject) -> float:
+    """Depth (camera z, metres) at which the noise model is evaluated for ``obj``."""
+    return max(float(obj.center[2]), 0.0)
+
+
+def centre_sigma(obj: TrackedObject, noise: DepthNoiseModel) -> float:
+    """One-sigma error (metres) of the object's centre, per axis."""
+    n = int(obj.n_pixels) if obj.n_pixels > 0 else len(obj.points)
+    return float(noise.centre_sigma(object_range(obj), max(n, 1)))
+
+
+def surface_sigma(obj: TrackedObject, noise: DepthNoiseModel) -> float:
+    """One-sigma error (metres) of one surface point or box face of the object (one depth reading)."""
+    return float(noise.sigma(object_range(obj)))
+
+
+def extent_sigma(obj: TrackedObject, noise: DepthNoiseModel) -> float:
+    """One-sigma error (metres) of a box extent (width, depth or height): two faces, each one reading."""
+    return math.sqrt(2.0) * surface_sigma(obj, noise)
+
+
+def quadrature(*sigmas: float) -> float:
+    return float(math.sqrt(sum(s * s for s in sigmas)))
+
+
+# ----------------------------------------------------------------------------- geometry
+def box_of(obj: TrackedObject) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) corners of the object's gravity-frame box, metres."""
+    return np.asarray(obj.box_min, dtype=np.float64), np.asarray(obj.box_max, dtype=np.float64)
+
+
+def box_contains(obj: TrackedObject, point_g: np.ndarray) -> bool:
+    lo, hi = box_of(obj)
+    return bool(np.all(point_g >= lo) and np.all(point_g <= hi))
+
+
+def box_gap(a: TrackedObject, b: TrackedObject) -> float:
+    """Euclidean distance (metres) between the two gravity-frame boxes; 0 when they touch or overlap."""
+    (alo, ahi), (blo, bhi) = box_of(a), box_of(b)
+    sep = np.maximum(0.0, np.maximum(alo - bhi, blo - ahi))
+    return float(np.linalg.norm(sep))
+
+
+def cloud_gap(a: TrackedObject, b: TrackedObject, scene: Scene) -> float:
+    """Closest distance (metres) between the two objects' surfaces.
+
+    0 when one object's centre lies inside the other's box (contained or interpenetrating, e.g. fruit in a
+    bowl); otherwise the smallest distance between the two point clouds (scipy ``cKDTree``); the box-to-box
+    distance when either cloud is empty.
+    """
+    if box_contains(b, scene.center_gravity(a)) or box_contains(a, scene.center_gravity(b)):
+        return 0.0
+    pa = np.asarray(a.points, dtype=np.float64).reshape(-1, 3)
+    pb = np.asarray(b.points, dtype=np.float64).reshape(-1, 3)
+    if len(pa) == 0 or len(pb) == 0:
+        return box_gap(a, b)
+    small, large = (pa, pb) if len(pa) <= len(pb) else (pb, pa)
+    dist, _ = cKDTree(large).query(small, k=1)
+    return float(np.min(dist))
+
+
+# ----------------------------------------------------------------------------- quantities
+@dataclass(frozen=True)
+class Quantity:
+    """A measured quantity: value and one-sigma uncertainty in metres."""
+
+    name: str
+    value_m: float
+    uncertainty_m: float
+    explanation: str = ""
+
+
+def _distance(a, b, scene, noise):
+    d = float(np.linalg.norm(np.asarray(a.center, float) - np.asarray(b.center, float)))
+    s = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+    return d, s, "euclidean distance between the box centres"
+
+
+def _gap(a, b, scene, noise):
+    g = cloud_gap(a, b, scene)
+    s = quadrature(surface_sigma(a, noise), surface_sigma(b, noise))
+    return g, s, "closest distance between the two surfaces (0 if overlapping)"
+
+
+def _horizontal_distance(a, b, scene, noise):
+    d = scene.center_gravity(a)[:2] - scene.center_gravity(b)[:2]
+    s = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+    return float(np.linalg.norm(d)), s, "distance between the centres in the horizontal (gravity x-y) plane"
+
+
+def _vertical_distance(a, b, scene, noise):
+    d = scene.center_gravity(a)[2] - scene.center_gravity(b)[2]
+    s = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+    return abs(float(d)), s, "difference of the centres' heights along gravity"
+
+
+def _extent(axis: int, what: str):
+    def fn(a, b, scene, noise):
+        return float(a.size[axis]), extent_sigma(a, noise), f"{what} of the gravity-aligned box"
+    return fn
+
+
+def _distance_to_camera(a, b, scene, noise):
+    return float(np.linalg.norm(a.center)), centre_sigma(a, noise), "distance from the camera centre to the box centre"
+
+
+@dataclass(frozen=True)
+class QuantitySpec:
+    name: str
+    binary: bool                      # needs a reference object
+    fn: Callable                      # (a, b, scene, noise) -> (value_m, sigma_m, definition)
+    definition: str
+
+
+QUANTITIES: dict[str, QuantitySpec] = {spec.name: spec for spec in (
+    QuantitySpec("distance", True, _distance, "euclidean distance between the 3D box centres"),
+    QuantitySpec("gap", True, _gap, "closest distance between the two point clouds (0 if one object's centre "
+                 "is inside the other's box)"),
+    QuantitySpec("horizontal_distance", True, _horizontal_distance,
+                 "distance between the centres projected on the horizontal plane (gravity x-y)"),
+    QuantitySpec("vertical_distance", True, _vertical_distance,
+                 "absolute difference of the centres' heights (gravity z)"),
+    QuantitySpec("width", False, _extent(0, "width (gravity x extent)"), "gravity-frame x extent of the box"),
+    QuantitySpec("depth", False, _extent(1, "depth (gravity y extent)"), "gravity-frame y extent of the box"),
+    QuantitySpec("height", False, _extent(2, "height (gravity z extent)"), "gravity-frame z extent of the box"),
+    QuantitySpec("distance_to_camera", False, _distance_to_camera,
+                 "euclidean distance from the camera centre to the box centre"),
+)}
+
+ALIASES: dict[str, str] = {name: name for name in QUANTITIES}
+ALIASES.update({
+    "dist": "distance", "distance between": "distance", "separation": "distance", "how far": "distance",
+    "centre distance": "distance", "center distance": "distance",
+    "clearance": "gap", "free space": "gap", "closest distance": "gap", "space": "gap", "spacing": "gap",
+    "horizontal distance": "horizontal_distance", "horizontal": "horizontal_distance",
+    "vertical distance": "vertical_distance", "vertical": "vertical_distance",
+    "height difference": "vertical_distance", "elevation difference": "vertical_distance",
+    "wide": "width", "breadth": "width", "tall": "height", "deep": "depth",
+    "distance to camera": "distance_to_camera", "distance to the camera": "distance_to_camera",
+    "distance from camera": "distance_to_camera", "distance from the camera": "distance_to_camera",
+    "range": "distance_to_camera", "camera distance": "distance_to_camera",
+})
+
+
+def canonical_quantity(name: str) -> str:
+    """Canonical quantity name for a name or alias (case/underscore-insensitive); QueryError if unknown."""
+    if not isinstance(name, str):
+        raise QueryError("quantity must be a string")
+    key = " ".join(name.strip().lower().replace("_", " ").replace("-", " ").split())
+    if key in ALIASES:
+        return ALIASES[key]
+    if key.replace(" ", "_") in QUANTITIES:
+        return key.replace(" ", "_")
+    raise QueryError(f"unknown quantity '{name}'; known quantities: {', '.join(QUANTITIES)}")
+
+
+def is_binary(quantity: str) -> bool:
+    """True when ``quantity`` (name or alias) needs a reference object."""
+    return QUANTITIES[canonical_quantity(quantity)].binary
+
+
+def measure(quantity: str, a: TrackedObject, b: TrackedObject | None, scene: Scene,
+            noise: DepthNoiseModel) -> Quantity:
+    """Measure ``quantity`` on ``a`` (and reference ``b`` for binary quantities) in metres.
+
+    Raises QueryError for an unknown quantity, a missing reference, a reference given to a one-object quantity
+    or the same object as subject and reference.
+    """
+    name = canonical_quantity(quantity)
+    spec = QUANTITIES[name]
+    if spec.binary:
+        if b is None:
+            raise QueryError(f"'{name}' needs a reference object")
+        if b.id == a.id:
+            raise QueryError(f"'{name}' needs two different objects; both are {a.id}")
+    elif b is not None:
+        raise QueryError(f"'{name}' is measured on one object; leave the reference empty")
+    value, sigma, definition = spec.fn(a, b, scene, noise)
+    return Quantity(name, float(value), float(sigma), f"{name}: {definition}")
+
+
+def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: Scene,
+                      noise: DepthNoiseModel) -> Quantity:
+    """Signed ``q(a) - q(b)`` in metres, for "how much taller/wider is a than b" questions.
+
+    ``quantity`` is a one-object quantity (width, height, depth, distance_to_camera), or ``vertical_distance``
+    for the signed height difference of the centres along gravity ("how much higher is a than b").
+    """
+    name = canonical_quantity(quantity)
+    if b is None or b.id == a.id:
+        raise QueryError(f"a difference of '{name}' needs two different objects")
+    if name == "vertical_distance":
+        value = float(scene.center_gravity(a)[2] - scene.center_gravity(b)[2])
+        sigma = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+        return Quantity(name, value, sigma, f"height of {a.id}'s centre minus {b.id}'s, along gravity")
+    spec = QUANTITIES[name]
+    if spec.binary:
+        raise QueryError(f"'{name}' already compares two objects; a difference needs a one-object quantity")
+    va, sa, _ = spec.fn(a, None, scene, noise)
+    vb, sb, _ = spec.fn(b, None, scene, noise)
+    return Quantity(name, float(va - vb), quadrature(sa, sb), f"{name} of {a.id} minus {name} of {b.id}")

@@ -1,0 +1,187 @@
+"""ROS message <-> numpy / core types, for the node's two ends.
+
+- ``sensor_msgs/Image`` <-> numpy for rgb8, bgr8, mono8, mono16, 16UC1 and 32FC1, honouring ``step`` (row
+  padding) and ``is_bigendian``. Pixel values are returned unchanged (depth units are decoded by
+  ``core.depth.decode_depth`` from the encoding: 16UC1/mono16 millimetres, 32FC1 metres).
+- ``sensor_msgs/CameraInfo`` -> ``core.camera.CameraModel``.
+- ``spatial_vlm_interfaces/InstanceSegmentation`` -> ``core.pipeline.Segmentation`` (ids mask + labels).
+- ``core.observation.TrackedObject`` -> ``spatial_vlm_interfaces/SpatialObject`` (camera optical frame,
+  metres).
+- stamps: ``builtin_interfaces/Time`` <-> float seconds.
+
+Every malformed message raises ``core.errors.InputError`` with a message naming the problem.
+"""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObject
+
+from spatial_vlm_ros.core.camera import CameraModel
+from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.observation import TrackedObject
+from spatial_vlm_ros.core.frame import Segmentation
+
+# encoding -> (numpy dtype of one channel, channels)
+IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "mono8": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8")
+MASK_ENCODINGS = ("mono8", "16UC1", "mono16")
+
+
+# ----------------------------------------------------------------------------------------------- stamps
+def stamp_to_seconds(stamp: Time) -> float:
+    """``builtin_interfaces/Time`` -> seconds (float)."""
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    """Seconds (float, >= 0) -> ``builtin_interfaces/Time``."""
+    ns = int(round(max(float(seconds), 0.0) * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+# ----------------------------------------------------------------------------------------------- images
+def image_to_array(msg: Image, name: str = "image") -> np.ndarray:
+    """Pixels of a ``sensor_msgs/Image`` as a native-endian array, (H, W) or (H, W, C), unchanged values.
+
+    Zero-copy where the data is already native-endian and unpadded. Raises ``InputError`` for an unsupported
+    encoding or a size/step that does not fit the data.
+    """
+    encoding = msg.encoding
+    if encoding not in IMAGE_ENCODINGS:
+        raise InputError(f"{name}: unsupported encoding '{encoding}' "
+                         f"(supported: {', '.join(IMAGE_ENCODINGS)})")
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise InputError(f"{name}: empty image ({width}x{height})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(f"{name}: step {step} is smaller than width*bytes_per_pixel = {row_bytes}")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size < step * height:
+        raise InputError(f"{name}: data holds {data.size} bytes, expected step*height = {step * height}")
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    pixels = np.ascontiguousarray(rows).view(wire)
+    if not wire.isnative:
+        pixels = pixels.astype(dtype)                 # swap to native byte order
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return pixels.reshape(shape)
+
+
+def array_to_image(pixels: np.ndarray, encoding: str, stamp: Time | None = None, frame_id: str = "") -> Image:
+    """numpy array -> ``sensor_msgs/Image`` (little-endian, unpadded). Used by tests, benchmarks, the sim."""
+    if encoding not in IMAGE_ENCODINGS:
+        raise InputError(f"unsupported encoding '{encoding}'")
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    pixels = np.ascontiguousarray(pixels, dtype=dtype.newbyteorder("<"))
+    expected_ndim = 2 if channels == 1 else 3
+    if pixels.ndim != expected_ndim or (channels > 1 and pixels.shape[2] != channels):
+        raise InputError(f"array of shape {pixels.shape} does not fit encoding '{encoding}'")
+    msg = Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(pixels.shape[1] * channels * dtype.itemsize)
+    msg.data = array.array("B", pixels.tobytes())
+    return msg
+
+
+def color_to_rgb(msg: Image) -> np.ndarray:
+    """Colour image (rgb8 or bgr8) -> (H, W, 3) uint8 RGB."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise InputError(f"colour image: unsupported encoding '{msg.encoding}' "
+                         f"(supported: {', '.join(COLOR_ENCODINGS)})")
+    pixels = image_to_array(msg, "colour image")
+    return pixels[:, :, ::-1] if msg.encoding == "bgr8" else pixels
+
+
+# ----------------------------------------------------------------------------------------------- camera
+def camera_model_from_info(msg: CameraInfo) -> CameraModel:
+    """``sensor_msgs/CameraInfo`` -> validated ``CameraModel`` (raises ``InputError`` on zero/NaN intrinsics)."""
+    camera = CameraModel.from_camera_info_fields(
+        int(msg.width), int(msg.height), [float(v) for v in msg.k], [float(v) for v in msg.d],
+        msg.distortion_model, msg.header.frame_id)
+    camera.validate()
+    return camera
+
+
+def camera_info_from_model(camera: CameraModel, stamp: Time | None = None) -> CameraInfo:
+    """``CameraModel`` -> ``sensor_msgs/CameraInfo`` (P = [K | 0], R = identity)."""
+    msg = CameraInfo()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = camera.frame_id
+    msg.width, msg.height = int(camera.width), int(camera.height)
+    msg.distortion_model = camera.distortion_model
+    msg.d = [float(v) for v in np.asarray(camera.D, dtype=np.float64).ravel()]
+    K = np.asarray(camera.K, dtype=np.float64)
+    msg.k = [float(v) for v in K.ravel()]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [float(v) for v in np.hstack([K, np.zeros((3, 1))]).ravel()]
+    return msg
+
+
+# ----------------------------------------------------------------------------------------- segmentation
+def segmentation_from_msg(msg: InstanceSegmentation) -> Segmentation:
+    """``InstanceSegmentation`` -> ``Segmentation`` (id mask (H, W) + ids, labels, scores).
+
+    Checks the mask encoding and that ids/labels/scores have equal lengths (an empty ``scores`` means 1.0
+    for every id). Mask size against the colour image is checked by the pipeline.
+    """
+    if msg.mask.encoding not in MASK_ENCODINGS:
+        raise InputError(f"instance mask: unsupported encoding '{msg.mask.encoding}' "
+                         f"(supported: {', '.join(MASK_ENCODINGS)})")
+    mask = image_to_array(msg.mask, "instance mask")
+    ids = [int(i) for i in msg.ids]
+    labels = [str(label) for label in msg.labels]
+    scores = [float(s) for s in msg.scores] if len(msg.scores) else [1.0] * len(ids)
+    if not (len(ids) == len(labels) == len(scores)):
+        raise InputError(f"instance segmentation: {len(ids)} ids, {len(labels)} labels and {len(scores)} "
+                         "scores; they must have the same length")
+    return Segmentation(mask_ids=mask, ids=ids, labels=labels, scores=scores)
+
+
+def segmentation_to_msg(mask_ids: np.ndarray, ids, labels, scores=None, stamp: Time | None = None,
+                        frame_id: str = "") -> InstanceSegmentation:
+    """Id mask + ids/labels/scores -> ``InstanceSegmentation`` (mono8 if ids < 256, else 16UC1)."""
+    ids = [int(i) for i in ids]
+    encoding = "mono8" if (not ids or max(ids) < 256) and int(np.max(mask_ids, initial=0)) < 256 else "16UC1"
+    msg = InstanceSegmentation()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.mask = array_to_image(mask_ids, encoding, stamp, frame_id)
+    msg.ids = ids
+    msg.labels = [str(label) for label in labels]
+    msg.scores = [float(s) for s in (scores if scores is not None else [1.0] * len(ids))]
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------- objects
+def spatial_object_msg(obj: TrackedObject) -> SpatialObject:
+    """``TrackedObject`` -> ``SpatialObject``: centre in the camera optical frame, size (w, d, h) in the
+    gravity frame, metres."""
+    msg = SpatialObject()
+    msg.id = obj.id
+    msg.label = obj.label
+    msg.score = float(obj.score)
+    msg.center.x, msg.center.y, msg.center.z = (float(v) for v in obj.center)
+    msg.size.x, msg.size.y, msg.size.z = (float(v) for v in obj.size)
+    msg.observations = int(max(obj.observations, 0))
+    msg.last_seen = seconds_to_stamp(obj.last_seen)
+    return msg

@@ -1,0 +1,383 @@
+"""The node's parameters: one table (name, default, description, range/choices), declared with
+``ParameterDescriptor``s, loaded from ``config/perception.yaml`` and turned into the node settings and the
+ROS-free ``PipelineConfig``.
+
+Grouped names map onto the core's dataclasses (``lifting.*`` -> ``LiftingParams``, ``memory.*`` ->
+``MemoryParams``, ``gravity.*`` -> ``GravityParams``, ``noise.*`` -> ``DepthNoiseModel``, ``tabletop.*`` ->
+``TabletopParams``); their defaults are read from those dataclasses so the two never disagree.
+Units are in the names: ``_m`` metres, ``_s`` seconds, ``_hz`` hertz, ``_deg`` degrees, ``_px`` pixels.
+All parameters are read-only (read once at start-up).
+
+``load_parameter_file`` and ``validate_values`` are ROS-free, so a parameter file can be checked (by tests,
+by ``ros.run``) before any node starts; they apply the same rules rcl does (``/**`` and ``/**/name`` keys,
+integers are not accepted for floating-point parameters).
+"""
+from __future__ import annotations
+
+import array
+import math
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import Any
+
+import yaml
+
+from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.gravity import MODES as GRAVITY_MODES
+from spatial_vlm_ros.core.gravity import GravityParams
+from spatial_vlm_ros.core.lifting import AMODAL_MODES, LiftingParams
+from spatial_vlm_ros.core.memory import MemoryParams
+from spatial_vlm_ros.core.noise import DepthNoiseModel
+from spatial_vlm_ros.core.pipeline import DETECTORS, PipelineConfig
+from spatial_vlm_ros.perception.tabletop import TabletopParams
+
+NODE_NAME = "spatial_perception"
+LEVEL_CAMERA_XYZW = (-0.5, 0.5, -0.5, 0.5)   # optical frame of a level camera looking along world +x
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter. ``field`` names the attribute of the group's dataclass it sets (None: node-level)."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None       # inclusive bounds for int/float parameters
+    choices: tuple[str, ...] = ()
+    field: str | None = None
+    length: int | None = None                      # required length of an array parameter
+
+    @property
+    def group(self) -> str | None:
+        return self.name.split(".", 1)[0] if self.field else None
+
+
+GROUP_TYPES = {"lifting": LiftingParams, "memory": MemoryParams, "gravity": GravityParams,
+               "noise": DepthNoiseModel, "tabletop": TabletopParams}
+
+
+def _default(group: str, field_name: str):
+    for f in fields(GROUP_TYPES[group]):
+        if f.name == field_name:
+            if f.default is not MISSING:
+                return f.default
+            return f.default_factory()  # type: ignore[misc]
+    raise KeyError(f"{GROUP_TYPES[group].__name__} has no field '{field_name}'")
+
+
+def _g(name: str, field_name: str, description: str, range=None, choices=(), default=None, length=None):
+    """A parameter bound to a core dataclass field (default taken from the dataclass unless given)."""
+    group = name.split(".", 1)[0]
+    value = _default(group, field_name) if default is None else default
+    if isinstance(value, tuple):
+        value = list(value)
+    return ParamSpec(name, value, description, range, tuple(choices), field_name, length)
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # ---- node
+    ParamSpec("detector", "external", "Instance source: 'external' (masks on topics.instances) or "
+              "'tabletop' (weight-free support-plane clustering)", choices=DETECTORS),
+    ParamSpec("topics.color", "/camera/color/image_raw", "Colour image topic (rgb8 or bgr8)"),
+    ParamSpec("topics.depth", "/camera/aligned_depth_to_color/image_raw",
+              "Depth image aligned to colour (16UC1 millimetres or 32FC1 metres)"),
+    ParamSpec("topics.camera_info", "/camera/color/camera_info", "CameraInfo of the colour image"),
+    ParamSpec("topics.instances", "/camera/instances",
+              "InstanceSegmentation topic (used only when detector is 'external')"),
+    ParamSpec("sync.slop_s", 0.02, "Largest header-stamp spread of a matched colour/depth/info/instances set, s",
+              (0.0, 1.0)),
+    ParamSpec("sync.queue_size", 10, "Messages kept per input while waiting for a match", (1, 100)),
+    ParamSpec("qos.sensor_depth", 5, "History depth of the sensor-data subscriptions", (1, 100)),
+    ParamSpec("max_processing_rate_hz", 0.0, "Upper bound on processed frames per second (0 = every "
+              "complete set, newest first; older sets are dropped while one is processed)", (0.0, 1000.0)),
+    ParamSpec("publish_rate_hz", 0.0, "Rate of ~/objects and ~/markers (0 = after every processed frame)",
+              (0.0, 100.0)),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics messages, s", (0.05, 60.0)),
+    ParamSpec("stale_after_s", 5.0, "Diagnostics warn when no frame was processed for this long, s",
+              (0.1, 3600.0)),
+    # ---- gravity (core.gravity.GravityParams)
+    _g("gravity.mode", "mode", "Gravity frame source: 'plane' (fit the support plane each frame), 'static' "
+       "(gravity.static_orientation_xyzw) or 'camera' (assume a level camera)", choices=GRAVITY_MODES),
+    _g("gravity.static_orientation_xyzw", "static_orientation",
+       "Camera optical frame orientation in a z-up world, quaternion x y z w (mode 'static'; also the "
+       "fallback of mode 'plane'). Default: level camera", default=LEVEL_CAMERA_XYZW, length=4),
+    _g("gravity.static_support_height_m", "static_support_height",
+       "Gravity-frame z of the support surface for mode 'static' (negative: below the camera; 0 = unknown)",
+       (-100.0, 100.0), default=0.0),
+    _g("gravity.smoothing", "smoothing", "Weight of a new plane estimate in the running average (1 = none)",
+       (0.01, 1.0)),
+    _g("gravity.max_tilt_deg", "max_tilt_deg", "Largest angle between a support normal and the prior up, deg",
+       (1.0, 90.0)),
+    _g("gravity.max_jump_deg", "max_jump_deg", "A new up this far from the current one is an outlier, deg",
+       (0.1, 180.0)),
+    _g("gravity.jump_confirm_frames", "jump_confirm_frames",
+       "Frames a jumped up direction must persist before it is accepted", (1, 1000)),
+    _g("gravity.max_hold_frames", "max_hold_frames",
+       "Frames the previous plane estimate is kept when no plane is found", (0, 100000)),
+    _g("gravity.distance_threshold_m", "distance_threshold_m", "RANSAC plane inlier distance, m",
+       (0.001, 0.2)),
+    _g("gravity.pixel_stride", "pixel_stride", "Depth pixels sampled every N rows and columns for the fit",
+       (1, 64)),
+    _g("gravity.max_range_m", "max_range_m", "Depth beyond this is ignored for the plane fit, m",
+       (0.1, 100.0)),
+    _g("gravity.max_points", "max_points", "RANSAC sample size (points)", (100, 1000000)),
+    _g("gravity.min_inlier_ratio", "min_inlier_ratio", "Smallest fraction of sampled points on the plane",
+       (0.0, 1.0)),
+    # ---- depth noise (core.noise.DepthNoiseModel): sigma(z) = sigma0 + k z^2
+    _g("noise.sigma0_m", "sigma0", "Depth noise floor sigma0 in sigma(z) = sigma0 + k z^2, m", (0.0, 1.0)),
+    _g("noise.k_per_m", "k", "Depth noise growth k in sigma(z) = sigma0 + k z^2, 1/m", (0.0, 1.0)),
+)
+PARAMETERS += (
+    # ---- lifting (core.lifting.LiftingParams; its depth-noise model comes from noise.*)
+    _g("lifting.min_pixels", "min_pixels", "Valid depth pixels needed to lift an instance", (1, 1000000)),
+    _g("lifting.erosion_px", "erosion_px", "Mask erosion against mask-edge bleeding, px", (0, 50)),
+    _g("lifting.mad_k", "mad_k", "Depth outlier band: |z - median| <= mad_k * 1.4826 * MAD", (0.5, 100.0)),
+    _g("lifting.min_depth_band_m", "min_depth_band_m", "The outlier band is never narrower than this, m",
+       (0.0, 10.0)),
+    _g("lifting.cluster_gap_m", "cluster_gap_m", "Depth gap that splits an instance's depth clusters, m",
+       (0.001, 10.0)),
+    _g("lifting.box_percentiles", "box_percentiles",
+       "Low and high percentiles of the points bounding the box on each gravity axis", length=2),
+    _g("lifting.amodal", "amodal", "Completion of the unseen back of objects: 'none', 'symmetric' or 'auto'",
+       choices=AMODAL_MODES),
+    _g("lifting.amodal_min_elevation_deg", "amodal_min_elevation_deg",
+       "'auto' completes objects whose top is seen at less than this elevation, deg", (0.0, 90.0)),
+    _g("lifting.snap_to_support_m", "snap_to_support_m",
+       "A box bottom this close above the support plane is put on it, m", (0.0, 1.0)),
+    _g("lifting.max_points", "max_points", "Inlier points kept per observation", (1, 1000000)),
+    _g("lifting.min_range_m", "min_range_m", "Depth closer than this is ignored, m", (0.0, 100.0)),
+    _g("lifting.max_range_m", "max_range_m", "Depth farther than this is ignored, m", (0.01, 1000.0)),
+    # ---- scene memory (core.memory.MemoryParams)
+    _g("memory.timeout_s", "timeout_s", "Forget an object unseen for this long (header-stamp time), s",
+       (0.01, 1e6)),
+    _g("memory.match_distance_m", "match_distance_m", "Association gate on the centre distance, m",
+       (0.001, 10.0)),
+    _g("memory.match_size_factor", "match_size_factor",
+       "The gate grows to this fraction of the larger object's largest extent", (0.0, 10.0)),
+    _g("memory.min_iou", "min_iou", "Boxes overlapping this much (IoU) may match whatever the distance",
+       (0.0, 1.0)),
+    _g("memory.alpha", "alpha", "Weight of a new observation once an object is established", (0.01, 1.0)),
+    _g("memory.min_observations", "min_observations", "Sightings before an object gets an id and is published",
+       (1, 1000)),
+    _g("memory.min_score", "min_score", "Observations scored lower are ignored", (0.0, 1.0)),
+    _g("memory.max_objects", "max_objects", "Most objects remembered", (1, 100000)),
+    _g("memory.max_points", "max_points", "Points kept per object", (1, 1000000)),
+    _g("memory.compensate_motion", "compensate_motion",
+       "Carry unseen objects through camera motion estimated from matched centres (Kabsch)"),
+    _g("memory.motion_gate_m", "motion_gate_m", "Association gate used only to find the motion's matches, m",
+       (0.001, 10.0)),
+    _g("memory.motion_min_matches", "motion_min_matches", "Matched centres needed for a motion estimate",
+       (3, 1000)),
+    _g("memory.motion_max_residual_m", "motion_max_residual_m", "Largest RMS residual of the rigid fit, m",
+       (0.0001, 1.0)),
+    _g("memory.motion_min_spread_m", "motion_min_spread_m",
+       "Matched centres must spread at least this much off a line, m", (0.0, 10.0)),
+    _g("memory.motion_min_translation_m", "motion_min_translation_m",
+       "Smaller translations are treated as no motion, m", (0.0, 10.0)),
+    _g("memory.motion_min_rotation_deg", "motion_min_rotation_deg",
+       "Smaller rotations are treated as no motion, deg", (0.0, 180.0)),
+    # ---- tabletop detector (perception.tabletop.TabletopParams; used when detector is 'tabletop')
+    _g("tabletop.min_height_m", "min_height_m", "Object pixels are at least this high above the support, m",
+       (0.0, 10.0)),
+    _g("tabletop.max_height_m", "max_height_m", "... and at most this high, m", (0.001, 10.0)),
+    _g("tabletop.max_range_m", "max_range_m", "Depth beyond this is ignored, m", (0.1, 100.0)),
+    _g("tabletop.depth_jump_ratio", "depth_jump_ratio",
+       "Neighbours whose depths differ by more than ratio * z + 5 mm are cut apart", (0.0, 1.0)),
+    _g("tabletop.min_pixels", "min_pixels", "Smaller clusters are dropped, px", (1, 10000000)),
+    _g("tabletop.max_size_m", "max_size_m", "Clusters larger than this are not tabletop objects, m",
+       (0.01, 100.0)),
+    _g("tabletop.plane_distance_m", "plane_distance_m", "RANSAC threshold of the detector's own plane fit, m",
+       (0.001, 1.0)),
+    _g("tabletop.plane_max_tilt_deg", "plane_max_tilt_deg",
+       "Largest angle of that plane's normal from the gravity estimate's up, deg", (0.0, 90.0)),
+    _g("tabletop.plane_stride", "plane_stride", "Pixel stride of the cloud for that fit", (1, 64)),
+    _g("tabletop.small_m", "small_m", "Largest extent below this: named 'small ...', m", (0.0, 10.0)),
+    _g("tabletop.large_m", "large_m", "Largest extent above this: named 'large ...', m", (0.0, 10.0)),
+)
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _type_name(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "float array" if all(isinstance(v, float) for v in value) else "array"
+    return type(value).__name__
+
+
+def check_value(spec: ParamSpec, value) -> str | None:
+    """None if ``value`` is valid for ``spec``, else a message naming the problem (rcl's typing rules)."""
+    want = _type_name(spec.default)
+    have = _type_name(value)
+    if want != have:
+        hint = " (write 1.0, not 1)" if want == "float" and have == "integer" else ""
+        return f"{spec.name}: expected a {want}, got {value!r} ({have}){hint}"
+    if spec.choices and value not in spec.choices:
+        return f"{spec.name}: '{value}' is not one of {', '.join(spec.choices)}"
+    if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
+        return f"{spec.name}: {value} is outside [{spec.range[0]}, {spec.range[1]}]"
+    if spec.length is not None and len(value) != spec.length:
+        return f"{spec.name}: expected {spec.length} values, got {len(value)}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{spec.name}: must be finite"
+    return None
+
+
+def validate_values(overrides: dict) -> dict:
+    """Defaults updated with ``overrides`` (flat dotted names). Raises ``InputError`` listing every
+    unknown name and every invalid value."""
+    problems = [f"{name}: unknown parameter" for name in overrides if name not in SPECS]
+    problems += [msg for name, value in overrides.items() if name in SPECS
+                 for msg in [check_value(SPECS[name], value)] if msg]
+    if problems:
+        raise InputError("invalid parameters: " + "; ".join(problems))
+    values = {p.name: p.default for p in PARAMETERS}
+    values.update(overrides)
+    return values
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _node_keys(node_name: str, namespace: str) -> list[str]:
+    """YAML keys that address this node, in rcl's order of increasing precedence."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    fq = f"{ns}/{node_name}"
+    return ["/**", "**", f"/**/{node_name}", node_name if not ns else fq.lstrip("/"), fq]
+
+
+def load_parameter_file(path: str, node_name: str = NODE_NAME, namespace: str = "") -> dict:
+    """The flat ``{dotted_name: value}`` overrides a ROS parameter file gives this node (ROS-free).
+
+    Raises ``InputError`` for an unreadable file or one without ``ros__parameters`` for this node.
+    Values are not validated here: see ``validate_values``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(f"cannot read parameter file {path}: {err}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"parameter file {path}: expected a mapping of node names")
+    found, overrides = False, {}
+    for key in _node_keys(node_name, namespace):
+        section = doc.get(key)
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            found = True
+            overrides.update(_flatten(section["ros__parameters"]))
+    if not found:
+        raise InputError(f"parameter file {path} has no 'ros__parameters' for node '{node_name}' "
+                         f"(keys tried: {', '.join(_node_keys(node_name, namespace))})")
+    return overrides
+
+
+# ----------------------------------------------------------------------------------- settings/configs
+@dataclass(frozen=True)
+class NodeSettings:
+    """Node-level (ROS-side) settings."""
+
+    detector: str
+    color_topic: str
+    depth_topic: str
+    camera_info_topic: str
+    instances_topic: str
+    sync_slop_s: float
+    sync_queue_size: int
+    sensor_qos_depth: int
+    max_processing_rate_hz: float
+    publish_rate_hz: float
+    diagnostics_period_s: float
+    stale_after_s: float
+
+
+def node_settings(values: dict) -> NodeSettings:
+    return NodeSettings(
+        detector=values["detector"], color_topic=values["topics.color"], depth_topic=values["topics.depth"],
+        camera_info_topic=values["topics.camera_info"], instances_topic=values["topics.instances"],
+        sync_slop_s=values["sync.slop_s"], sync_queue_size=values["sync.queue_size"],
+        sensor_qos_depth=values["qos.sensor_depth"], max_processing_rate_hz=values["max_processing_rate_hz"],
+        publish_rate_hz=values["publish_rate_hz"], diagnostics_period_s=values["diagnostics_period_s"],
+        stale_after_s=values["stale_after_s"])
+
+
+def _group_kwargs(values: dict, group: str) -> dict:
+    kwargs = {}
+    for spec in PARAMETERS:
+        if spec.group == group:
+            value = values[spec.name]
+            kwargs[spec.field] = tuple(value) if isinstance(value, list) else value
+    return kwargs
+
+
+def pipeline_config(values: dict) -> PipelineConfig:
+    """The ROS-free pipeline configuration. Raises ``InputError`` for inconsistent settings."""
+    gravity = _group_kwargs(values, "gravity")
+    if not gravity.get("static_support_height"):
+        gravity["static_support_height"] = None
+    noise = DepthNoiseModel(**_group_kwargs(values, "noise"))
+    config = PipelineConfig(
+        detector=values["detector"],
+        lifting=replace(LiftingParams(), noise=noise, **_group_kwargs(values, "lifting")),
+        memory=replace(MemoryParams(), **_group_kwargs(values, "memory")).validate(),
+        noise=noise,
+        gravity=replace(GravityParams(), **gravity),
+        tabletop=replace(TabletopParams(), **_group_kwargs(values, "tabletop")),
+    )
+    return config
+
+
+# --------------------------------------------------------------------------------------------- rclpy
+def descriptor(spec: ParamSpec):
+    """``rcl_interfaces/ParameterDescriptor`` for one spec: description, range, read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    constraints = []
+    if spec.choices:
+        constraints.append("one of: " + ", ".join(spec.choices))
+    if spec.length:
+        constraints.append(f"exactly {spec.length} values")
+    d = ParameterDescriptor(name=spec.name, description=spec.description, read_only=True,
+                            additional_constraints="; ".join(constraints))
+    if spec.range is not None and isinstance(spec.default, bool) is False:
+        if isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                         to_value=float(spec.range[1]), step=0.0)]
+    return d
+
+
+def declare_parameters(node) -> dict:
+    """Declare every parameter on ``node`` (overrides come from ``--params-file``); return the validated
+    ``{name: value}``. Raises ``InputError`` listing every problem found."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    values, problems = {}, []
+    for spec in PARAMETERS:
+        try:
+            value = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            problems.append(f"{spec.name}: {err}")
+            continue
+        values[spec.name] = list(value) if isinstance(value, (list, tuple, array.array)) else value
+    try:
+        validated = validate_values({k: v for k, v in values.items() if v != SPECS[k].default})
+    except InputError as err:
+        problems.append(str(err).removeprefix("invalid parameters: "))
+    if problems:
+        raise InputError("invalid parameters: " + "; ".join(problems))
+    return validated

@@ -1,0 +1,305 @@
+"""The ``spatial_perception`` node: synchronised RGB-D (+ instance masks) in; scene objects, RViz markers,
+diagnostics and typed spatial-query services out.
+
+Threads: message callbacks (one mutually exclusive group) only file messages into the approximate-time
+synchroniser and hand complete sets to one worker thread (``handoff``), which always processes the newest
+set and drops stale ones. Services run in their own reentrant group and read an immutable memory snapshot,
+so they answer while a frame is processed. Run it with a ``MultiThreadedExecutor`` (``main`` does).
+
+Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward),
+sizes in the gravity-aligned frame (z up), metres.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObjectArray
+from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from spatial_vlm_ros.core.errors import SpatialError
+from spatial_vlm_ros.core.frame import Frame
+from spatial_vlm_ros.core.pipeline import FramePipeline
+from spatial_vlm_ros.core.spatial_queries import SpatialQueries
+from spatial_vlm_ros.ros import conversions as conv
+from spatial_vlm_ros.ros.diagnostics import ProcessingStats, diagnostic_array
+from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue
+from spatial_vlm_ros.ros.markers import scene_markers
+from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
+from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos, sensor_qos
+from spatial_vlm_ros.ros.sync import ApproximateTimeSynchronizer
+
+LOG_THROTTLE_S = 5.0
+
+
+class SpatialPerceptionNode(Node):
+    """See the module docstring. Parameters: ``ros.parameters.PARAMETERS``."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        values = declare_parameters(self)
+        self.settings = s = node_settings(values)
+        self.pipeline = FramePipeline(pipeline_config(values))
+        self.queries = SpatialQueries(self.pipeline.memory, self.pipeline.config.noise)
+        self.stats = ProcessingStats()
+        self._pipeline_lock = threading.Lock()      # a reset waits for the frame in flight
+        self._frame_id = ""
+        self._last_frame: tuple[float, float] | None = None   # (header stamp, monotonic time) of the last frame
+        self._last_received: dict[str, float] = {}              # slot -> monotonic time of its last message
+        self._last_matched = time.monotonic()
+
+        slots = ["color", "depth", "camera_info"] + (["instances"] if s.detector == "external" else [])
+        self.sync = ApproximateTimeSynchronizer(slots, s.sync_slop_s, s.sync_queue_size)
+        self.handoff = LatestOnlyQueue()
+        self.worker = FrameWorker(self.handoff, self._process_set, s.max_processing_rate_hz,
+                                  on_error=self._on_worker_error, name="spatial-perception-frames")
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        services = ReentrantCallbackGroup()
+        timers = MutuallyExclusiveCallbackGroup()
+        qos = sensor_qos(s.sensor_qos_depth)
+        topics = {"color": (Image, s.color_topic), "depth": (Image, s.depth_topic),
+                  "camera_info": (CameraInfo, s.camera_info_topic),
+                  "instances": (InstanceSegmentation, s.instances_topic)}
+        self._subscriptions_by_slot = {
+            slot: self.create_subscription(topics[slot][0], topics[slot][1], self._input_callback(slot), qos,
+                                           callback_group=inputs)
+            for slot in slots}
+
+        self.objects_pub = self.create_publisher(SpatialObjectArray, "~/objects", output_qos())
+        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", output_qos())
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
+
+        self.create_service(ListObjects, "~/list_objects", self._list_objects, callback_group=services)
+        self.create_service(GetRelation, "~/get_relation", self._get_relation, callback_group=services)
+        self.create_service(Measure, "~/measure", self._measure, callback_group=services)
+        self.create_service(Ask, "~/ask", self._ask, callback_group=services)
+        self.create_service(Trigger, "~/reset", self._reset, callback_group=services)
+
+        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, callback_group=timers)
+        if s.publish_rate_hz > 0.0:
+            self.create_timer(1.0 / s.publish_rate_hz, self._publish_scene, callback_group=timers)
+        self.worker.start()
+        self.get_logger().info(
+            f"detector '{s.detector}', inputs {', '.join(topics[x][1] for x in slots)}, "
+            f"slop {s.sync_slop_s * 1e3:.0f} ms, gravity '{self.pipeline.config.gravity.mode}'")
+
+    # ----------------------------------------------------------------------------------------- inputs
+    def _input_callback(self, slot: str):
+        def callback(msg) -> None:
+            now = time.monotonic()
+            self._last_received[slot] = now
+            stamp = conv.stamp_to_seconds(msg.header.stamp)
+            complete = self.sync.add(slot, stamp, msg)
+            if complete is not None:
+                self._last_matched = now
+                self.handoff.put(complete)
+        return callback
+
+    def _frame_from_set(self, msgs: dict) -> Frame:
+        """Convert one matched set to a ``Frame``; raises ``InputError`` for unusable messages."""
+        camera = conv.camera_model_from_info(msgs["camera_info"])
+        rgb = conv.color_to_rgb(msgs["color"])
+        depth_msg = msgs["depth"]
+        depth = conv.image_to_array(depth_msg, "depth image")
+        segmentation = conv.segmentation_from_msg(msgs["instances"]) if "instances" in msgs else None
+        return Frame(rgb=rgb, depth=depth, depth_encoding=depth_msg.encoding, camera=camera,
+                     stamp=conv.stamp_to_seconds(msgs["color"].header.stamp), segmentation=segmentation)
+
+    def _process_set(self, msgs: dict) -> None:
+        """Worker thread: one matched set through the pipeline, then publish. Never raises."""
+        t0 = time.perf_counter()
+        try:
+            frame = self._frame_from_set(msgs)
+            with self._pipeline_lock:
+                result = self.pipeline.process(frame)
+        except SpatialError as err:
+            self._frame_rejected(str(err))
+            return
+        self._frame_id = msgs["color"].header.frame_id or frame.camera.frame_id
+        self._last_frame = (frame.stamp, time.monotonic())
+        self.stats.record_frame(time.perf_counter() - t0, len(result.objects), result.warnings)
+        if result.warnings:
+            self.get_logger().warning("; ".join(result.warnings), throttle_duration_sec=LOG_THROTTLE_S)
+        if self.settings.publish_rate_hz <= 0.0:
+            self._publish_scene(msgs["color"].header.stamp)
+
+    def _frame_rejected(self, message: str) -> None:
+        self.stats.record_error(message)
+        self.get_logger().error(f"frame rejected: {message}", throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_worker_error(self, err: BaseException) -> None:
+        if not self.context.ok():          # shutting down: publishers are already invalid
+            return
+        self._frame_rejected(f"internal error: {type(err).__name__}: {err}")
+
+    # ---------------------------------------------------------------------------------------- outputs
+    def _publish_scene(self, stamp=None) -> None:
+        if not self.context.ok():
+            return
+        scene = self.pipeline.memory.snapshot()
+        header = Header(frame_id=self._frame_id)
+        header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
+        out = SpatialObjectArray(header=header, objects=[conv.spatial_object_msg(o) for o in scene.objects])
+        self.objects_pub.publish(out)
+        self.markers_pub.publish(scene_markers(scene.objects, scene.gravity, header))
+
+    def _check_inputs(self) -> None:
+        """When no set was matched for ``stale_after_s`` although messages arrive, say why: some inputs are
+        silent (e.g. no camera_info) or their stamps are too far apart. Also expire remembered objects when
+        no frame has come for longer than the memory timeout."""
+        now = time.monotonic()
+        s = self.settings
+        if now - self._last_matched > s.stale_after_s:
+            live = [x for x in self.sync.slots if now - self._last_received.get(x, -1e18) <= s.stale_after_s]
+            silent = [x for x in self.sync.slots if x not in live]
+            spread = self.sync.stats.last_unmatched_spread
+            message = ""
+            if live and silent:
+                topics = {"color": s.color_topic, "depth": s.depth_topic, "camera_info": s.camera_info_topic,
+                          "instances": s.instances_topic}
+                message = (f"no messages on {', '.join(topics[x] for x in silent)} for {s.stale_after_s:g} s "
+                           f"while {', '.join(topics[x] for x in live)} arrive: no frame can be processed")
+            elif live and spread is not None and spread > self.sync.slop:
+                message = (f"input stamps too far apart to be matched: the newest {'/'.join(self.sync.slots)} "
+                           f"stamps span {spread:.3f} s > slop {self.sync.slop:.3f} s")
+            if message:
+                self.stats.record_warning(message)
+                self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
+        if self._last_frame is not None:
+            stamp, seen = self._last_frame
+            if now - seen > self.pipeline.memory.params.timeout_s:
+                if self.pipeline.memory.expire(stamp + (now - seen)):
+                    self.stats.set_objects(len(self.pipeline.memory.snapshot().objects))
+
+    def _publish_diagnostics(self) -> None:
+        self._check_inputs()
+        s = self.settings
+        sync = self.sync.stats
+        extra = {"dropped_stale_frames": self.handoff.dropped,
+                 "dropped_unmatched_messages": sync.dropped_total,
+                 "matched_sets": sync.matched_sets,
+                 "gravity": f"{self.pipeline.gravity.status}",
+                 "detector": s.detector}
+        msg = diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),
+                               f"{self.get_fully_qualified_name()}: perception", self.get_fully_qualified_name(),
+                               s.diagnostics_period_s, s.stale_after_s, extra)
+        self.diagnostics_pub.publish(msg)
+
+    # --------------------------------------------------------------------------------------- services
+    def _guarded(self, response, fill):
+        """Run ``fill(response)``; any unexpected exception becomes ``success=false`` with its message."""
+        try:
+            fill(response)
+        except SpatialError as err:
+            response.success, response.message = False, str(err)
+        except Exception as err:  # noqa: BLE001 - a service must answer, never take the node down
+            response.success, response.message = False, f"internal error: {type(err).__name__}: {err}"
+            self.get_logger().error(f"service failed: {response.message}", throttle_duration_sec=LOG_THROTTLE_S)
+        return response
+
+    def _list_objects(self, request, response):
+        def fill(res):
+            label_filter = request.label_filter.strip()
+            objects = self.queries.list_objects(label_filter)
+            res.objects = [conv.spatial_object_msg(o) for o in objects]
+            res.success = True
+            res.message = f"{len(objects)} object(s)"
+            if label_filter and not objects:
+                known = ", ".join(o.id for o in self.pipeline.memory.snapshot().objects) or "none"
+                res.message = f"no object matches '{label_filter}' (known: {known})"
+        return self._guarded(response, fill)
+
+    def _get_relation(self, request, response):
+        def fill(res):
+            a = self.queries.get_relation(request.subject, request.relation, request.reference)
+            res.success, res.message, res.answer = bool(a.success), a.message, a.answer
+            res.holds, res.confidence = bool(a.holds), _finite(a.confidence)
+        return self._guarded(response, fill)
+
+    def _measure(self, request, response):
+        def fill(res):
+            a = self.queries.measure(request.quantity, request.subject, request.reference)
+            res.success, res.message, res.answer = bool(a.success), a.message, a.answer
+            res.value, res.uncertainty = _finite(a.value), _finite(a.uncertainty)
+        return self._guarded(response, fill)
+
+    def _ask(self, request, response):
+        def fill(res):
+            a = self.queries.ask(request.question)
+            res.success, res.message, res.answer, res.kind = bool(a.success), a.message, a.answer, a.kind
+            res.yes, res.value, res.confidence = bool(a.yes), _finite(a.value), _finite(a.confidence)
+        return self._guarded(response, fill)
+
+    def _reset(self, request, response):
+        def fill(res):
+            with self._pipeline_lock:
+                removed = len(self.pipeline.memory.snapshot().objects)
+                self.handoff.clear()
+                self.pipeline.reset()
+            self.stats.set_objects(0)
+            res.success, res.message = True, f"scene memory cleared ({removed} object(s) removed)"
+        return self._guarded(response, fill)
+
+    # --------------------------------------------------------------------------------------- shutdown
+    def destroy_node(self):
+        """Stop and join the frame worker, then destroy the node (also for a half-constructed node)."""
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.stop()
+        return super().destroy_node()
+
+
+def _finite(value) -> float:
+    """Service fields must carry numbers: None/NaN/inf -> 0.0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if v == v and abs(v) != float("inf") else 0.0
+
+
+def spin(nodes, num_threads: int = 4) -> int:
+    """Spin ``nodes`` in a ``MultiThreadedExecutor`` until Ctrl-C / shutdown, then clean up: shut the
+    executor down, destroy the nodes, ``rclpy.try_shutdown()``. Returns the process exit code (0)."""
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main(args=None) -> int:
+    """Entry point ``perception_node``: ROS arguments (``--ros-args --params-file ...``) from ``args``/argv."""
+    rclpy.init(args=args)
+    try:
+        node = SpatialPerceptionNode()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.try_shutdown()
+        return 0
+    except SpatialError as err:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
+        rclpy.try_shutdown()
+        return 2
+    return spin([node])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""onnxruntime backend: runs a model exported by :mod:`spatial_vlm_ros.vlm.onnx_export`.
+
+Provider priority TensorRT -> CUDA -> CPU: each is tried in turn and the reason it was skipped (not in
+this onnxruntime build, its libraries missing, the session fell back) is logged. ``device="cpu"`` tries
+the CPU provider only. On GPU providers inputs and the KV cache are bound with IO binding so the cache
+stays on the device between decode steps (``io_binding=True`` uses the same path on the CPU). fp16: an
+export with ``dtype: float16`` runs in fp16 on CUDA; TensorRT also builds fp16 engines from an fp32 export
+(``trt_fp16_enable``); the CPU provider should be given a float32 export.
+
+Pre-processing (tokenizer, image processor, chat template) is the Hugging Face processor saved with the
+export, so prompts are tokenised exactly as in the transformers backend. Decoding mirrors Hugging Face
+greedy search: left padding, ``position_ids = cumsum(attention_mask) - 1``, finished rows fed the pad
+token.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, VLMAnswer, VLMEngine, VLMRequest,
+                                        caption_logprob_sums, chat_messages, check_batch, to_pil)
+from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
+from spatial_vlm_ros.vlm.onnx_export import DECODER_FILE, EMBED_FILE, META_FILE, VISION_FILE
+
+log = logging.getLogger(__name__)
+
+PROVIDER_PRIORITY = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_GPU = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
+
+
+def _device_id(device: str) -> int:
+    return int(device.split(":", 1)[1]) if ":" in device else 0
+
+
+def create_session(path: Path, device: str = "cpu", fp16: bool = True, candidates=None, threads: int = 0):
+    """Open ``path`` on the first provider of the priority list that works.
+
+    ``threads``: intra-op threads of the CPU provider (0 = onnxruntime's default, one per core).
+    Returns ``(session, provider, reasons)``, ``reasons`` listing why each earlier provider was skipped.
+    Raises InputError when none works.
+    """
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    if candidates is None:
+        candidates = ("CPUExecutionProvider",) if device == "cpu" else PROVIDER_PRIORITY
+    reasons = []
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3        # our own log says why a provider was skipped
+    opts.intra_op_num_threads = int(threads)
+    for provider in candidates:
+        if provider not in available:
+            reasons.append(f"{provider}: not in this onnxruntime build")
+            continue
+        options = {}
+        if provider in _GPU:
+            options["device_id"] = _device_id(device)
+        if provider == "TensorrtExecutionProvider":
+            options.update(trt_fp16_enable=bool(fp16), trt_engine_cache_enable=True,
+                           trt_engine_cache_path=str(path.parent / "trt_cache"))
+        chain = [(provider, options)] + ([] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises several types; all mean "skip"
+            reasons.append(f"{provider}: {str(err).strip().splitlines()[0][:300]}")
+            continue
+        used = session.get_providers()[0]
+        if used != provider:
+            reasons.append(f"{provider}: could not be initialised (libraries or device missing), "
+                           f"session fell back to {used}")
+            continue
+        return session, provider, reasons
+    raise InputError(f"no onnxruntime provider could open {path.name}: " + "; ".join(reasons))
+
+
+class OnnxEngine(VLMEngine):
+    """An exported VLM on onnxruntime (see the module doc). ``export_dir``: the export's output directory;
+    ``threads``: CPU intra-op threads (0 = one per core)."""
+
+    backend = "onnx"
+
+    def __init__(self, export_dir: str | Path, device: str = "cpu",
+                 interventions: InterventionConfig | None = None, io_binding: bool | None = None,
+                 fp16: bool = True, threads: int = 0):
+        from transformers import AutoProcessor
+
+        self.dir = Path(export_dir)
+        meta_path = self.dir / META_FILE
+        if not meta_path.is_file():
+            raise InputError(f"{self.dir} is not an ONNX export (no {META_FILE}); run the export first")
+        self.meta = json.loads(meta_path.read_text())
+        self.model_name = self.meta.get("source_model", str(self.dir))
+        self.interventions = interventions or InterventionConfig()
+        self.interventions.validate()
+        layer = self.interventions.vision_layer
+        if layer is not None and layer != self.meta.get("vision_layer_requested") \
+                and layer != self.meta.get("vision_layer"):
+            raise InputError(f"this export takes vision features from layer {self.meta['vision_layer']}; "
+                             f"re-export with vision_layer: {layer}")
+        self.decoder, self.provider, self.fallbacks = create_session(self.dir / DECODER_FILE, device, fp16,
+                                                                     threads=threads)
+        for reason in self.fallbacks:
+            log.warning("onnxruntime provider skipped: %s", reason)
+        log.info("onnx engine %s on %s", self.dir, self.provider)
+        if self.provider == "CPUExecutionProvider" and self.meta["dtype"] == "float16":
+            log.warning("float16 export on the CPU provider: expect slow or unsupported kernels; "
+                        "export float32 for CPU")
+        chain = [self.provider]
+        self.vision, _, _ = create_session(self.dir / VISION_FILE, device, fp16, chain, threads)
+        self.embed, _, _ = create_session(self.dir / EMBED_FILE, device, fp16, chain, threads)
+        self.on_gpu = self.provider in _GPU
+        self.io_binding = self.on_gpu if io_binding is None else bool(io_binding)
+        self.ort_device = ("cuda", _device_id(device)) if self.on_gpu else ("cpu", 0)
+        self.float = np.float16 if self.meta["dtype"] == "float16" else np.float32
+        self.processor = AutoProcessor.from_pretrained(self.dir, local_files_only=True)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.past_names = self.meta["past_names"]
+        self.present_names = self.meta["present_names"]
+
+    # -- graph calls --------------------------------------------------------------------------------------
+    def image_features(self, pixel_values: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) -> (B, N, hidden) vision tokens as they enter the language model."""
+        feats = self.vision.run(None, {"pixel_values": pixel_values.astype(self.float)})[0]
+        if self.interventions.vision_norm == "text_mean":
+            feats = rescale_to_norm(feats, self.meta["text_norm_stats"]["mean"])
+        return feats
+
+    def embeddings(self, input_ids: np.ndarray, pixel_values: np.ndarray | None) -> np.ndarray:
+        """Token embeddings with the image placeholder positions replaced by the vision tokens."""
+        embeds = self.embed.run(None, {"input_ids": input_ids.astype(np.int64)})[0]
+        if pixel_values is not None:
+            feats = self.image_features(pixel_values)
+            mask = input_ids == self.meta["image_token_id"]
+            if int(mask.sum()) != feats.shape[0] * feats.shape[1]:
+                raise InputError(f"prompt has {int(mask.sum())} image tokens but the vision encoder gave "
+                                 f"{feats.shape[0] * feats.shape[1]}")
+            embeds[mask] = feats.reshape(-1, feats.shape[-1]).astype(embeds.dtype)
+        return embeds
+
+    def _empty_past(self, batch: int) -> list:
+        shape = (batch, self.meta["num_kv_heads"], 0, self.meta["head_dim"])
+        past = [np.zeros(shape, dtype=self.float) for _ in self.past_names]
+        if self.io_binding:
+            import onnxruntime as ort
+
+            past = [ort.OrtValue.ortvalue_from_numpy(p, *self.ort_device) for p in past]
+        return past
+
+    def decode_step(self, embeds: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray, past):
+        """One decoder call; returns ``(logits (B, S, V) float32 numpy, present)``.
+
+        With IO binding ``past``/``present`` are OrtValues that stay on the provider's device.
+        """
+        feeds = {"inputs_embeds": embeds.astype(self.float), "attention_mask": attention_mask.astype(np.int64),
+                 "position_ids": position_ids.astype(np.int64)}
+        if not self.io_binding:
+            feeds.update(zip(self.past_names, past))
+            out = self.decoder.run(None, feeds)
+            return out[0].astype(np.float32), out[1:]
+        import onnxruntime as ort
+
+        binding = self.decoder.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, *self.ort_device))
+        for name, value in zip(self.past_names, past):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self.present_names:
+            binding.bind_output(name, *self.ort_device)
+        self.decoder.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return outs[0].numpy().astype(np.float32), list(outs[1:])
+
+    # -- inputs -------------------------------------------------------------------------------------------
+    def prompt(self, request: VLMRequest) -> str:
+        return self.processor.apply_chat_template(
+            chat_messages(request.user_text(), request.image is not None), add_generation_prompt=True,
+            tokenize=False)
+
+    def _inputs(self, texts, images, padding_side: str):
+        self.tokenizer.padding_side = padding_side
+        kwargs = {"text": texts, "return_tensors": "np", "padding": True}
+        if images is not None:
+            kwargs["images"] = [to_pil(img) for img in images]
+        return self.processor(**kwargs)
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[VLMRequest],
+                 options: GenerationOptions = GenerationOptions()) -> list[VLMAnswer]:
+        from scipy.special import log_softmax
+
+        with_image = check_batch(requests, options)
+        inputs = self._inputs([self.prompt(r) for r in requests],
+                              [r.image for r in requests] if with_image else None, padding_side="left")
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
+        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]) if with_image else None)
+        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        batch = ids.shape[0]
+        past = self._empty_past(batch)
+        eos = set(self.meta["eos_token_ids"])
+        pad = self.meta["pad_token_id"] if self.meta["pad_token_id"] is not None else next(iter(eos))
+        rng = np.random.default_rng(options.seed)
+        unfinished = np.ones(batch, dtype=bool)
+        tokens, logprobs = [], []
+        for _ in range(options.max_new_tokens):
+            logits, past = self.decode_step(embeds, mask, positions, past)
+            step_lp = log_softmax(logits[:, -1].astype(np.float64), axis=-1)
+            if options.temperature > 0:
+                probs = np.exp(log_softmax(logits[:, -1].astype(np.float64) / options.temperature, axis=-1))
+                nxt = np.array([rng.choice(probs.shape[1], p=p / p.sum()) for p in probs])
+            else:
+                nxt = step_lp.argmax(axis=-1)
+            nxt = np.where(unfinished, nxt, pad)
+            tokens.append(nxt)
+            logprobs.append(step_lp[np.arange(batch), nxt])
+            unfinished &= ~np.isin(nxt, list(eos))
+            if not unfinished.any():
+                break
+            embeds = self.embed.run(None, {"input_ids": nxt[:, None].astype(np.int64)})[0]
+            positions = positions[:, -1:] + 1
+            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+        tokens = np.stack(tokens, axis=1)
+        logprobs = np.stack(logprobs, axis=1)
+        prompt_tokens = np.asarray(inputs["attention_mask"]).sum(axis=1)
+        return [self._answer(tokens[i], logprobs[i] if options.return_logprobs else None, int(prompt_tokens[i]),
+                             eos) for i in range(batch)]
+
+    def _answer(self, ids, logprobs, prompt_tokens: int, eos) -> VLMAnswer:
+        ids = [int(t) for t in ids]
+        finish = "length"
+        for n, t in enumerate(ids):
+            if t in eos:
+                ids, finish = ids[:n + 1], "eos"
+                break
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        lp = None if logprobs is None else tuple(float(x) for x in logprobs[:len(ids)])
+        return VLMAnswer(text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, finish_reason=finish,
+                         token_logprobs=lp)
+
+    def prefill_logits(self, requests: Sequence[VLMRequest]) -> np.ndarray:
+        """Logits (B, S, V) of the prompt pass (left-padded), for parity checks and benchmarks."""
+        with_image = check_batch(requests, GenerationOptions())
+        inputs = self._inputs([self.prompt(r) for r in requests],
+                              [r.image for r in requests] if with_image else None, padding_side="left")
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
+        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]) if with_image else None)
+        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        return self.decode_step(embeds, mask, positions, self._empty_past(ids.shape[0]))[0]
+
+    # -- caption scoring (What's Up) ---------------------------------------------------------------------
+    def score_captions(self, image: np.ndarray, captions: Sequence[str],
+                       prompt: str = CAPTION_PROMPT) -> np.ndarray:
+        if not captions:
+            raise InputError("no captions to score")
+        request = VLMRequest(question=prompt, image=image)
+        request.validate()
+        head = self.prompt(request)
+        n_head = int(np.asarray(self._inputs([head], [image], "right")["input_ids"]).shape[1])
+        inputs = self._inputs([head + c for c in captions], [image] * len(captions), padding_side="right")
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
+        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]))
+        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        logits, _ = self.decode_step(embeds, mask, positions, self._empty_past(ids.shape[0]))
+        return caption_logprob_sums(logits, ids, mask, n_head)

@@ -1,0 +1,161 @@
+"""PyTorch backend: any Hugging Face image-text-to-text model, by hub id or local directory.
+
+Loads ``AutoProcessor`` + ``AutoModelForImageTextToText`` from safetensors only (``use_safetensors=True``;
+pickle checkpoints are refused), on the chosen device and dtype, in eval mode, optionally compiled with
+``torch.compile``. Decoding is greedy unless a temperature is given. Tested families: LLaVA (tiny random
+models); Qwen2-VL / Qwen2.5-VL (incl. SpaceQwen2.5-VL), SmolVLM / Idefics3 load through the same Auto
+classes (see models/README.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+
+from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, VLMAnswer, VLMEngine, VLMRequest,
+                                        caption_logprob_sums, chat_messages, check_batch, to_pil)
+from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def resolve_dtype(dtype: str, device: str):
+    """"auto" -> float16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+class TransformersEngine(VLMEngine):
+    """A Hugging Face VLM on PyTorch.
+
+    ``model``: hub id (downloaded unless ``local_files_only``) or a local directory with safetensors.
+    ``device``: "cpu", "cuda", "cuda:N". ``dtype``: see :data:`DTYPES`. ``compile``: ``torch.compile`` the
+    language model's forward. ``interventions``: see :mod:`spatial_vlm_ros.vlm.interventions`.
+    """
+
+    backend = "transformers"
+
+    def __init__(self, model: str, device: str = "cpu", dtype: str = "auto", compile: bool = False,
+                 interventions: InterventionConfig | None = None, local_files_only: bool = True,
+                 attn_implementation: str | None = None):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"device {device!r} requested but PyTorch sees no CUDA device")
+        self.model_name = str(model)
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, device)
+        kwargs = {"local_files_only": local_files_only}
+        if local_files_only:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.processor = AutoProcessor.from_pretrained(model, **kwargs)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            model, dtype=self.dtype, use_safetensors=True, **kwargs, **extra).to(self.device).eval()
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.interventions = interventions or InterventionConfig()
+        self.applied = apply_interventions(self.model, self.interventions,
+                                           exclude_ids=self.tokenizer.all_special_ids)
+        if compile:
+            self.model.forward = torch.compile(self.model.forward, dynamic=True)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        log.info("loaded %s on %s (%s), interventions %s", model, self.device, self.dtype, self.applied or "none")
+
+    # -- inputs -------------------------------------------------------------------------------------------
+    def _inputs(self, texts: list[str], images: list | None, padding_side: str):
+        self.tokenizer.padding_side = padding_side
+        kwargs = {"text": texts, "return_tensors": "pt", "padding": True}
+        if images is not None:
+            kwargs["images"] = [to_pil(img) for img in images]
+        batch = self.processor(**kwargs)
+        return {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+                for k, v in batch.items() if hasattr(v, "to")}
+
+    def prompt(self, request: VLMRequest) -> str:
+        """The chat-formatted prompt text (with the image placeholder) for ``request``."""
+        return self.processor.apply_chat_template(
+            chat_messages(request.user_text(), request.image is not None), add_generation_prompt=True,
+            tokenize=False)
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[VLMRequest],
+                 options: GenerationOptions = GenerationOptions()) -> list[VLMAnswer]:
+        import torch
+
+        with_image = check_batch(requests, options)
+        inputs = self._inputs([self.prompt(r) for r in requests],
+                              [r.image for r in requests] if with_image else None, padding_side="left")
+        gen_kwargs = dict(max_new_tokens=options.max_new_tokens, return_dict_in_generate=True,
+                          output_logits=options.return_logprobs, num_beams=1,
+                          pad_token_id=self.tokenizer.pad_token_id)
+        if options.temperature > 0:
+            torch.manual_seed(options.seed)
+            gen_kwargs.update(do_sample=True, temperature=options.temperature, top_k=0, top_p=1.0)
+        else:
+            gen_kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **gen_kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out.sequences[:, prompt_len:].cpu().numpy()
+        logprobs = None
+        if options.return_logprobs:
+            steps = torch.stack(out.logits, dim=1).float().log_softmax(-1)       # (B, T, V)
+            logprobs = torch.gather(steps, 2, out.sequences[:, prompt_len:, None]).squeeze(2).cpu().numpy()
+        prompt_tokens = inputs["attention_mask"].sum(1).cpu().numpy()
+        return [self._answer(new[i], None if logprobs is None else logprobs[i], int(prompt_tokens[i]))
+                for i in range(len(requests))]
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+    def _answer(self, ids: np.ndarray, logprobs: np.ndarray | None, prompt_tokens: int) -> VLMAnswer:
+        eos = self._eos_ids()
+        ids = [int(t) for t in ids]
+        finish = "length"
+        for n, t in enumerate(ids):
+            if t in eos:
+                ids, finish = ids[:n + 1], "eos"
+                break
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        lp = None if logprobs is None else tuple(float(x) for x in logprobs[:len(ids)])
+        return VLMAnswer(text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, finish_reason=finish,
+                         token_logprobs=lp)
+
+    # -- caption scoring (What's Up) ---------------------------------------------------------------------
+    def score_captions(self, image: np.ndarray, captions: Sequence[str],
+                       prompt: str = CAPTION_PROMPT) -> np.ndarray:
+        import torch
+
+        if not captions:
+            raise InputError("no captions to score")
+        request = VLMRequest(question=prompt, image=image)
+        request.validate()
+        head = self.prompt(request)
+        n_head = int(self._inputs([head], [image], padding_side="right")["input_ids"].shape[1])
+        # Right padding keeps every row's positions 0..n-1, so no family-specific position ids are needed.
+        inputs = self._inputs([head + c for c in captions], [image] * len(captions), padding_side="right")
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits.float()
+        return caption_logprob_sums(logits.cpu().numpy(), inputs["input_ids"].cpu().numpy(),
+                                    inputs["attention_mask"].cpu().numpy(), n_head)
+
+    def close(self) -> None:
+        import torch
+
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+

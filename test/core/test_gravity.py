@@ -1,0 +1,130 @@
+"""Gravity: support-plane RANSAC, static poses and the per-frame estimator with smoothing and fallbacks."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.gravity import (GravityEstimator, fit_support_plane, gravity_from_plane,
+                                          gravity_from_static, highest_support)
+from spatial_vlm_ros.core.noise import DepthNoiseModel
+from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render
+
+
+def pitch_deg(up_c):
+    """Downward pitch of the optical axis implied by an up vector in camera coordinates."""
+    return float(np.degrees(np.arcsin(-up_c[2])))
+
+
+def angle_deg(a, b):
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0))))
+
+
+@pytest.mark.parametrize("pitch, roll, noisy", [(20, 0, False), (35, 0, True), (50, 8, True), (35, -12, False)])
+def test_estimator_recovers_a_known_pitch(pitch, roll, noisy):
+    noise = dict(noise=DepthNoiseModel(), edge_holes=0.3, seed=pitch) if noisy else {}
+    frame = render(random_tabletop(6, seed=3), CameraPose(height=0.7, pitch_deg=pitch, roll_deg=roll), **noise)
+    g = GravityEstimator().update(frame.depth, frame.camera)
+    assert g.source == "plane"
+    assert abs(pitch_deg(g.up) - pitch) < 1.0
+    assert angle_deg(g.up, frame.gravity.up) < 1.0                 # roll too
+    assert abs(g.support_height - (-0.7)) < 0.01                   # the table is 0.7 m below the camera
+
+
+@pytest.mark.parametrize("pitch", [15, 20])
+def test_support_is_the_table_not_the_larger_floor(pitch):
+    # Shallow views: two to three times as many floor pixels as table pixels; the table is the support.
+    frame = render(random_tabletop(4, seed=1), CameraPose(height=0.7, pitch_deg=pitch))
+    floor = np.isfinite(frame.depth) & ~frame.table_mask & (frame.mask == 0)
+    assert floor.mean() > 2 * frame.table_mask.mean()
+    g = GravityEstimator().update(frame.depth, frame.camera)
+    assert abs(g.support_height - (-0.7)) < 0.01
+
+
+def test_fit_support_plane_orients_the_normal_up_and_skips_walls(rng):
+    # A large wall facing the camera (normal -z) and a smaller floor 0.5 m below it (normal -y, up).
+    wall = np.column_stack([rng.uniform(-2, 2, 6000), rng.uniform(-1.0, 0.5, 6000), np.full(6000, 3.0)])
+    floor = np.column_stack([rng.uniform(-1, 1, 2000), np.full(2000, 0.5), rng.uniform(0.5, 3.0, 2000)])
+    pts = np.vstack([wall, floor]) + rng.normal(0.0, 0.002, (8000, 3))
+    plane = fit_support_plane(pts)
+    assert plane is not None
+    assert angle_deg(plane.normal_c, [0.0, -1.0, 0.0]) < 1.0      # up, towards the camera's side
+    assert abs(plane.offset - 0.5) < 0.005                        # the camera is 0.5 m above the floor
+    assert plane.inlier_mask[6000:].mean() > 0.95 and plane.inlier_mask[:6000].mean() < 0.05
+    g = gravity_from_plane(plane)
+    assert g.source == "plane" and abs(g.support_height + 0.5) < 0.005
+    assert fit_support_plane(wall) is None                        # no horizontal plane at all
+    assert fit_support_plane(np.full((50, 3), np.nan)) is None
+
+
+def test_highest_support_prefers_the_table_over_a_box_top_and_the_floor(rng):
+    up = np.array([0.0, -1.0, 0.0])
+    table = np.column_stack([rng.uniform(-0.5, 0.5, 3000), np.full(3000, 0.6), rng.uniform(0.5, 1.5, 3000)])
+    floor = np.column_stack([rng.uniform(-2, 2, 8000), np.full(8000, 1.4), rng.uniform(1.0, 4.0, 8000)])
+    box_top = np.column_stack([rng.uniform(0, 0.1, 300), np.full(300, 0.4), rng.uniform(0.8, 0.9, 300)])
+    h = highest_support(np.vstack([table, floor, box_top]), up)
+    assert abs(h - (-0.6)) < 0.002
+
+
+def test_static_pose_from_quaternion_or_matrix():
+    pose = CameraPose(height=0.7, pitch_deg=40, roll_deg=5, yaw_deg=30)
+    truth = render([], pose).gravity
+    R_wc = pose.rotation()
+    for orientation in (Rotation.from_matrix(R_wc).as_quat(), R_wc):
+        g = gravity_from_static(orientation, support_height=-0.7)
+        assert g.source == "static" and g.support_height == -0.7
+        np.testing.assert_allclose(g.rotation, truth.rotation, atol=1e-9)
+    with pytest.raises(InputError, match="quaternion"):
+        gravity_from_static([0.0, 0.0, 0.0, 0.0])
+    with pytest.raises(InputError, match="shape"):
+        gravity_from_static([1.0, 2.0, 3.0])
+
+
+def test_estimator_smooths_small_changes_and_rejects_single_jumps():
+    frames = {p: render(random_tabletop(4, seed=5), CameraPose(height=0.7, pitch_deg=p)) for p in (35, 37, 55)}
+    est = GravityEstimator(smoothing=0.3, max_jump_deg=10.0, jump_confirm_frames=3)
+    est.update(frames[35].depth, frames[35].camera)
+    g = est.update(frames[37].depth, frames[37].camera)
+    assert abs(pitch_deg(g.up) - (35 + 0.3 * 2)) < 0.1             # running average, not the raw 37
+    g = est.update(frames[55].depth, frames[55].camera)             # one 18 deg jump: an outlier
+    assert abs(pitch_deg(g.up) - 35.6) < 0.2 and "jumped" in est.status
+    est.update(frames[55].depth, frames[55].camera)
+    g = est.update(frames[55].depth, frames[55].camera)             # it persisted: the camera moved
+    assert abs(pitch_deg(g.up) - 55) < 1.0
+
+
+def test_estimator_falls_back_to_previous_then_default():
+    good = render(random_tabletop(4, seed=2), CameraPose(height=0.7, pitch_deg=35))
+    blind = np.full_like(good.depth, np.nan)
+    est = GravityEstimator(max_hold_frames=2)
+    g = est.update(blind, good.camera)                              # nothing yet: level camera
+    assert g.source == "camera" and "level camera" in est.status
+    est.update(good.depth, good.camera)
+    for _ in range(2):                                              # held for max_hold_frames
+        g = est.update(blind, good.camera)
+        assert g.source == "plane" and "kept the previous" in est.status
+        assert abs(pitch_deg(g.up) - 35) < 1.0
+    g = est.update(blind, good.camera)
+    assert g.source == "camera"
+    static = GravityEstimator(static_orientation=Rotation.from_matrix(good.pose.rotation()).as_quat())
+    g = static.update(blind, good.camera)                           # plane mode, static pose as fallback
+    assert g.source == "static" and abs(pitch_deg(g.up) - 35) < 1e-6
+
+
+def test_estimator_modes_and_bad_configuration():
+    frame = render([], CameraPose(height=0.7, pitch_deg=35))
+    assert GravityEstimator(mode="camera").update(frame.depth, frame.camera).source == "camera"
+    q = Rotation.from_matrix(frame.pose.rotation()).as_quat()
+    g = GravityEstimator(mode="static", static_orientation=tuple(q)).update(frame.depth, frame.camera)
+    assert g.source == "static"
+    with pytest.raises(InputError, match="static_orientation"):
+        GravityEstimator(mode="static")
+    with pytest.raises(InputError, match="unknown mode"):
+        GravityEstimator(mode="imu")
+    with pytest.raises(InputError, match="unknown setting"):
+        GravityEstimator(smoothness=0.2)
+    with pytest.raises(InputError, match="decode_depth"):
+        GravityEstimator().update((frame.depth * 1000).astype(np.uint16), frame.camera)
+    with pytest.raises(InputError, match="camera_info says 640x480"):
+        GravityEstimator().update(frame.depth[:100], frame.camera)
+    with pytest.raises(InputError, match="exclude mask"):
+        GravityEstimator().update(frame.depth, frame.camera, exclude_mask=np.zeros((10, 10), bool))

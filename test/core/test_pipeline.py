@@ -1,0 +1,115 @@
+"""The ROS-free per-frame pipeline on analytic scenes: decode -> gravity -> detect -> lift -> memory."""
+import numpy as np
+import pytest
+
+from spatial_vlm_ros.core.depth import encode_depth_mm
+from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.frame import Frame, Segmentation
+from spatial_vlm_ros.core.gravity import GravityParams
+from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
+from spatial_vlm_ros.sim import analytic
+
+OBJECTS = [
+    analytic.BoxObject("box", (-0.22, 0.0), (0.10, 0.10, 0.16), color=(210, 35, 35)),
+    analytic.CylinderObject("mug", (0.18, 0.06), 0.04, 0.10, color=(40, 70, 210)),
+    analytic.BoxObject("book", (0.0, 0.20), (0.20, 0.14, 0.05), color=(35, 160, 50)),
+]
+SCENE = analytic.render(OBJECTS, camera=analytic.default_camera(320, 240))
+
+
+def _frame(scene=SCENE, stamp=1.0, depth=None, encoding="16UC1", mask=None, ids=None, labels=None, camera=None):
+    return Frame(rgb=scene.rgb, depth=encode_depth_mm(scene.depth) if depth is None else depth,
+                 depth_encoding=encoding, camera=camera or scene.camera, stamp=stamp,
+                 segmentation=Segmentation(scene.mask if mask is None else mask, scene.ids if ids is None else ids,
+                                           scene.labels if labels is None else labels, [1.0] * len(scene.ids)))
+
+
+def _check_against_truth(objects, label_of=lambda o: o.label, tol=0.01):
+    assert len(objects) == 3
+    for obj in objects:
+        truth = next(t for t in SCENE.objects if t.label == label_of(obj))
+        assert np.linalg.norm(obj.center - truth.center_c) < tol, obj.id
+        assert np.allclose(obj.size, truth.size, atol=tol), obj.id
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_external_masks_are_lifted_into_memory(encoding):
+    pipeline = FramePipeline(PipelineConfig())
+    depth = encode_depth_mm(SCENE.depth) if encoding == "16UC1" else np.nan_to_num(SCENE.depth).astype(np.float32)
+    for k in range(2):
+        result = pipeline.process(_frame(stamp=1.0 + k, depth=depth, encoding=encoding))
+    assert result.warnings == []
+    assert result.gravity.source == "plane"
+    assert np.degrees(np.arccos(np.clip(result.gravity.up @ SCENE.gravity.up, -1, 1))) < 1.0
+    assert set(result.timings_ms) == {"decode", "gravity", "detect", "lift", "memory", "total"}
+    assert sorted(o.id for o in result.objects) == ["book_1", "box_1", "mug_1"]
+    assert all(o.observations == 2 for o in result.objects)
+    _check_against_truth(result.objects)
+
+
+def test_tabletop_detector_names_objects_by_colour():
+    pipeline = FramePipeline(PipelineConfig(detector="tabletop"))
+    frame = _frame()
+    frame.segmentation = None
+    result = pipeline.process(frame)
+    colours = {"red object": "box", "blue object": "mug", "green object": "book"}
+    assert sorted(o.label for o in result.objects) == sorted(colours)
+    _check_against_truth(result.objects, label_of=lambda o: colours[o.label])
+
+
+def test_static_gravity_mode_uses_the_configured_pose():
+    level = (-0.5, 0.5, -0.5, 0.5)
+    pipeline = FramePipeline(PipelineConfig(gravity=GravityParams(mode="static", static_orientation=level)))
+    result = pipeline.process(_frame())
+    assert result.gravity.source == "static"
+    np.testing.assert_allclose(result.gravity.up, [0.0, -1.0, 0.0], atol=1e-12)
+
+
+def _bad_frames():
+    small = analytic.render(OBJECTS, camera=analytic.default_camera(160, 120))
+    empty = np.zeros_like(SCENE.mask)
+    return [
+        ("depth size", _frame(depth=encode_depth_mm(small.depth)), "colour image is 320x240 but depth is 160x120"),
+        ("camera size", _frame(camera=small.camera), "camera info is for 160x120 images"),
+        ("zero depth", _frame(depth=np.zeros((240, 320), np.uint16)), "no valid pixels"),
+        ("nan depth", _frame(depth=np.full((240, 320), np.nan, np.float32), encoding="32FC1"), "no valid pixels"),
+        ("depth encoding", _frame(encoding="8UC1"), "unsupported encoding '8UC1'"),
+        ("mask size", _frame(mask=small.mask), "instance mask is 160x120"),
+        ("empty masks", _frame(mask=empty), "all 3 instance masks are empty"),
+        ("labels", _frame(labels=["box"]), "3 ids, 1 labels"),
+        ("no segmentation", Frame(SCENE.rgb, encode_depth_mm(SCENE.depth), "16UC1", SCENE.camera, 9.0),
+         "needs an instance segmentation"),
+        ("old stamp", _frame(stamp=0.5), "older than the memory's last update"),
+    ]
+
+
+@pytest.mark.parametrize("name,frame,needle", _bad_frames(), ids=[b[0] for b in _bad_frames()])
+def test_bad_frames_raise_input_error_and_leave_memory_unchanged(name, frame, needle):
+    pipeline = FramePipeline(PipelineConfig())
+    pipeline.process(_frame(stamp=1.0))
+    before = pipeline.memory.snapshot()
+    with pytest.raises(InputError, match=needle):
+        pipeline.process(frame)
+    assert pipeline.memory.snapshot() is before
+
+
+def test_partly_empty_masks_and_unliftable_instances():
+    pipeline = FramePipeline(PipelineConfig())
+    mask = SCENE.mask.copy()
+    mask[mask == 2] = 0
+    result = pipeline.process(_frame(mask=mask))
+    assert [w for w in result.warnings if "'mug' (id 2): empty mask" in w]
+    assert sorted(o.label for o in result.objects) == ["book", "box"]
+    depth = encode_depth_mm(SCENE.depth)
+    depth[SCENE.mask > 0] = 0                      # no depth inside any mask: nothing can be lifted
+    before = pipeline.memory.snapshot()
+    with pytest.raises(InputError, match="none of the 3 instances could be lifted"):
+        pipeline.process(_frame(stamp=2.0, depth=depth))
+    assert pipeline.memory.snapshot() is before
+
+
+def test_reset_clears_memory():
+    pipeline = FramePipeline(PipelineConfig())
+    pipeline.process(_frame())
+    pipeline.reset()
+    assert pipeline.memory.snapshot().objects == ()

@@ -1,0 +1,171 @@
+"""Helpers for the integration tests and the service benchmark: run the real node in-process with a
+``MultiThreadedExecutor`` in a non-daemon thread, publish analytic RGB-D frames, call services.
+
+Run through ``SVR_ISOLATE=1 scripts/ros_env.sh`` (private network namespace and ROS_DOMAIN_ID).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObjectArray
+from visualization_msgs.msg import MarkerArray
+
+from spatial_vlm_ros.core.depth import encode_depth_mm
+from spatial_vlm_ros.ros import conversions as conv
+from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
+from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos, sensor_qos
+from spatial_vlm_ros.sim import analytic
+
+TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/aligned_depth_to_color/image_raw",
+          "camera_info": "/camera/color/camera_info", "instances": "/camera/instances"}
+
+
+def wait_until(predicate, timeout: float = 10.0, period: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+def default_scene(width: int = 320, height: int = 240, **render_kwargs) -> analytic.AnalyticFrame:
+    """Three well-separated objects on a table, seen from 0.6 m up, pitched 35 deg down."""
+    objects = [
+        analytic.BoxObject("box", (-0.22, 0.0), (0.10, 0.10, 0.16), color=(210, 35, 35)),
+        analytic.CylinderObject("mug", (0.18, 0.06), 0.04, 0.10, color=(40, 70, 210)),
+        analytic.BoxObject("book", (0.0, 0.20), (0.20, 0.14, 0.05), color=(35, 160, 50)),
+    ]
+    return analytic.render(objects, camera=analytic.default_camera(width, height), **render_kwargs)
+
+
+@dataclass
+class FrameMessages:
+    """The four messages of one frame; tests corrupt them before publishing."""
+
+    color: Image
+    depth: Image
+    camera_info: CameraInfo
+    instances: InstanceSegmentation
+
+    def items(self):
+        return {"color": self.color, "depth": self.depth, "camera_info": self.camera_info,
+                "instances": self.instances}.items()
+
+
+def frame_messages(scene: analytic.AnalyticFrame, stamp_s: float, depth_encoding: str = "16UC1") -> FrameMessages:
+    stamp = conv.seconds_to_stamp(stamp_s)
+    frame_id = scene.camera.frame_id or "camera_color_optical_frame"
+    depth = encode_depth_mm(scene.depth) if depth_encoding == "16UC1" else \
+        np.nan_to_num(scene.depth, nan=0.0).astype(np.float32)
+    info = conv.camera_info_from_model(scene.camera, stamp)
+    info.header.frame_id = frame_id
+    return FrameMessages(
+        color=conv.array_to_image(scene.rgb, "rgb8", stamp, frame_id),
+        depth=conv.array_to_image(depth, depth_encoding, stamp, frame_id),
+        camera_info=info,
+        instances=conv.segmentation_to_msg(scene.mask, scene.ids, scene.labels, None, stamp, frame_id))
+
+
+class NodeHarness:
+    """The node under test plus a tester node (publishers, subscriptions, service clients), both spun by
+    one ``MultiThreadedExecutor`` in a non-daemon thread. Use as a context manager."""
+
+    def __init__(self, overrides: dict | None = None, namespace: str = "", with_instances: bool = True):
+        params = [Parameter(name, value=value) for name, value in (overrides or {}).items()]
+        self.node = SpatialPerceptionNode(parameter_overrides=params, namespace=namespace)
+        self.ns = self.node.get_fully_qualified_name()
+        self.tester = Node("tester_" + str(abs(hash(self.ns)) % 10000), namespace=namespace)
+        qos = sensor_qos(10)
+        slots = ["color", "depth", "camera_info"] + (["instances"] if with_instances else [])
+        types = {"color": Image, "depth": Image, "camera_info": CameraInfo, "instances": InstanceSegmentation}
+        self.pubs = {slot: self.tester.create_publisher(types[slot], TOPICS[slot], qos) for slot in slots}
+        self.objects: list[SpatialObjectArray] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.markers: list[MarkerArray] = []
+        self.tester.create_subscription(MarkerArray, f"{self.ns}/markers", self.markers.append, output_qos())
+        self.tester.create_subscription(SpatialObjectArray, f"{self.ns}/objects", self.objects.append, output_qos())
+        self.tester.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append,
+                                        diagnostics_qos())
+        self._clients = {}
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.tester)
+        self.thread = threading.Thread(target=self.executor.spin, name="executor", daemon=False)
+
+    def __enter__(self) -> "NodeHarness":
+        self.thread.start()
+        assert wait_until(lambda: all(p.get_subscription_count() >= 1 for p in self.pubs.values()), 10.0), \
+            "the node's subscriptions did not match the test publishers"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.executor.shutdown()
+        self.thread.join(10.0)
+        self.tester.destroy_node()
+        self.node.destroy_node()
+
+    # ----------------------------------------------------------------------------------------- frames
+    def publish(self, msgs: FrameMessages, slots=None) -> None:
+        for slot, msg in msgs.items():
+            if slot in self.pubs and (slots is None or slot in slots):
+                self.pubs[slot].publish(msg)
+
+    def publish_and_wait(self, msgs: FrameMessages, outcome: str = "processed", timeout: float = 10.0) -> bool:
+        """Publish one frame and wait until the node processed (or rejected) it."""
+        stats = self.node.stats
+        before = stats.frames_processed if outcome == "processed" else stats.frames_failed
+        self.publish(msgs)
+        counter = (lambda: stats.frames_processed) if outcome == "processed" else (lambda: stats.frames_failed)
+        return wait_until(lambda: counter() > before, timeout)
+
+    # --------------------------------------------------------------------------------------- services
+    def client(self, srv_type, name: str):
+        key = (srv_type, name)
+        if key not in self._clients:
+            client = self.tester.create_client(srv_type, f"{self.ns}/{name}")
+            assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
+            self._clients[key] = client
+        return self._clients[key]
+
+    def call(self, srv_type, name: str, timeout: float = 10.0, **fields):
+        request = srv_type.Request(**fields)
+        future = self.client(srv_type, name).call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        assert done.wait(timeout), f"no answer from {name} within {timeout} s"
+        return future.result()
+
+    # ------------------------------------------------------------------------------------ diagnostics
+    def diagnostic_matching(self, text: str, level=None, timeout: float = 5.0):
+        """The first /diagnostics status of this node (received from now on) whose message or values
+        contain ``text`` (and with ``level`` if given); None on timeout."""
+        start = len(self.diagnostics)
+        found = []
+
+        def check():
+            for array in self.diagnostics[start:]:
+                for status in array.status:
+                    if status.hardware_id != self.ns:
+                        continue
+                    blob = status.message + " " + " ".join(kv.value for kv in status.values)
+                    if text in blob and (level is None or status.level == level):
+                        found.append(status)
+                        return True
+            return False
+        wait_until(check, timeout)
+        return found[0] if found else None
+
+
+def ros_init() -> None:
+    if not rclpy.ok():
+        rclpy.init()
