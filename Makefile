@@ -38,6 +38,7 @@ demo: install
 bench: install
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_lifting.py
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_services.py
+	$(ROS) python benchmarks/bench_vlm.py
 
 clean:
 	rm -rf build install log

@@ -30,6 +30,7 @@ class SupportPlane:
     offset: float
     inlier_mask: np.ndarray
     inlier_ratio: float
+    normal_sigma_deg: float = 0.0     # statistical one-sigma error of the normal (least squares), degrees
 
     def height_of(self, points_c: np.ndarray) -> np.ndarray:
         """Signed distance (metres) of (N, 3) camera-frame points above the plane."""
@@ -41,12 +42,17 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
-def _refine(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares plane (unit normal, offset) through (N, 3) points: smallest principal axis."""
+def _refine(points: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Least-squares plane through (N, 3) points (smallest principal axis): unit normal, offset and the
+    normal's one-sigma tilt error in degrees, ``rms residual / (sqrt(N) * in-plane spread)`` along the
+    narrower in-plane axis (independent residuals assumed: a lower bound for correlated sensor noise)."""
     centroid = points.mean(axis=0)
-    _, _, vt = np.linalg.svd(points - centroid, full_matrices=False)
+    _, s, vt = np.linalg.svd(points - centroid, full_matrices=False)
     normal = vt[2]
-    return normal, -float(normal @ centroid)
+    n = max(points.shape[0], 4)
+    rms = s[2] / np.sqrt(n - 3)
+    sigma_deg = float(np.degrees(rms / max(s[1], 1e-12)))
+    return normal, -float(normal @ centroid), sigma_deg
 
 
 def fit_support_plane(points_c: np.ndarray, prior_up=None, max_tilt_deg: float = 35.0,
@@ -95,7 +101,7 @@ def fit_support_plane(points_c: np.ndarray, prior_up=None, max_tilt_deg: float =
         inlier = np.abs(pts @ normal + offset) <= distance_threshold_m
         if np.count_nonzero(inlier) < 3:
             return None
-        normal, offset = _refine(pts[inlier])
+        normal, offset, sigma_deg = _refine(pts[inlier])
     if offset < 0.0:                      # orient towards the camera (the origin) side
         normal, offset = -normal, -offset
     if _angle_deg(normal, up) > max_tilt_deg:
@@ -105,7 +111,7 @@ def fit_support_plane(points_c: np.ndarray, prior_up=None, max_tilt_deg: float =
         return None
     mask = np.zeros(all_pts.shape[0], dtype=bool)
     mask[np.flatnonzero(finite)[inlier]] = True
-    return SupportPlane(normal, offset, mask, float(np.count_nonzero(inlier)) / pts.shape[0])
+    return SupportPlane(normal, offset, mask, float(np.count_nonzero(inlier)) / pts.shape[0], sigma_deg)
 
 
 def highest_support(points_c: np.ndarray, up_c, bin_m: float = 0.01, fraction: float = 0.3) -> float | None:
@@ -160,12 +166,21 @@ class GravityParams:
     mode: str = "plane"                 # "plane" (fit per frame), "static" (configured pose), "camera" (level)
     static_orientation: tuple | None = None  # quaternion (x, y, z, w) camera optical -> z-up world
     static_support_height: float | None = None  # gravity z of the support surface for "static", if known
-    smoothing: float = 0.3              # weight of a new plane estimate in the running average (1 = none)
+    smoothing: float = 0.3              # smallest weight of a new plane estimate in the running average
+                                        # (1 = no smoothing); the weight is usually larger, see below
+    plane_sigma_deg: float = 0.3        # error floor of one frame's plane normal (measured: ~0.2 deg on the
+                                        # simulated stereo sensor), added to the fit's statistical error
+    motion_sigma_deg: float = 1.0       # how far the up vector may turn between two frames (camera motion),
+                                        # one sigma; with the floor above a new fit weighs ~0.9
     max_tilt_deg: float = 60.0          # plane normals further than this from the prior up (the current
                                         # estimate, else the fallback) are not support; 60 lets a level prior
                                         # find the table under a camera pitched 30-60 deg down
-    max_jump_deg: float = 10.0          # a fitted up this far from the current one is an outlier ...
+    max_jump_deg: float = 10.0          # a fitted up this far from the current one is taken at once when
+                                        # the current up no longer explains a support plane (the camera
+                                        # moved: see ``jump_support_fraction``), else it is an outlier ...
     jump_confirm_frames: int = 3        # ... unless it repeats this many frames in a row (camera moved)
+    jump_support_fraction: float = 0.5  # the current up "still explains the support" when the best plane
+                                        # with that normal holds this fraction of the new plane's inliers
     max_hold_frames: int = 30           # frames a previous plane estimate is kept when no plane is found
     distance_threshold_m: float = 0.01  # RANSAC inlier distance
     support_fraction: float = 0.3       # support = highest horizontal surface with this fraction of the
@@ -185,14 +200,26 @@ class GravityEstimator:
     """Per-frame gravity estimate with temporal smoothing and fallbacks.
 
     ``mode="plane"``: fit the support plane each frame (``fit_support_plane`` on a strided depth cloud,
-    objects excluded) for up, take the support height from ``highest_support`` (a table rather than the
-    floor), average both over frames, reject single-frame jumps
-    larger than ``max_jump_deg``. When no plane is found the previous plane estimate is kept for
-    ``max_hold_frames`` frames, then the fallback is used: the static pose if configured, else a level
-    camera. A configured static pose also serves as the prior up in plane mode (needed for cameras pitched
-    more than ``max_tilt_deg`` down, e.g. looking straight down). ``mode="static"``/``"camera"`` always
-    return that frame. The returned frame's ``source`` says
-    which one was used; ``status`` says why in words.
+    objects excluded) for up, and take the support height from ``highest_support`` (a table rather than the
+    floor). Frames are fused like a scalar Kalman filter on the tilt: the running estimate's variance grows
+    by ``motion_sigma_deg``^2 per frame (the camera may turn), a new fit counts with the variance
+    ``plane_sigma_deg``^2 + its least-squares error^2, and its weight is never below ``smoothing``. One
+    frame's fit is good to ~0.2 deg, so a new fit weighs ~0.9: the estimate follows a moving camera instead
+    of lagging behind it, and only poorly supported fits (few, noisy inliers) are averaged down.
+
+    A fitted up more than ``max_jump_deg`` from the running one is either a camera that was moved (taken at
+    once, the average restarts) or a wrong fit (another large tilted surface; ignored). It is the former when
+    the running up no longer explains the support: the best plane with the running normal holds less than
+    ``jump_support_fraction`` of the new plane's inliers (a table seen with a stale up spreads over many
+    heights). Otherwise the running estimate is kept, unless the jump repeats for ``jump_confirm_frames``
+    frames. So a frame is never lifted with a stale up after the camera was re-placed.
+
+    When no plane is found the previous plane estimate is kept for ``max_hold_frames`` frames, then the
+    fallback is used: the static pose if configured, else a level camera. A configured static pose also
+    serves as the prior up in plane mode (needed for cameras pitched more than ``max_tilt_deg`` down, e.g.
+    looking straight down). ``mode="static"``/``"camera"`` always return that frame. The returned frame's
+    ``source`` says which one was used; ``status`` says why in words; ``reset()`` forgets everything (call
+    it when the camera may have been moved to another scene).
 
     Build with ``GravityEstimator(GravityParams(...))`` or keyword fields, ``GravityEstimator(mode="static",
     static_orientation=(x, y, z, w))``.
@@ -230,6 +257,7 @@ class GravityEstimator:
         """Forget the running estimate."""
         self._up: np.ndarray | None = None
         self._height: float | None = None
+        self._var = 0.0                     # variance of the running up's tilt, deg^2
         self._missed = 0
         self._jumps = 0
         self._current: GravityFrame | None = None
@@ -256,17 +284,22 @@ class GravityEstimator:
         up_new = plane.normal_c
         h_new = highest_support(pts, up_new, bin_m=p.distance_threshold_m, fraction=p.support_fraction)
         h_new = -plane.offset if h_new is None else h_new
+        fit_var = p.plane_sigma_deg ** 2 + plane.normal_sigma_deg ** 2
         if self._up is not None and _angle_deg(up_new, self._up) > p.max_jump_deg:
+            jump = _angle_deg(up_new, self._up)
             self._jumps += 1
-            if self._jumps < p.jump_confirm_frames:
-                return self._hold(f"plane normal jumped {_angle_deg(up_new, self._up):.1f} deg")
-            self._up = None                 # the jump persisted: the camera moved, restart the average
+            if self._jumps < p.jump_confirm_frames and self._still_supported(pts, plane):
+                return self._hold(f"plane normal jumped {jump:.1f} deg while the current up still fits the "
+                                  f"support")
+            self._up = None                 # the camera moved: restart the average
         self._jumps = 0
         self._missed = 0
         if self._up is None:
-            self._up, self._height = up_new, h_new
+            self._up, self._height, self._var = up_new, h_new, fit_var
         else:
-            a = p.smoothing
+            prior_var = self._var + p.motion_sigma_deg ** 2
+            a = max(p.smoothing, prior_var / (prior_var + fit_var))
+            self._var = (1.0 - a) * prior_var
             up = (1.0 - a) * self._up + a * up_new
             self._up = up / np.linalg.norm(up)
             if abs(h_new - self._height) > p.max_height_jump_m:   # another surface: no blending of the two
@@ -276,6 +309,19 @@ class GravityEstimator:
         self.status = f"support plane fitted ({plane.inlier_ratio:.0%} of sampled points)"
         self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane")
         return self._current
+
+    def _still_supported(self, pts: np.ndarray, plane: SupportPlane) -> bool:
+        """Does the running up still explain a support plane about as well as the new fit does? Counts the
+        points of the best plane with the running normal (densest ``2 * distance_threshold``-wide height
+        slab, found on a histogram) against the new plane's inliers."""
+        thr = self.params.distance_threshold_m
+        h = pts @ self._up
+        h = h[np.isfinite(h)]
+        if h.size == 0:
+            return False
+        counts = np.bincount(((h - h.min()) / thr).astype(np.intp))
+        best = int(np.max(counts[:-1] + counts[1:])) if counts.size > 1 else int(counts.sum())
+        return best >= self.params.jump_support_fraction * np.count_nonzero(plane.inlier_mask)
 
     def _hold(self, reason: str) -> GravityFrame:
         self._missed += 1

@@ -74,8 +74,12 @@ class FramePipeline:
         self.memory = memory if memory is not None else SceneMemory(self.config.memory)
 
     def reset(self) -> None:
-        """Clear the scene memory (the gravity estimate is kept: the camera has not moved)."""
+        """Clear the scene memory and the gravity estimate. A reset usually means a new scene or a camera
+        that was re-placed; a kept up vector would be held against the new view's plane fits (as a jump to
+        be confirmed) and lift its first frames with the old camera's gravity. The next frame's plane fit
+        starts a fresh estimate."""
         self.memory.reset()
+        self.gravity.reset()
 
     def process(self, frame: Frame) -> FrameResult:
         """Run one frame. Raises ``InputError`` (memory untouched) when the frame cannot be used."""

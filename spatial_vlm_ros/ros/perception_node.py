@@ -4,7 +4,8 @@ diagnostics and typed spatial-query services out.
 Threads: message callbacks (one mutually exclusive group) only file messages into the approximate-time
 synchroniser and hand complete sets to one worker thread (``handoff``), which always processes the newest
 set and drops stale ones. Services run in their own reentrant group and read an immutable memory snapshot,
-so they answer while a frame is processed. Run it with a ``MultiThreadedExecutor`` (``main`` does).
+so they answer while a frame is processed. Run it with a ``MultiThreadedExecutor`` (``main`` does, through
+``ros.spin``).
 
 Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward),
 sizes in the gravity-aligned frame (z up), metres.
@@ -17,7 +18,6 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObjectArray
@@ -31,6 +31,7 @@ from spatial_vlm_ros.core.frame import Frame
 from spatial_vlm_ros.core.pipeline import FramePipeline
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
 from spatial_vlm_ros.ros import conversions as conv
+from spatial_vlm_ros.ros import spin
 from spatial_vlm_ros.ros.diagnostics import ProcessingStats, diagnostic_array
 from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue
 from spatial_vlm_ros.ros.markers import scene_markers
@@ -53,6 +54,7 @@ class SpatialPerceptionNode(Node):
         self.stats = ProcessingStats()
         self._pipeline_lock = threading.Lock()      # a reset waits for the frame in flight
         self._frame_id = ""
+        self._camera = None                                     # CameraModel of the last frame (worker only)
         self._last_frame: tuple[float, float] | None = None   # (header stamp, monotonic time) of the last frame
         self._last_received: dict[str, float] = {}              # slot -> monotonic time of its last message
         self._last_matched = time.monotonic()
@@ -108,6 +110,9 @@ class SpatialPerceptionNode(Node):
     def _frame_from_set(self, msgs: dict) -> Frame:
         """Convert one matched set to a ``Frame``; raises ``InputError`` for unusable messages."""
         camera = conv.camera_model_from_info(msgs["camera_info"])
+        if camera == self._camera:
+            camera = self._camera          # keep the model whose per-pixel ray grid is already cached
+        self._camera = camera
         rgb = conv.color_to_rgb(msgs["color"])
         depth_msg = msgs["depth"]
         depth = conv.image_to_array(depth_msg, "depth image")
@@ -180,6 +185,7 @@ class SpatialPerceptionNode(Node):
             if now - seen > self.pipeline.memory.params.timeout_s:
                 if self.pipeline.memory.expire(stamp + (now - seen)):
                     self.stats.set_objects(len(self.pipeline.memory.snapshot().objects))
+                    self._publish_scene()          # RViz and planners see the objects go
 
     def _publish_diagnostics(self) -> None:
         self._check_inputs()
@@ -268,37 +274,20 @@ def _finite(value) -> float:
     return v if v == v and abs(v) != float("inf") else 0.0
 
 
-def spin(nodes, num_threads: int = 4) -> int:
-    """Spin ``nodes`` in a ``MultiThreadedExecutor`` until Ctrl-C / shutdown, then clean up: shut the
-    executor down, destroy the nodes, ``rclpy.try_shutdown()``. Returns the process exit code (0)."""
-    executor = MultiThreadedExecutor(num_threads=num_threads)
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
 def main(args=None) -> int:
-    """Entry point ``perception_node``: ROS arguments (``--ros-args --params-file ...``) from ``args``/argv."""
-    rclpy.init(args=args)
+    """Entry point ``perception_node``: ROS arguments (``--ros-args --params-file ...``) from ``args``/argv.
+    Exit code 0 after Ctrl-C / SIGTERM, 2 for invalid parameters."""
     try:
+        spin.init(args=args)
         node = SpatialPerceptionNode()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:
         rclpy.try_shutdown()
         return 0
     except SpatialError as err:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
         rclpy.try_shutdown()
         return 2
-    return spin([node])
+    return spin.spin_until_shutdown([node])
 
 
 if __name__ == "__main__":

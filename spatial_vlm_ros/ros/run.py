@@ -45,9 +45,10 @@ def run(params_file: str, namespace: str = "", detector: str | None = None, extr
         return 2
     import rclpy
 
-    from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode, spin
+    from spatial_vlm_ros.ros import spin
+    from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
 
-    rclpy.init(args=["spatial_vlm_ros"] + ros_arguments(params_file, namespace, detector, extra_ros_args))
+    spin.init(args=["spatial_vlm_ros"] + ros_arguments(params_file, namespace, detector, extra_ros_args))
     try:
         nodes = [SpatialPerceptionNode()]
     except KeyboardInterrupt:
@@ -57,7 +58,7 @@ def run(params_file: str, namespace: str = "", detector: str | None = None, extr
         print(f"spatial_vlm_ros: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    return spin(nodes)
+    return spin.spin_until_shutdown(nodes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
+    """``python -m spatial_vlm_ros.ros.run --params FILE [--namespace NS] [--detector D] [--ros-args ...]``."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:             # Ctrl-C while still starting up
+        return 0
+
+
+def _main(argv) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ros_extra = []
     if "--ros-args" in argv:

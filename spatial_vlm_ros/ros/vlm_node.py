@@ -32,7 +32,6 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from spatial_vlm_interfaces.msg import SpatialObjectArray
@@ -40,6 +39,7 @@ from spatial_vlm_interfaces.srv import Ask
 
 from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.ros import conversions as conv
+from spatial_vlm_ros.ros import spin
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
 from spatial_vlm_ros.vlm.engine import BACKENDS, EngineSettings, GenerationOptions, VLMRequest, load_engine
 from spatial_vlm_ros.vlm.grounding import scene_facts
@@ -213,38 +213,20 @@ class SpatialVLMNode(Node):
 
 
 def main(args=None) -> int:
-    """Entry point ``vlm_node``: ``vlm_node --ros-args --params-file config/vlm.yaml``."""
-    rclpy.init(args=args)
+    """Entry point ``vlm_node``: ``vlm_node --ros-args --params-file config/vlm.yaml``.
+
+    Exit code 0 after Ctrl-C / SIGTERM (clean shutdown through ``ros.spin``), 2 for invalid parameters."""
     try:
+        spin.init(args=args)
         node = SpatialVLMNode()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:
         rclpy.try_shutdown()
         return 0
     except SpatialError as err:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    spin = threading.Thread(target=_spin, args=(executor,), name="spatial-vlm-spin")   # non-daemon
-    spin.start()
-    try:
-        spin.join()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        executor.shutdown()
-        spin.join()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-def _spin(executor) -> None:
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    return spin.spin_until_shutdown([node])
 
 
 if __name__ == "__main__":

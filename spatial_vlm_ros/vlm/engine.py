@@ -124,6 +124,20 @@ class VLMEngine(abc.ABC):
         """Release the model's memory."""
 
 
+def make_answer(tokenizer, ids, logprobs, prompt_tokens: int, eos_ids) -> VLMAnswer:
+    """Cut generated ``ids`` after the first end-of-sequence token and decode them into a ``VLMAnswer``."""
+    ids = [int(t) for t in ids]
+    finish = "length"
+    for n, t in enumerate(ids):
+        if t in eos_ids:
+            ids, finish = ids[:n + 1], "eos"
+            break
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    lp = None if logprobs is None else tuple(float(x) for x in logprobs[:len(ids)])
+    return VLMAnswer(text=text, token_ids=tuple(ids), prompt_tokens=int(prompt_tokens), finish_reason=finish,
+                     token_logprobs=lp)
+
+
 def check_batch(requests: Sequence[VLMRequest], options: GenerationOptions) -> bool:
     """Validate a batch; returns whether its requests carry images."""
     if len(requests) == 0:

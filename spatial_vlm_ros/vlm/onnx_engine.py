@@ -23,7 +23,8 @@ import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, VLMAnswer, VLMEngine, VLMRequest,
-                                        caption_logprob_sums, chat_messages, check_batch, to_pil)
+                                        caption_logprob_sums, chat_messages, check_batch, make_answer,
+                                        to_pil)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
 from spatial_vlm_ros.vlm.onnx_export import DECODER_FILE, EMBED_FILE, META_FILE, VISION_FILE
 
@@ -228,20 +229,8 @@ class OnnxEngine(VLMEngine):
         tokens = np.stack(tokens, axis=1)
         logprobs = np.stack(logprobs, axis=1)
         prompt_tokens = np.asarray(inputs["attention_mask"]).sum(axis=1)
-        return [self._answer(tokens[i], logprobs[i] if options.return_logprobs else None, int(prompt_tokens[i]),
-                             eos) for i in range(batch)]
-
-    def _answer(self, ids, logprobs, prompt_tokens: int, eos) -> VLMAnswer:
-        ids = [int(t) for t in ids]
-        finish = "length"
-        for n, t in enumerate(ids):
-            if t in eos:
-                ids, finish = ids[:n + 1], "eos"
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        lp = None if logprobs is None else tuple(float(x) for x in logprobs[:len(ids)])
-        return VLMAnswer(text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, finish_reason=finish,
-                         token_logprobs=lp)
+        return [make_answer(self.tokenizer, tokens[i], logprobs[i] if options.return_logprobs else None,
+                            prompt_tokens[i], eos) for i in range(batch)]
 
     def prefill_logits(self, requests: Sequence[VLMRequest]) -> np.ndarray:
         """Logits (B, S, V) of the prompt pass (left-padded), for parity checks and benchmarks."""

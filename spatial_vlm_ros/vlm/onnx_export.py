@@ -196,9 +196,8 @@ def export_model(recipe: ExportRecipe) -> Path:
                 torch.arange(p, p + s).repeat(2, 1), *past)
         shapes = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq},
                   tuple({0: batch, 2: past_len} for _ in past))
-        _export(decoder, args, out / DECODER_FILE, ["inputs_embeds", "attention_mask", "position_ids",
-                                                     *past_names], ["logits", *present_names], shapes,
-                recipe)
+        names_in = ["inputs_embeds", "attention_mask", "position_ids", *past_names]
+        _export(decoder, args, out / DECODER_FILE, names_in, ["logits", *present_names], shapes, recipe)
 
     eos = model.generation_config.eos_token_id
     meta = {

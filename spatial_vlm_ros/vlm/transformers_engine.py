@@ -16,7 +16,8 @@ import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, VLMAnswer, VLMEngine, VLMRequest,
-                                        caption_logprob_sums, chat_messages, check_batch, to_pil)
+                                        caption_logprob_sums, chat_messages, check_batch, make_answer,
+                                        to_pil)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions
 
 log = logging.getLogger(__name__)
@@ -117,22 +118,10 @@ class TransformersEngine(VLMEngine):
         return [self._answer(new[i], None if logprobs is None else logprobs[i], int(prompt_tokens[i]))
                 for i in range(len(requests))]
 
-    def _eos_ids(self) -> set[int]:
-        eos = self.model.generation_config.eos_token_id
-        return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-
     def _answer(self, ids: np.ndarray, logprobs: np.ndarray | None, prompt_tokens: int) -> VLMAnswer:
-        eos = self._eos_ids()
-        ids = [int(t) for t in ids]
-        finish = "length"
-        for n, t in enumerate(ids):
-            if t in eos:
-                ids, finish = ids[:n + 1], "eos"
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        lp = None if logprobs is None else tuple(float(x) for x in logprobs[:len(ids)])
-        return VLMAnswer(text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, finish_reason=finish,
-                         token_logprobs=lp)
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        return make_answer(self.tokenizer, ids, logprobs, prompt_tokens, eos)
 
     # -- caption scoring (What's Up) ---------------------------------------------------------------------
     def score_captions(self, image: np.ndarray, captions: Sequence[str],
@@ -158,4 +147,3 @@ class TransformersEngine(VLMEngine):
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-

@@ -1,0 +1,201 @@
+"""Offline accuracy of the perception core on simulated RGB-D scenes (no ROS, no node, ground-truth masks).
+
+Renders (once, cached under ``out/accuracy/``) tabletop scene sets with ``sim.dataset.generate_scenes``
+(stereo-like depth noise, 640x480, a few frames per scene from a moving camera), runs every frame through
+``core.pipeline.FramePipeline`` configured exactly as the node is (``config/perception.yaml`` through
+``ros.parameters``, which is ROS-free, plus the evaluation's overrides), resets it between scenes like the
+evaluation's ``~/reset``, and after the last frame of each scene asks every ground-truth relation and quantity
+of that frame through ``core.spatial_queries.SpatialQueries`` (objects named by their unique labels, as the
+evaluation does). Scoring is the evaluation's (``evaluation.scoring``): accuracy on unambiguous relations,
+quantities within +-10 % / +-25 %, and the mean / median signed relative error (bias) per quantity, plus the
+bias of the unary extents (width, depth, height) per object category.
+
+    .venv/bin/python benchmarks/accuracy_offline.py --seeds 101 102 --scenes 15      # tuning set
+    .venv/bin/python benchmarks/accuracy_offline.py --seeds 0 --scenes 16            # the demo's scenes
+    .venv/bin/python benchmarks/accuracy_offline.py --set lifting.amodal=none        # a parameter override
+
+Lengths are metres; relative errors are ``(predicted - truth) / truth``. Use different seeds for tuning and
+for the final check.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spatial_vlm_ros.core.camera import CameraModel  # noqa: E402
+from spatial_vlm_ros.core.errors import InputError  # noqa: E402
+from spatial_vlm_ros.core.frame import Frame, Segmentation  # noqa: E402
+from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
+from spatial_vlm_ros.core.spatial_queries import SpatialQueries  # noqa: E402
+from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION  # noqa: E402
+from spatial_vlm_ros.evaluation.scoring import summarize  # noqa: E402
+from spatial_vlm_ros.evaluation.truth_queries import askable_objects, frame_queries, label_names  # noqa: E402
+from spatial_vlm_ros.ros.parameters import (NODE_NAME, load_parameter_file, pipeline_config,  # noqa: E402
+                                            validate_values)
+
+#: what the evaluation runner imposes on the node (``evaluation.runner.node_parameter_overrides``; the demo
+#: also turns on motion compensation for multi-frame scenes)
+EVALUATION_OVERRIDES = {"memory.timeout_s": 1e5, "memory.compensate_motion": True}
+
+
+def dataset_path(cache: Path, seed: int, n_scenes: int, frames: int) -> Path:
+    return cache / f"seed{seed}_n{n_scenes}_f{frames}"
+
+
+def ensure_dataset(cache: Path, seed: int, n_scenes: int, frames: int) -> Path:
+    """The cached scene set for (seed, scenes, frames), rendered first if missing (noisy depth, 640x480)."""
+    path = dataset_path(cache, seed, n_scenes, frames)
+    if not (path / "dataset.json").is_file():
+        from spatial_vlm_ros.sim.dataset import generate_scenes
+        print(f"rendering {n_scenes} scenes x {frames} frames, seed {seed} -> {path}", flush=True)
+        generate_scenes(path, n_scenes=n_scenes, frames_per_scene=frames, noise=True, seed=seed, progress=True)
+    return path
+
+
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_config(params_file: Path, overrides: dict):
+    values = load_parameter_file(str(params_file), NODE_NAME)
+    values.update(EVALUATION_OVERRIDES)
+    values.update(overrides)
+    return pipeline_config(validate_values(values))
+
+
+def core_frame(f) -> Frame:
+    ci = f.camera_info
+    camera = CameraModel.from_camera_info_fields(ci["width"], ci["height"], ci["k"], ci["d"],
+                                                 ci.get("distortion_model", "plumb_bob"), ci.get("frame_id", ""))
+    seg = Segmentation(f.mask, list(f.ids), list(f.labels), [1.0] * len(f.ids))
+    return Frame(f.rgb, f.depth_mm, "16UC1", camera, f.stamp, seg)
+
+
+def evaluate_dataset(path: Path, config, every_frame: bool = False):
+    """Run the pipeline over every scene of ``path``; return the answered ``QueryRecord``s and the per-frame
+    pipeline timings (ms)."""
+    from spatial_vlm_ros.sim.dataset import iter_dataset
+    pipeline = FramePipeline(config)
+    queries = SpatialQueries(pipeline.memory, config.noise)
+    records, lift_ms = [], []
+    for record in iter_dataset(path):
+        pipeline.reset()                                    # the evaluation's ~/reset between scenes
+        for i, f in enumerate(record.frames):
+            try:
+                result = pipeline.process(core_frame(f))
+                lift_ms.append(result.timings_ms["total"])
+            except InputError as err:                  # the node skips such a frame (memory untouched)
+                print(f"  {record.scene_id} frame {i}: {err}")
+            if not (every_frame or i == len(record.frames) - 1):
+                continue
+            gt = f.ground_truth
+            names = label_names(askable_objects(gt))
+            recs, _ = frame_queries(gt, names)
+            for r in recs:
+                if r.kind == RELATION:
+                    a = queries.get_relation(r.subject, r.relation_or_quantity, r.reference)
+                    r.success, r.message = a.success, a.message
+                    r.predicted = bool(a.holds) if a.success else None
+                    r.confidence = a.confidence
+                else:
+                    a = queries.measure(r.relation_or_quantity, r.subject, r.reference)
+                    r.success, r.message = a.success, a.message
+                    r.predicted = float(a.value) if a.success else None
+                    r.uncertainty = a.uncertainty
+            records += recs
+    return records, lift_ms
+
+
+def _pct(v) -> str:
+    return "  n/a" if v is None or not math.isfinite(v) else f"{100 * v:5.1f}"
+
+
+def signed_errors(records, quantity: str, min_truth: float = 0.02) -> list[float]:
+    return [(float(r.predicted) - float(r.truth)) / float(r.truth) for r in records
+            if r.kind == QUANTITY and r.relation_or_quantity == quantity and r.answered
+            and float(r.truth) >= min_truth]
+
+
+def print_report(records, label: str) -> dict:
+    s = summarize(records)
+    rel, qty = s["relations"], s["quantities"]
+    print(f"\n=== {label}: {rel['overall']['n_scored']} unambiguous relations, "
+          f"{qty['overall']['n_scored']} quantities")
+    print(f"relations overall {_pct(rel['overall']['accuracy'])} %  (failed calls {rel['overall']['n_failed']}, "
+          f"ambiguous {rel['overall']['n_ambiguous']})")
+    print(f"{'relation':<22}{'n':>6}{'acc %':>8}{'false yes':>11}{'false no':>10}")
+    for name, b in rel["per_relation"].items():
+        c = b["confusion"]
+        print(f"{name:<22}{b['n_scored']:>6}{_pct(b['accuracy']):>8}{c['false_yes']:>11}{c['false_no']:>10}")
+    print(f"{'quantity':<22}{'n':>6}{'+-10%':>8}{'+-25%':>8}{'bias mean':>11}{'bias med':>10}{'|rel| p50':>11}")
+    for name, b in qty["per_quantity"].items():
+        se = signed_errors(records, name, qty["min_truth_m"])
+        med = float(np.median(se)) if se else math.nan
+        print(f"{name:<22}{b['n_scored']:>6}{_pct(b['within_10pct']):>8}{_pct(b['within_25pct']):>8}"
+              f"{_pct(b['mean_signed_rel_error']):>11}{_pct(med):>10}{_pct(b['rel_error']['p50']):>11}")
+    o = qty["overall"]
+    print(f"{'(all quantities)':<22}{o['n_scored']:>6}{_pct(o['within_10pct']):>8}{_pct(o['within_25pct']):>8}")
+    by_cat: dict = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.kind == QUANTITY and r.relation_or_quantity in ("width", "depth", "height") and r.answered \
+                and float(r.truth) > 0:
+            by_cat[r.subject][r.relation_or_quantity].append((float(r.predicted) - float(r.truth)) / float(r.truth))
+    print("mean signed relative error of the extents per category, % (n):")
+    for cat in sorted(by_cat):
+        cells = "  ".join(f"{q} {_pct(float(np.mean(v))):>6} ({len(v)})" for q, v in sorted(by_cat[cat].items()))
+        print(f"  {cat:<14}{cells}")
+    return s
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102])
+    ap.add_argument("--scenes", type=int, default=15, help="scenes per seed")
+    ap.add_argument("--frames", type=int, default=3, help="frames per scene (camera moving, 30 Hz)")
+    ap.add_argument("--cache", type=Path, default=ROOT / "out" / "accuracy")
+    ap.add_argument("--params", type=Path, default=ROOT / "config" / "perception.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="node parameter override, e.g. lifting.amodal=none (JSON values)")
+    ap.add_argument("--every-frame", action="store_true", help="ask after every frame, not only the last")
+    ap.add_argument("--json", type=Path, help="write the summary here")
+    args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name.strip()] = parse_value(value)
+    config = build_config(args.params, overrides)
+    all_records, summaries = [], {}
+    t0 = time.monotonic()
+    ms = []
+    for seed in args.seeds:
+        path = ensure_dataset(args.cache, seed, args.scenes, args.frames)
+        t = time.monotonic()
+        records, lift_ms = evaluate_dataset(path, config, args.every_frame)
+        ms += lift_ms
+        print(f"seed {seed}: {len(records)} queries in {time.monotonic() - t:.1f} s")
+        all_records += records
+    summaries["all"] = print_report(all_records, f"seeds {' '.join(map(str, args.seeds))}"
+                                    + (f", overrides {overrides}" if overrides else ""))
+    print(f"\npipeline per frame: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
+          f"p99 {np.percentile(ms, 99):.1f} ms ({len(ms)} frames); wall {time.monotonic() - t0:.1f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summaries, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

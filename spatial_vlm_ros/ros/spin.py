@@ -1,0 +1,59 @@
+"""Process life cycle of the package's nodes: init, spin until Ctrl-C / SIGTERM, clean shutdown (exit 0).
+
+Order (the one that runs clean with the PyPI wheels, see the shared notes): the executor spins in a
+non-daemon thread; a SIGINT/SIGTERM only sets an event; then the executor is shut down, its thread joined,
+the nodes destroyed (joining their own threads) while the context is still valid, and only then the context
+is shut down. rclpy's own signal handlers are not installed, because they shut the context down first, while
+callbacks may still run and before the nodes are destroyed.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+
+def init(args=None) -> None:
+    """``rclpy.init`` without rclpy's signal handlers (``spin_until_shutdown`` handles the signals)."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def _spin(executor, stop: threading.Event) -> None:
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        stop.set()
+
+
+def spin_until_shutdown(nodes, num_threads: int = 4) -> int:
+    """Spin ``nodes`` in a ``MultiThreadedExecutor`` until SIGINT/SIGTERM (or the context is shut down),
+    then clean up in the order above. Returns the exit code (0)."""
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+    for node in nodes:
+        executor.add_node(node)
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=_spin, args=(executor, stop), name="executor", daemon=False)
+    thread.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        thread.join()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
