@@ -25,6 +25,7 @@ import math
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "config" / "perception.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="node parameter override, e.g. lifting.amodal=none (JSON values)")
+    ap.add_argument("--lift", action="append", default=[], metavar="FIELD=VALUE",
+                    help="core LiftingParams / GravityParams field override (L.field or G.field), for fields "
+                         "that are not node parameters, e.g. G.motion_sigma_deg=0.5")
     ap.add_argument("--every-frame", action="store_true", help="ask after every frame, not only the last")
     ap.add_argument("--json", type=Path, help="write the summary here")
     args = ap.parse_args(argv)
@@ -177,6 +181,18 @@ def main(argv=None) -> int:
         name, _, value = item.partition("=")
         overrides[name.strip()] = parse_value(value)
     config = build_config(args.params, overrides)
+    core = {"L": {}, "G": {}}
+    for item in args.lift:
+        name, _, value = item.partition("=")
+        group, _, field_name = name.strip().partition(".")
+        v = parse_value(value)
+        core[group][field_name] = tuple(v) if isinstance(v, list) else v
+    if core["L"]:
+        config.lifting = replace(config.lifting, **core["L"])
+        overrides.update({f"L.{k}": v for k, v in core["L"].items()})
+    if core["G"]:
+        config.gravity = replace(config.gravity, **core["G"])
+        overrides.update({f"G.{k}": v for k, v in core["G"].items()})
     all_records, summaries = [], {}
     t0 = time.monotonic()
     ms = []

@@ -86,9 +86,18 @@ class BagPlayer:
     def after_publish(self, message: RawMessage) -> None:
         """Called right after ``message`` was published."""
 
+    def end_of_pass(self) -> None:
+        """Called when a pass has published the whole bag (not when stopped), before the next loop or the end
+        of ``run()``, with the publishers still up; may block."""
+
     def stop(self) -> None:
         """Ask a running ``run()`` (in another thread) to finish after the current message."""
         self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._stop.is_set()
 
     # ------------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -160,27 +169,27 @@ class BagPlayer:
             log.warning(f"starting without subscribers on {', '.join(missing)}")
         time.sleep(0.2)          # let matched readers finish their side of the discovery handshake
 
+    @staticmethod
+    def _put(out: queue.Queue, item, cancel: threading.Event) -> bool:
+        """Put ``item`` on the bounded queue, waiting while it is full unless cancelled; False once cancelled."""
+        while not cancel.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        return not cancel.is_set()
+
     def _prefetch(self, topics, t0: int, out: queue.Queue, cancel: threading.Event) -> None:
         """Read messages ahead in a thread so disk and chunk decoding never delay a publish; None ends."""
         try:
             for m in self._reader.raw_messages(topics, start_ns=t0):
-                while not cancel.is_set():
-                    try:
-                        out.put(m, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if cancel.is_set():
+                if not self._put(out, m, cancel):
                     return
         except Exception as err:  # noqa: BLE001 - handed to the publishing thread
             self._prefetch_error = err
         finally:
-            while not cancel.is_set():
-                try:
-                    out.put(None, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            self._put(out, None, cancel)
 
     def _play_once(self, publishers, t0: int, log) -> None:
         pending: queue.Queue = queue.Queue(maxsize=self.prefetch)
@@ -195,6 +204,7 @@ class BagPlayer:
                 if m is None:
                     if self._prefetch_error is not None:
                         raise InputError(f"reading {self.bag} failed: {self._prefetch_error}")
+                    self.end_of_pass()
                     return
                 if self.before_publish(m):
                     wall0 = None                     # restart the schedule at this message

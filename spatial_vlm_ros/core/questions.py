@@ -27,6 +27,11 @@ MAX_QUESTION_CHARS = 500
 KINDS = ("relation", "choice", "quantity", "list", "exists", "locate", "dimensions")
 
 
+class UnrecognisedQuestion(QueryError):
+    """No template matches the (non-empty, not too long) question: it is not a template question, though it
+    may be a sensible free-form one (the ROS node hands such questions to a VLM when one is configured)."""
+
+
 @dataclass(frozen=True)
 class Query:
     """A parsed question. ``subject``/``reference``/``options`` are object phrases (see ``naming.resolve``)."""
@@ -248,13 +253,21 @@ _PLACEHOLDERS = {
 }
 
 
-def _compile(pattern: str) -> re.Pattern:
+def _compile(template: Template) -> re.Pattern:
+    """The template's anchored regex. Each placeholder (and each hand-written named group) may appear once
+    per template: Python's ``re`` rejects a group name defined twice, and the error names the template."""
+    pattern = template.pattern
     for key, value in _PLACEHOLDERS.items():
+        if pattern.count(key) > 1:
+            raise ValueError(f"question template '{template.name}' uses {key} more than once")
         pattern = pattern.replace(key, value)
-    return re.compile(rf"^{pattern}$")
+    try:
+        return re.compile(rf"^{pattern}$")
+    except re.error as err:
+        raise ValueError(f"question template '{template.name}' is not a valid regex: {err}") from None
 
 
-_COMPILED = tuple((t, _compile(t.pattern)) for t in TEMPLATES)
+_COMPILED = tuple((t, _compile(t)) for t in TEMPLATES)     # every template is compiled (and checked) at import
 
 _CONTRACTIONS = (("what's", "what is"), ("where's", "where is"), ("how's", "how is"), ("who's", "who is"),
                  ("which's", "which is"), ("it's", "it is"), ("that's", "that is"), ("there's", "there is"),
@@ -334,7 +347,8 @@ def _build(template: Template, match: re.Match, question: str) -> Query | None:
 
 
 def parse(question: str) -> Query:
-    """Structured query for ``question``; QueryError (with examples) when no template fits."""
+    """Structured query for ``question``. Raises ``QueryError`` for an empty, too long or non-string question
+    and its subclass ``UnrecognisedQuestion`` (with examples) when no template fits."""
     if not isinstance(question, str):
         raise QueryError("the question must be a string")
     if not question.strip():
@@ -351,5 +365,5 @@ def parse(question: str) -> Query:
     hint = ""
     if re.match(rf"^{_BE} ", text):
         hint = f" (no known relation found; relations: {', '.join(RELATIONS)})"
-    raise QueryError(f"could not parse '{question.strip()}'{hint}; try e.g. "
+    raise UnrecognisedQuestion(f"could not parse '{question.strip()}'{hint}; try e.g. "
                      + ", ".join(f"'{e}'" for e in _EXAMPLES))

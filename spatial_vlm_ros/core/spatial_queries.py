@@ -22,7 +22,7 @@ from .naming import display_name, matches, resolve, singular
 from .noise import DepthNoiseModel
 from .observation import TrackedObject
 from .quantities import QUANTITIES, canonical_quantity, measure, signed_difference
-from .questions import Query, parse
+from .questions import Query, UnrecognisedQuestion, parse
 from .relations import RelationParams, canonical_relation, evaluate
 from .scene import Scene
 
@@ -66,6 +66,7 @@ class AskAnswer:
     value: float = 0.0            # metric: metres (signed for "how much taller/higher ..."); free: a count
     confidence: float = 0.0
     query: Query | None = None    # what the question was parsed into
+    recognised: bool = True       # False: no template matched (a free-form question a VLM may answer)
 
 
 T = TypeVar("T")
@@ -138,8 +139,12 @@ class SpatialQueries:
         return self._guard(run, lambda msg: MeasureAnswer(False, msg))
 
     def ask(self, question: str) -> AskAnswer:
+        """Answer a template question; ``recognised=False`` (with the parser's hint) when no template fits."""
         def run():
-            query = parse(question)
+            try:
+                query = parse(question)
+            except UnrecognisedQuestion as err:
+                return AskAnswer(False, str(err), recognised=False)
             scene = self.memory.snapshot()
             handler = {"relation": self._ask_relation, "choice": self._ask_choice, "quantity": self._ask_quantity,
                        "list": self._ask_list, "exists": self._ask_exists, "locate": self._ask_locate,

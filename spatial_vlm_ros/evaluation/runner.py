@@ -207,7 +207,8 @@ class NodeRunner:
 class SteppedBagPlayer(BagPlayer):
     """``BagPlayer`` that pauses at frame-set boundaries: before publishing the first camera message stamped
     after a boundary it calls ``on_boundary(index)``, which may block (the questions are asked there), then
-    resumes at recorded timing. Also records the wall time each colour frame was published."""
+    resumes at recorded timing; boundaries after the bag's last message fire when the bag ends. Also records
+    the wall time each colour frame was published."""
 
     def __init__(self, bag, boundaries_ns: list[int], on_boundary: Callable[[int], None],
                  color_topic: str, **kwargs):
@@ -220,7 +221,8 @@ class SteppedBagPlayer(BagPlayer):
         self.error: BaseException | None = None
         self._next = 0
 
-    def _stamp_of(self, m) -> int:
+    @staticmethod
+    def _stamp_of(m) -> int:
         if m.msgtype in HEADER_FIRST_TYPES:
             stamp = header_stamp_ns(m.data)
             if stamp is not None:
@@ -236,51 +238,26 @@ class SteppedBagPlayer(BagPlayer):
             self.error = err
             self.stop()
 
-    def _play_once(self, publishers, t0: int, log) -> None:
-        import queue
-        import threading
-        pending: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        cancel = threading.Event()
-        reader = threading.Thread(target=self._prefetch, args=(list(publishers), t0, pending, cancel),
-                                  name="bag_prefetch")
-        reader.start()
-        try:
-            wall0 = None
-            while not self._stop.is_set():
-                m = pending.get()
-                if m is None:
-                    if self._prefetch_error is not None:
-                        raise InputError(f"reading {self.bag} failed: {self._prefetch_error}")
-                    break
-                stamp = self._stamp_of(m)
-                while self._next < len(self.boundaries_ns) and stamp > self.boundaries_ns[self._next] \
-                        and not self._stop.is_set():
-                    self._fire()
-                    wall0 = None                       # resume the schedule at this message
-                if self._stop.is_set():
-                    break
-                if wall0 is None:
-                    wall0 = time.monotonic() - (m.log_time_ns - t0) * 1e-9 / self.rate
-                delay = wall0 + (m.log_time_ns - t0) * 1e-9 / self.rate - time.monotonic()
-                if delay > 0:
-                    if self._stop.wait(delay):
-                        break
-                else:
-                    self.stats.max_lateness_ms = max(self.stats.max_lateness_ms, -delay * 1e3)
-                try:
-                    publishers[m.topic].publish(m.data)
-                    self.stats.published[m.topic] += 1
-                    if m.topic == self.color_topic:
-                        self.color_published[stamp] = time.time()
-                        self.last_color_ns = stamp
-                except Exception as err:   # noqa: BLE001 - rclpy raises RCLError; keep replaying
-                    self.stats.failed += 1
-                    log.warning(f"publish on {m.topic} failed: {err}", throttle_duration_sec=1.0)
-            while self._next < len(self.boundaries_ns) and not self._stop.is_set():
-                self._fire()                           # sets at the end of the bag
-        finally:
-            cancel.set()
-            reader.join()
+    def _fire_until(self, stamp_ns: float) -> bool:
+        """Fire every pending boundary before ``stamp_ns``; True if any fired."""
+        fired = False
+        while self._next < len(self.boundaries_ns) and stamp_ns > self.boundaries_ns[self._next] \
+                and not self.stopped:
+            self._fire()
+            fired = True
+        return fired
+
+    def before_publish(self, message) -> bool:
+        return self._fire_until(self._stamp_of(message))    # after a pause, resume the schedule here
+
+    def after_publish(self, message) -> None:
+        if message.topic == self.color_topic:
+            stamp = self._stamp_of(message)
+            self.color_published[stamp] = time.time()
+            self.last_color_ns = stamp
+
+    def end_of_pass(self) -> None:
+        self._fire_until(math.inf)                           # sets at the end of the bag
 
 
 def _node_centres(update) -> dict[str, np.ndarray]:

@@ -94,6 +94,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics messages, s", (0.05, 60.0)),
     ParamSpec("stale_after_s", 5.0, "Diagnostics warn when no frame was processed for this long, s",
               (0.1, 3600.0)),
+    ParamSpec("vlm_service", "/spatial_vlm/ask", "Ask service of the VLM node (vlm_node) that gets the ~/ask "
+              "questions no template matches, forwarded unchanged; its answer is returned as is "
+              "(empty = off: such questions are refused)"),
+    ParamSpec("vlm_timeout_s", 90.0, "Longest wait for the VLM's answer to a forwarded question, s (above the "
+              "VLM node's request_timeout_s, 60 s by default, which includes its queueing)", (0.1, 3600.0)),
     # ---- gravity (core.gravity.GravityParams)
     _g("gravity.mode", "mode", "Gravity frame source: 'plane' (fit the support plane each frame), 'static' "
        "(gravity.static_orientation_xyzw) or 'camera' (assume a level camera)", choices=GRAVITY_MODES),
@@ -302,6 +307,8 @@ class NodeSettings:
     publish_rate_hz: float
     diagnostics_period_s: float
     stale_after_s: float
+    vlm_service: str
+    vlm_timeout_s: float
 
 
 def node_settings(values: dict) -> NodeSettings:
@@ -311,7 +318,8 @@ def node_settings(values: dict) -> NodeSettings:
         sync_slop_s=values["sync.slop_s"], sync_queue_size=values["sync.queue_size"],
         sensor_qos_depth=values["qos.sensor_depth"], max_processing_rate_hz=values["max_processing_rate_hz"],
         publish_rate_hz=values["publish_rate_hz"], diagnostics_period_s=values["diagnostics_period_s"],
-        stale_after_s=values["stale_after_s"])
+        stale_after_s=values["stale_after_s"], vlm_service=values["vlm_service"].strip(),
+        vlm_timeout_s=values["vlm_timeout_s"])
 
 
 def _group_kwargs(values: dict, group: str) -> dict:

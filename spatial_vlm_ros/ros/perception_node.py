@@ -7,6 +7,10 @@ set and drops stale ones. Services run in their own reentrant group and read an 
 so they answer while a frame is processed. Run it with a ``MultiThreadedExecutor`` (``main`` does, through
 ``ros.spin``).
 
+``~/ask`` answers template questions from the geometry; a question no template matches is forwarded,
+unchanged, to the VLM node's ``Ask`` service (parameter ``vlm_service``) and its answer returned as is; see
+``ros.vlm_forwarding``.
+
 Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward),
 sizes in the gravity-aligned frame (z up), metres.
 """
@@ -15,7 +19,6 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -38,6 +41,7 @@ from spatial_vlm_ros.ros.markers import scene_markers
 from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
 from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos, sensor_qos
 from spatial_vlm_ros.ros.sync import ApproximateTimeSynchronizer
+from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
 
 LOG_THROTTLE_S = 5.0
 
@@ -81,6 +85,7 @@ class SpatialPerceptionNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", output_qos())
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
 
+        self.vlm = VLMForwarder(self, s.vlm_service, s.vlm_timeout_s)     # own callback group
         self.create_service(ListObjects, "~/list_objects", self._list_objects, callback_group=services)
         self.create_service(GetRelation, "~/get_relation", self._get_relation, callback_group=services)
         self.create_service(Measure, "~/measure", self._measure, callback_group=services)
@@ -93,7 +98,8 @@ class SpatialPerceptionNode(Node):
         self.worker.start()
         self.get_logger().info(
             f"detector '{s.detector}', inputs {', '.join(topics[x][1] for x in slots)}, "
-            f"slop {s.sync_slop_s * 1e3:.0f} ms, gravity '{self.pipeline.config.gravity.mode}'")
+            f"slop {s.sync_slop_s * 1e3:.0f} ms, gravity '{self.pipeline.config.gravity.mode}', "
+            f"free-form questions to {self.vlm.service or '(off)'}")
 
     # ----------------------------------------------------------------------------------------- inputs
     def _input_callback(self, slot: str):
@@ -195,7 +201,8 @@ class SpatialPerceptionNode(Node):
                  "dropped_unmatched_messages": sync.dropped_total,
                  "matched_sets": sync.matched_sets,
                  "gravity": f"{self.pipeline.gravity.status}",
-                 "detector": s.detector}
+                 "detector": s.detector,
+                 "vlm_service": self.vlm.service or "off"}
         msg = diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),
                                f"{self.get_fully_qualified_name()}: perception", self.get_fully_qualified_name(),
                                s.diagnostics_period_s, s.stale_after_s, extra)
@@ -240,8 +247,14 @@ class SpatialPerceptionNode(Node):
         return self._guarded(response, fill)
 
     def _ask(self, request, response):
+        """Template questions: the geometry. Others: the VLM (blocks this callback up to vlm_timeout_s)."""
         def fill(res):
             a = self.queries.ask(request.question)
+            if not a.success and not a.recognised:
+                vlm = self.vlm.forward(request.question, a.message)
+                for name in res.get_fields_and_field_types():
+                    setattr(res, name, getattr(vlm, name))
+                return
             res.success, res.message, res.answer, res.kind = bool(a.success), a.message, a.answer, a.kind
             res.yes, res.value, res.confidence = bool(a.yes), _finite(a.value), _finite(a.confidence)
         return self._guarded(response, fill)
@@ -262,6 +275,9 @@ class SpatialPerceptionNode(Node):
         worker = getattr(self, "worker", None)
         if worker is not None:
             worker.stop()
+        vlm = getattr(self, "vlm", None)
+        if vlm is not None:
+            vlm.close()
         return super().destroy_node()
 
 
@@ -277,17 +293,7 @@ def _finite(value) -> float:
 def main(args=None) -> int:
     """Entry point ``perception_node``: ROS arguments (``--ros-args --params-file ...``) from ``args``/argv.
     Exit code 0 after Ctrl-C / SIGTERM, 2 for invalid parameters."""
-    try:
-        spin.init(args=args)
-        node = SpatialPerceptionNode()
-    except KeyboardInterrupt:
-        rclpy.try_shutdown()
-        return 0
-    except SpatialError as err:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
-        rclpy.try_shutdown()
-        return 2
-    return spin.spin_until_shutdown([node])
+    return spin.run_node(SpatialPerceptionNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

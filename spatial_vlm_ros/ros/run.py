@@ -1,92 +1,161 @@
-"""Start the package's node(s) from a parameter file without ``launch`` (which PyPI ROS does not ship).
+"""Start the package's node(s) from parameter files without ``launch`` (which PyPI ROS does not ship).
 
-    python -m spatial_vlm_ros.ros.run --params config/perception.yaml [--namespace robot1] [--detector tabletop]
+    python -m spatial_vlm_ros.ros.run --params config/perception.yaml [--namespace robot1] \
+        [--detector tabletop] [--nodes perception vlm] [--ros-args -r ... --log-level debug]
 
 does what ``ros2 launch spatial_vlm_ros perception.launch.py params_file:=... namespace:=... detector:=...``
-does on a full ROS install: one ``spatial_perception`` node with the file's ``ros__parameters`` (keys ``/**``,
-``/**/spatial_perception`` or the node's fully qualified name), in the namespace given, with the detector
-overridden when asked. The file is checked first, so a typo fails with a clear message before ROS starts.
-Extra ROS arguments (remappings, log level) go after ``--ros-args``.
+does on a full ROS install: the ``spatial_perception`` node (and, with ``--nodes ... vlm``, the
+``spatial_vlm`` node) in one process, with the file's ``ros__parameters`` (keys ``/**``,
+``/**/<node name>`` or the node's fully qualified name), in the namespace given, with the detector overridden
+when asked. A node the given file has no section for reads its default file (``config/<node>.yaml``). The
+perception parameters are checked first, so a typo fails with a clear message before ROS starts.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from spatial_vlm_ros.core.errors import InputError
+import yaml
+
+from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, validate_values
 
+#: node key -> (ROS node name, default parameter file name under config/)
+NODES = {"perception": (NODE_NAME, "perception.yaml"), "vlm": ("spatial_vlm", "vlm.yaml")}
 
-def ros_arguments(params_file: str, namespace: str = "", detector: str | None = None,
-                  extra_ros_args=()) -> list[str]:
-    """The ``--ros-args`` list that applies the parameter file, namespace and detector override."""
-    args = ["--ros-args", "--params-file", params_file]
+
+def default_params_file(node: str) -> str:
+    """``config/<node>.yaml`` of the source tree, else of the installed package share directory."""
+    name = NODES[node][1]
+    source = Path(__file__).resolve().parents[2] / "config" / name
+    if source.is_file():
+        return str(source)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return str(Path(get_package_share_directory("spatial_vlm_ros")) / "config" / name)
+    except (ImportError, LookupError):
+        return str(source)
+
+
+def _has_section(params_file: str, node_name: str) -> bool:
+    try:
+        with open(params_file, encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    keys = ("/**", "**", f"/**/{node_name}", node_name, f"/{node_name}")
+    return isinstance(doc, dict) and any(isinstance(doc.get(k), dict) for k in keys)
+
+
+def parameter_files(nodes, params_file: str | None) -> list[str]:
+    """The files to load: ``params_file`` (if any) plus the default file of each node it does not cover."""
+    files = [params_file] if params_file else []
+    for node in nodes:
+        if not params_file or not _has_section(params_file, NODES[node][0]):
+            files.append(default_params_file(node))
+    return list(dict.fromkeys(files))
+
+
+def ros_arguments(params_files, namespace: str = "", detector: str | None = None, extra_ros_args=()) -> list[str]:
+    """The ``--ros-args`` list that applies the parameter files, namespace and detector override."""
+    if isinstance(params_files, str):
+        params_files = [params_files]
+    args = ["--ros-args"]
+    for f in params_files:
+        args += ["--params-file", f]
     if namespace.strip("/"):
         args += ["-r", f"__ns:=/{namespace.strip('/')}"]
     if detector:
-        args += ["-p", f"detector:={detector}"]
+        args += ["-p", f"detector:={detector}"]       # only the perception node declares it
     return args + list(extra_ros_args)
 
 
 def check_parameter_file(params_file: str, namespace: str = "", detector: str | None = None) -> dict:
-    """Validated parameter values the node will get; raises ``InputError`` naming every problem."""
+    """Validated perception parameters the node will get; raises ``InputError`` naming every problem."""
     overrides = load_parameter_file(params_file, NODE_NAME, namespace)
     if detector:
         overrides["detector"] = detector
     return validate_values(overrides)
 
 
-def run(params_file: str, namespace: str = "", detector: str | None = None, extra_ros_args=()) -> int:
-    """Check ``params_file``, start the node(s) and spin until Ctrl-C; returns the exit code (0 = clean)."""
+def _make_node(node: str):
+    if node == "perception":
+        from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
+        return SpatialPerceptionNode()
+    from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode
+    return SpatialVLMNode()
+
+
+def run_nodes(nodes=("perception",), params_file: str | None = None, namespace: str = "",
+              detector: str | None = None, ros_args=()) -> int:
+    """Start ``nodes`` (keys of ``NODES``) in this process and spin until Ctrl-C / SIGTERM.
+
+    Returns the exit code: 0 after a clean shutdown, 2 for invalid parameters or an unknown node.
+    """
+    nodes = list(dict.fromkeys(nodes or ["perception"]))
+    unknown = [n for n in nodes if n not in NODES]
+    if unknown:
+        print(f"spatial_vlm_ros: unknown node(s) {', '.join(unknown)} (known: {', '.join(NODES)})", file=sys.stderr)
+        return 2
+    files = parameter_files(nodes, params_file)
     try:
-        check_parameter_file(params_file, namespace, detector)
-    except InputError as err:
-        print(f"spatial_vlm_ros: {err}", file=sys.stderr)
+        if "perception" in nodes:
+            perception_file = next(f for f in files if _has_section(f, NODE_NAME))
+            check_parameter_file(perception_file, namespace, detector)
+    except (InputError, StopIteration) as err:
+        print(f"spatial_vlm_ros: {err or 'no parameter file for ' + NODE_NAME}", file=sys.stderr)
         return 2
     import rclpy
 
     from spatial_vlm_ros.ros import spin
-    from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
 
-    spin.init(args=["spatial_vlm_ros"] + ros_arguments(params_file, namespace, detector, extra_ros_args))
+    spin.init(args=["spatial_vlm_ros"] + ros_arguments(files, namespace, detector, ros_args))
+    created = []
     try:
-        nodes = [SpatialPerceptionNode()]
-    except KeyboardInterrupt:
+        for node in nodes:
+            created.append(_make_node(node))
+    except (KeyboardInterrupt, SpatialError) as err:
+        if isinstance(err, SpatialError):
+            print(f"spatial_vlm_ros: {err}", file=sys.stderr)
+        for node in created:
+            node.destroy_node()
         rclpy.try_shutdown()
-        return 0
-    except InputError as err:
-        print(f"spatial_vlm_ros: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    return spin.spin_until_shutdown(nodes)
+        return 0 if isinstance(err, KeyboardInterrupt) else 2
+    return spin.spin_until_shutdown(created)
+
+
+def run(params_file: str, namespace: str = "", detector: str | None = None, extra_ros_args=()) -> int:
+    """The perception node alone from ``params_file``; see ``run_nodes``."""
+    return run_nodes(["perception"], params_file, namespace, detector, extra_ros_args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``run`` (for the package CLI's ``run`` sub-command)."""
-    parser.add_argument("--params", required=True, help="ROS 2 parameter file, e.g. config/perception.yaml")
+    """The options of ``run`` (for a command-line ``run`` sub-command)."""
+    parser.add_argument("--params", default=None,
+                        help="ROS 2 parameter file (default: config/<node>.yaml for each node)")
     parser.add_argument("--namespace", default="", help="namespace of the node(s), e.g. robot1")
     parser.add_argument("--detector", choices=("external", "tabletop"), default=None,
                         help="override the file's detector")
+    parser.add_argument("--nodes", nargs="+", default=["perception"], choices=list(NODES),
+                        help="nodes to start in this process")
 
 
 def main(argv=None) -> int:
-    """``python -m spatial_vlm_ros.ros.run --params FILE [--namespace NS] [--detector D] [--ros-args ...]``."""
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:             # Ctrl-C while still starting up
-        return 0
-
-
-def _main(argv) -> int:
+    """Command line of this module; ROS arguments (remappings, log level) go after ``--ros-args``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ros_extra = []
     if "--ros-args" in argv:
         i = argv.index("--ros-args")
         argv, ros_extra = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="python -m spatial_vlm_ros.ros.run", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m spatial_vlm_ros.ros.run",
+                                     description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run(args.params, args.namespace, args.detector, ros_extra)
+    try:
+        return run_nodes(args.nodes, args.params, args.namespace, args.detector, ros_extra)
+    except KeyboardInterrupt:             # Ctrl-C while still starting up
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,16 +4,21 @@ Order (the one that runs clean with the PyPI wheels, see the shared notes): the 
 non-daemon thread; a SIGINT/SIGTERM only sets an event; then the executor is shut down, its thread joined,
 the nodes destroyed (joining their own threads) while the context is still valid, and only then the context
 is shut down. rclpy's own signal handlers are not installed, because they shut the context down first, while
-callbacks may still run and before the nodes are destroyed.
+callbacks may still run and before the nodes are destroyed. ``run_node`` is the whole ``main`` of a
+single-node executable.
 """
 from __future__ import annotations
 
 import signal
 import threading
+from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from spatial_vlm_ros.core.errors import SpatialError
 
 
 def init(args=None) -> None:
@@ -57,3 +62,21 @@ def spin_until_shutdown(nodes, num_threads: int = 4) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def run_node(node_factory: Callable[[], Node], node_name: str, args=None) -> int:
+    """Entry point body of a single-node executable: ``init(args)``, create the node with ``node_factory()``
+    and spin it until Ctrl-C / SIGTERM. Returns the exit code: 0 after a clean shutdown (or Ctrl-C during
+    start-up), 2 when the node rejects its parameters (a ``SpatialError``, logged as fatal under
+    ``node_name``)."""
+    try:
+        init(args=args)
+        node = node_factory()
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
+    except SpatialError as err:
+        rclpy.logging.get_logger(node_name).fatal(str(err))
+        rclpy.try_shutdown()
+        return 2
+    return spin_until_shutdown([node])

@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -207,8 +206,11 @@ class SpatialVLMNode(Node):
         return response
 
     def destroy_node(self):
-        """Stop the worker (queued requests are refused, the running one finishes), then destroy the node."""
-        self.worker.stop()
+        """Stop the worker (queued requests are refused, the running one finishes), then destroy the node
+        (also a half-constructed one, e.g. after invalid parameters)."""
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.stop()
         return super().destroy_node()
 
 
@@ -216,17 +218,7 @@ def main(args=None) -> int:
     """Entry point ``vlm_node``: ``vlm_node --ros-args --params-file config/vlm.yaml``.
 
     Exit code 0 after Ctrl-C / SIGTERM (clean shutdown through ``ros.spin``), 2 for invalid parameters."""
-    try:
-        spin.init(args=args)
-        node = SpatialVLMNode()
-    except KeyboardInterrupt:
-        rclpy.try_shutdown()
-        return 0
-    except SpatialError as err:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
-        rclpy.try_shutdown()
-        return 2
-    return spin.spin_until_shutdown([node])
+    return spin.run_node(SpatialVLMNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,53 @@ class VLMEngine(abc.ABC):
         """Release the model's memory."""
 
 
+class ProcessorEngine(VLMEngine):
+    """A ``VLMEngine`` whose pre-processing is a Hugging Face processor (``self.processor``, set by the
+    backend): chat prompts and caption-scoring batches are built the same way in every such backend."""
+
+    processor = None
+    return_tensors = "np"                    # tensor type the processor returns ("np" or "pt")
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def _inputs(self, texts: list[str], images: list | None, padding_side: str):
+        """Processor batch of ``texts`` (with ``images``, (H, W, 3) uint8 RGB, if given), padded on
+        ``padding_side``."""
+        self.tokenizer.padding_side = padding_side
+        kwargs = {"text": texts, "return_tensors": self.return_tensors, "padding": True}
+        if images is not None:
+            kwargs["images"] = [to_pil(img) for img in images]
+        return self.processor(**kwargs)
+
+    def prompt(self, request: VLMRequest) -> str:
+        """The chat-formatted prompt text (with the image placeholder) for ``request``."""
+        return self.processor.apply_chat_template(
+            chat_messages(request.user_text(), request.image is not None), add_generation_prompt=True,
+            tokenize=False)
+
+    def _request_inputs(self, requests: Sequence[VLMRequest], options: GenerationOptions):
+        """``(inputs, with_image)``: the validated batch's prompts (and images), left-padded for generation."""
+        with_image = check_batch(requests, options)
+        inputs = self._inputs([self.prompt(r) for r in requests],
+                              [r.image for r in requests] if with_image else None, padding_side="left")
+        return inputs, with_image
+
+    def _caption_inputs(self, image: np.ndarray, captions: Sequence[str], prompt: str):
+        """``(inputs, n_head)`` for ``score_captions``: the prompt followed by each caption, right-padded (so
+        every row's positions are 0..n-1 and no family-specific position ids are needed), and the prompt's
+        length in tokens. Raises InputError for no captions or a bad image."""
+        if not captions:
+            raise InputError("no captions to score")
+        request = VLMRequest(question=prompt, image=image)
+        request.validate()
+        head = self.prompt(request)
+        n_head = int(self._inputs([head], [image], padding_side="right")["input_ids"].shape[1])
+        inputs = self._inputs([head + c for c in captions], [image] * len(captions), padding_side="right")
+        return inputs, n_head
+
+
 def make_answer(tokenizer, ids, logprobs, prompt_tokens: int, eos_ids) -> VLMAnswer:
     """Cut generated ``ids`` after the first end-of-sequence token and decode them into a ``VLMAnswer``."""
     ids = [int(t) for t in ids]

@@ -22,9 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, VLMAnswer, VLMEngine, VLMRequest,
-                                        caption_logprob_sums, chat_messages, check_batch, make_answer,
-                                        to_pil)
+from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
+                                        VLMRequest, caption_logprob_sums, make_answer)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
 from spatial_vlm_ros.vlm.onnx_export import DECODER_FILE, EMBED_FILE, META_FILE, VISION_FILE
 
@@ -79,7 +78,7 @@ def create_session(path: Path, device: str = "cpu", fp16: bool = True, candidate
     raise InputError(f"no onnxruntime provider could open {path.name}: " + "; ".join(reasons))
 
 
-class OnnxEngine(VLMEngine):
+class OnnxEngine(ProcessorEngine):
     """An exported VLM on onnxruntime (see the module doc). ``export_dir``: the export's output directory;
     ``threads``: CPU intra-op threads (0 = one per core)."""
 
@@ -119,7 +118,6 @@ class OnnxEngine(VLMEngine):
         self.ort_device = ("cuda", _device_id(device)) if self.on_gpu else ("cpu", 0)
         self.float = np.float16 if self.meta["dtype"] == "float16" else np.float32
         self.processor = AutoProcessor.from_pretrained(self.dir, local_files_only=True)
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.past_names = self.meta["past_names"]
         self.present_names = self.meta["present_names"]
 
@@ -178,30 +176,23 @@ class OnnxEngine(VLMEngine):
         return outs[0].numpy().astype(np.float32), list(outs[1:])
 
     # -- inputs -------------------------------------------------------------------------------------------
-    def prompt(self, request: VLMRequest) -> str:
-        return self.processor.apply_chat_template(
-            chat_messages(request.user_text(), request.image is not None), add_generation_prompt=True,
-            tokenize=False)
-
-    def _inputs(self, texts, images, padding_side: str):
-        self.tokenizer.padding_side = padding_side
-        kwargs = {"text": texts, "return_tensors": "np", "padding": True}
-        if images is not None:
-            kwargs["images"] = [to_pil(img) for img in images]
-        return self.processor(**kwargs)
+    def _prefill_inputs(self, inputs, with_image: bool):
+        """``(ids, mask, embeds, positions)`` of a processor batch: token ids and attention mask (B, S) int64,
+        input embeddings (B, S, H) with the image features merged in, and position ids
+        ``cumsum(mask) - 1`` (1 on padding), as Hugging Face computes them."""
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
+        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]) if with_image else None)
+        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        return ids, mask, embeds, positions
 
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, requests: Sequence[VLMRequest],
                  options: GenerationOptions = GenerationOptions()) -> list[VLMAnswer]:
         from scipy.special import log_softmax
 
-        with_image = check_batch(requests, options)
-        inputs = self._inputs([self.prompt(r) for r in requests],
-                              [r.image for r in requests] if with_image else None, padding_side="left")
-        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
-        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
-        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]) if with_image else None)
-        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        inputs, with_image = self._request_inputs(requests, options)
+        ids, mask, embeds, positions = self._prefill_inputs(inputs, with_image)
         batch = ids.shape[0]
         past = self._empty_past(batch)
         eos = set(self.meta["eos_token_ids"])
@@ -234,28 +225,14 @@ class OnnxEngine(VLMEngine):
 
     def prefill_logits(self, requests: Sequence[VLMRequest]) -> np.ndarray:
         """Logits (B, S, V) of the prompt pass (left-padded), for parity checks and benchmarks."""
-        with_image = check_batch(requests, GenerationOptions())
-        inputs = self._inputs([self.prompt(r) for r in requests],
-                              [r.image for r in requests] if with_image else None, padding_side="left")
-        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
-        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
-        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]) if with_image else None)
-        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        inputs, with_image = self._request_inputs(requests, GenerationOptions())
+        ids, mask, embeds, positions = self._prefill_inputs(inputs, with_image)
         return self.decode_step(embeds, mask, positions, self._empty_past(ids.shape[0]))[0]
 
     # -- caption scoring (What's Up) ---------------------------------------------------------------------
     def score_captions(self, image: np.ndarray, captions: Sequence[str],
                        prompt: str = CAPTION_PROMPT) -> np.ndarray:
-        if not captions:
-            raise InputError("no captions to score")
-        request = VLMRequest(question=prompt, image=image)
-        request.validate()
-        head = self.prompt(request)
-        n_head = int(np.asarray(self._inputs([head], [image], "right")["input_ids"]).shape[1])
-        inputs = self._inputs([head + c for c in captions], [image] * len(captions), padding_side="right")
-        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
-        mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
-        embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]))
-        positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
+        inputs, n_head = self._caption_inputs(image, captions, prompt)
+        ids, mask, embeds, positions = self._prefill_inputs(inputs, with_image=True)
         logits, _ = self.decode_step(embeds, mask, positions, self._empty_past(ids.shape[0]))
         return caption_logprob_sums(logits, ids, mask, n_head)

@@ -15,9 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, VLMAnswer, VLMEngine, VLMRequest,
-                                        caption_logprob_sums, chat_messages, check_batch, make_answer,
-                                        to_pil)
+from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
+                                        VLMRequest, caption_logprob_sums, make_answer)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-class TransformersEngine(VLMEngine):
+class TransformersEngine(ProcessorEngine):
     """A Hugging Face VLM on PyTorch.
 
     ``model``: hub id (downloaded unless ``local_files_only``) or a local directory with safetensors.
@@ -45,6 +44,7 @@ class TransformersEngine(VLMEngine):
     """
 
     backend = "transformers"
+    return_tensors = "pt"
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "auto", compile: bool = False,
                  interventions: InterventionConfig | None = None, local_files_only: bool = True,
@@ -64,7 +64,6 @@ class TransformersEngine(VLMEngine):
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModelForImageTextToText.from_pretrained(
             model, dtype=self.dtype, use_safetensors=True, **kwargs, **extra).to(self.device).eval()
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.interventions = interventions or InterventionConfig()
         self.applied = apply_interventions(self.model, self.interventions,
                                            exclude_ids=self.tokenizer.all_special_ids)
@@ -76,28 +75,17 @@ class TransformersEngine(VLMEngine):
 
     # -- inputs -------------------------------------------------------------------------------------------
     def _inputs(self, texts: list[str], images: list | None, padding_side: str):
-        self.tokenizer.padding_side = padding_side
-        kwargs = {"text": texts, "return_tensors": "pt", "padding": True}
-        if images is not None:
-            kwargs["images"] = [to_pil(img) for img in images]
-        batch = self.processor(**kwargs)
+        """The processor batch as tensors on the model's device (floating point ones in its dtype)."""
+        batch = super()._inputs(texts, images, padding_side)
         return {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                 for k, v in batch.items() if hasattr(v, "to")}
-
-    def prompt(self, request: VLMRequest) -> str:
-        """The chat-formatted prompt text (with the image placeholder) for ``request``."""
-        return self.processor.apply_chat_template(
-            chat_messages(request.user_text(), request.image is not None), add_generation_prompt=True,
-            tokenize=False)
 
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, requests: Sequence[VLMRequest],
                  options: GenerationOptions = GenerationOptions()) -> list[VLMAnswer]:
         import torch
 
-        with_image = check_batch(requests, options)
-        inputs = self._inputs([self.prompt(r) for r in requests],
-                              [r.image for r in requests] if with_image else None, padding_side="left")
+        inputs, _ = self._request_inputs(requests, options)
         gen_kwargs = dict(max_new_tokens=options.max_new_tokens, return_dict_in_generate=True,
                           output_logits=options.return_logprobs, num_beams=1,
                           pad_token_id=self.tokenizer.pad_token_id)
@@ -128,14 +116,7 @@ class TransformersEngine(VLMEngine):
                        prompt: str = CAPTION_PROMPT) -> np.ndarray:
         import torch
 
-        if not captions:
-            raise InputError("no captions to score")
-        request = VLMRequest(question=prompt, image=image)
-        request.validate()
-        head = self.prompt(request)
-        n_head = int(self._inputs([head], [image], padding_side="right")["input_ids"].shape[1])
-        # Right padding keeps every row's positions 0..n-1, so no family-specific position ids are needed.
-        inputs = self._inputs([head + c for c in captions], [image] * len(captions), padding_side="right")
+        inputs, n_head = self._caption_inputs(image, captions, prompt)
         with torch.inference_mode():
             logits = self.model(**inputs).logits.float()
         return caption_logprob_sums(logits.cpu().numpy(), inputs["input_ids"].cpu().numpy(),

@@ -10,7 +10,7 @@ from rclpy.parameter import Parameter
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.ros import parameters as P
-from spatial_vlm_ros.ros.run import check_parameter_file, ros_arguments
+from spatial_vlm_ros.ros.run import check_parameter_file, parameter_files, ros_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "perception.yaml"
@@ -120,3 +120,15 @@ def test_launch_file_parses_and_declares_the_three_arguments():
                 and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
     assert declared == {"params_file", "namespace", "detector"}
     assert "executable=\"perception_node\"" in source and "name=\"spatial_perception\"" in source
+
+
+def test_run_picks_parameter_files_per_node(tmp_path):
+    perception, vlm = str(CONFIG), str(ROOT / "config" / "vlm.yaml")
+    assert parameter_files(["perception"], None) == [perception]
+    assert parameter_files(["perception", "vlm"], perception) == [perception, vlm]   # vlm: its default file
+    both = tmp_path / "both.yaml"
+    both.write_text("/**:\n  ros__parameters: {}\n")
+    assert parameter_files(["perception", "vlm"], str(both)) == [str(both)]
+    assert ros_arguments([perception, vlm], "/robot1/", "tabletop") == [
+        "--ros-args", "--params-file", perception, "--params-file", vlm, "-r", "__ns:=/robot1", "-p",
+        "detector:=tabletop"]
