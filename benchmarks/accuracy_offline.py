@@ -10,12 +10,15 @@ evaluation does). Scoring is the evaluation's (``evaluation.scoring``): accuracy
 quantities within +-10 % / +-25 %, and the mean / median signed relative error (bias) per quantity, plus the
 bias of the unary extents (width, depth, height) per object category.
 
-    .venv/bin/python benchmarks/accuracy_offline.py --seeds 101 102 --scenes 15      # tuning set
+    .venv/bin/python benchmarks/accuracy_offline.py                                  # tuning seeds 101-103
+    .venv/bin/python benchmarks/accuracy_offline.py --seeds 201 202 203              # held-out check
     .venv/bin/python benchmarks/accuracy_offline.py --seeds 0 --scenes 16            # the demo's scenes
-    .venv/bin/python benchmarks/accuracy_offline.py --set lifting.amodal=none        # a parameter override
+    .venv/bin/python benchmarks/accuracy_offline.py --set lifting.amodal=none        # a node parameter
+    .venv/bin/python benchmarks/accuracy_offline.py --core L.rest_snap_m=0.0         # a core-only setting
 
-Lengths are metres; relative errors are ``(predicted - truth) / truth``. Use different seeds for tuning and
-for the final check.
+Lengths are metres; relative errors are ``(predicted - truth) / truth``. Tune on one seed set and check on
+another (the core's defaults were chosen on seeds 101-103 and checked on 201-203). Rendering a set of 15
+scenes x 3 frames takes ~30 s once; evaluating it ~3 s.
 """
 from __future__ import annotations
 
@@ -71,6 +74,8 @@ def parse_value(text: str):
 
 
 def build_config(params_file: Path, overrides: dict):
+    """``PipelineConfig`` as the node builds it from ``params_file``, with the evaluation's and the given
+    node-parameter overrides. Raises ``InputError`` for unknown names or invalid values."""
     values = load_parameter_file(str(params_file), NODE_NAME)
     values.update(EVALUATION_OVERRIDES)
     values.update(overrides)
@@ -78,6 +83,7 @@ def build_config(params_file: Path, overrides: dict):
 
 
 def core_frame(f) -> Frame:
+    """The pipeline's ``Frame`` for a dataset frame (16UC1 depth, the simulator's instance mask)."""
     ci = f.camera_info
     camera = CameraModel.from_camera_info_fields(ci["width"], ci["height"], ci["k"], ci["d"],
                                                  ci.get("distortion_model", "plumb_bob"), ci.get("frame_id", ""))
@@ -91,13 +97,13 @@ def evaluate_dataset(path: Path, config, every_frame: bool = False):
     from spatial_vlm_ros.sim.dataset import iter_dataset
     pipeline = FramePipeline(config)
     queries = SpatialQueries(pipeline.memory, config.noise)
-    records, lift_ms = [], []
+    records, frame_ms = [], []
     for record in iter_dataset(path):
         pipeline.reset()                                    # the evaluation's ~/reset between scenes
         for i, f in enumerate(record.frames):
             try:
                 result = pipeline.process(core_frame(f))
-                lift_ms.append(result.timings_ms["total"])
+                frame_ms.append(result.timings_ms["total"])
             except InputError as err:                  # the node skips such a frame (memory untouched)
                 print(f"  {record.scene_id} frame {i}: {err}")
             if not (every_frame or i == len(record.frames) - 1):
@@ -117,7 +123,7 @@ def evaluate_dataset(path: Path, config, every_frame: bool = False):
                     r.predicted = float(a.value) if a.success else None
                     r.uncertainty = a.uncertainty
             records += recs
-    return records, lift_ms
+    return records, frame_ms
 
 
 def _pct(v) -> str:
@@ -125,12 +131,16 @@ def _pct(v) -> str:
 
 
 def signed_errors(records, quantity: str, min_truth: float = 0.02) -> list[float]:
+    """``(predicted - truth) / truth`` of the answered ``quantity`` records with a truth of at least
+    ``min_truth`` metres."""
     return [(float(r.predicted) - float(r.truth)) / float(r.truth) for r in records
             if r.kind == QUANTITY and r.relation_or_quantity == quantity and r.answered
             and float(r.truth) >= min_truth]
 
 
 def print_report(records, label: str) -> dict:
+    """Print accuracy per relation, success rates and bias per quantity, extent bias per category; return the
+    ``evaluation.scoring.summarize`` summary."""
     s = summarize(records)
     rel, qty = s["relations"], s["quantities"]
     print(f"\n=== {label}: {rel['overall']['n_scored']} unambiguous relations, "
@@ -153,7 +163,8 @@ def print_report(records, label: str) -> dict:
     for r in records:
         if r.kind == QUANTITY and r.relation_or_quantity in ("width", "depth", "height") and r.answered \
                 and float(r.truth) > 0:
-            by_cat[r.subject][r.relation_or_quantity].append((float(r.predicted) - float(r.truth)) / float(r.truth))
+            err = (float(r.predicted) - float(r.truth)) / float(r.truth)
+            by_cat[r.subject][r.relation_or_quantity].append(err)
     print("mean signed relative error of the extents per category, % (n):")
     for cat in sorted(by_cat):
         cells = "  ".join(f"{q} {_pct(float(np.mean(v))):>6} ({len(v)})" for q, v in sorted(by_cat[cat].items()))
@@ -161,18 +172,41 @@ def print_report(records, label: str) -> dict:
     return s
 
 
+CORE_GROUPS = {"L": "lifting", "G": "gravity"}
+
+
+def apply_core_overrides(config, items: list[str]) -> dict:
+    """Set ``L.<field>=<value>`` (LiftingParams) / ``G.<field>=<value>`` (GravityParams) on ``config``, for
+    core settings that are not node parameters. Returns them as ``{"L.field": value}``."""
+    done = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        group, _, field_name = name.strip().partition(".")
+        if group not in CORE_GROUPS or not field_name:
+            raise InputError(f"--core {item!r}: expected L.<field>=<value> or G.<field>=<value>")
+        v = parse_value(value)
+        v = tuple(v) if isinstance(v, list) else v
+        attr = CORE_GROUPS[group]
+        try:
+            setattr(config, attr, replace(getattr(config, attr), **{field_name: v}))
+        except TypeError as err:
+            raise InputError(f"--core {item!r}: {err}") from None
+        done[f"{group}.{field_name}"] = v
+    return done
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
     ap.add_argument("--scenes", type=int, default=15, help="scenes per seed")
     ap.add_argument("--frames", type=int, default=3, help="frames per scene (camera moving, 30 Hz)")
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "accuracy")
     ap.add_argument("--params", type=Path, default=ROOT / "config" / "perception.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="node parameter override, e.g. lifting.amodal=none (JSON values)")
-    ap.add_argument("--lift", action="append", default=[], metavar="FIELD=VALUE",
-                    help="core LiftingParams / GravityParams field override (L.field or G.field), for fields "
-                         "that are not node parameters, e.g. G.motion_sigma_deg=0.5")
+    ap.add_argument("--core", action="append", default=[], metavar="L.FIELD=VALUE",
+                    help="LiftingParams (L.) or GravityParams (G.) field that is not a node parameter, "
+                         "e.g. G.motion_sigma_deg=0.5")
     ap.add_argument("--every-frame", action="store_true", help="ask after every frame, not only the last")
     ap.add_argument("--json", type=Path, help="write the summary here")
     args = ap.parse_args(argv)
@@ -180,36 +214,29 @@ def main(argv=None) -> int:
     for item in args.set:
         name, _, value = item.partition("=")
         overrides[name.strip()] = parse_value(value)
-    config = build_config(args.params, overrides)
-    core = {"L": {}, "G": {}}
-    for item in args.lift:
-        name, _, value = item.partition("=")
-        group, _, field_name = name.strip().partition(".")
-        v = parse_value(value)
-        core[group][field_name] = tuple(v) if isinstance(v, list) else v
-    if core["L"]:
-        config.lifting = replace(config.lifting, **core["L"])
-        overrides.update({f"L.{k}": v for k, v in core["L"].items()})
-    if core["G"]:
-        config.gravity = replace(config.gravity, **core["G"])
-        overrides.update({f"G.{k}": v for k, v in core["G"].items()})
-    all_records, summaries = [], {}
-    t0 = time.monotonic()
-    ms = []
+    try:
+        config = build_config(args.params, overrides)
+        overrides.update(apply_core_overrides(config, args.core))
+    except InputError as err:
+        print(f"accuracy_offline: {err}", file=sys.stderr)
+        return 2
+    all_records, t0, ms = [], time.monotonic(), []
     for seed in args.seeds:
         path = ensure_dataset(args.cache, seed, args.scenes, args.frames)
         t = time.monotonic()
-        records, lift_ms = evaluate_dataset(path, config, args.every_frame)
-        ms += lift_ms
+        records, frame_ms = evaluate_dataset(path, config, args.every_frame)
+        ms += frame_ms
         print(f"seed {seed}: {len(records)} queries in {time.monotonic() - t:.1f} s")
         all_records += records
-    summaries["all"] = print_report(all_records, f"seeds {' '.join(map(str, args.seeds))}"
-                                    + (f", overrides {overrides}" if overrides else ""))
+    summary = print_report(all_records, f"seeds {' '.join(map(str, args.seeds))}"
+                           + (f", overrides {overrides}" if overrides else ""))
     print(f"\npipeline per frame: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
           f"p99 {np.percentile(ms, 99):.1f} ms ({len(ms)} frames); wall {time.monotonic() - t0:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summaries, indent=1, default=float))
+        summary["run"] = {"seeds": args.seeds, "scenes": args.scenes, "frames": args.frames,
+                          "overrides": overrides}
+        args.json.write_text(json.dumps(summary, indent=1, default=float))
     return 0
 
 

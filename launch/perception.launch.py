@@ -4,7 +4,8 @@
 
 - params_file: ROS 2 parameter file (default: the package's config/perception.yaml);
 - namespace:   namespace of the node (default: none);
-- detector:    'external' or 'tabletop'; empty (default) keeps the file's value.
+- detector:    'external' or 'tabletop'; empty (default) keeps the file's value;
+- with_vlm:    'true' also starts the spatial VLM node (vlm_node) with vlm_params_file (default config/vlm.yaml).
 Without ``launch`` (PyPI ROS) the same is done by ``python -m spatial_vlm_ros.ros.run --params FILE``.
 """
 import os
@@ -21,18 +22,27 @@ def _perception_node(context):
     detector = LaunchConfiguration("detector").perform(context)
     if detector:
         parameters.append({"detector": detector})
-    return [Node(package="spatial_vlm_ros", executable="perception_node", name="spatial_perception",
-                 namespace=LaunchConfiguration("namespace"), parameters=parameters, output="screen",
-                 emulate_tty=True)]
+    nodes = [Node(package="spatial_vlm_ros", executable="perception_node", name="spatial_perception",
+                  namespace=LaunchConfiguration("namespace"), parameters=parameters, output="screen",
+                  emulate_tty=True)]
+    if LaunchConfiguration("with_vlm").perform(context).lower() in ("true", "1", "yes"):
+        nodes.append(Node(package="spatial_vlm_ros", executable="vlm_node", name="spatial_vlm",
+                          namespace=LaunchConfiguration("namespace"),
+                          parameters=[LaunchConfiguration("vlm_params_file").perform(context)],
+                          output="screen", emulate_tty=True))
+    return nodes
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("spatial_vlm_ros"), "config", "perception.yaml")
+    config_dir = os.path.join(get_package_share_directory("spatial_vlm_ros"), "config")
     return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=default_params,
+        DeclareLaunchArgument("params_file", default_value=os.path.join(config_dir, "perception.yaml"),
                               description="ROS 2 parameter file of the spatial_perception node"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
         DeclareLaunchArgument("detector", default_value="",
                               description="'external' or 'tabletop'; empty keeps the parameter file's value"),
+        DeclareLaunchArgument("with_vlm", default_value="false", description="Also start vlm_node"),
+        DeclareLaunchArgument("vlm_params_file", default_value=os.path.join(config_dir, "vlm.yaml"),
+                              description="ROS 2 parameter file of the spatial_vlm node"),
         OpaqueFunction(function=_perception_node),
     ])

@@ -123,12 +123,14 @@ def highest_support(points_c: np.ndarray, up_c, bin_m: float = 0.01, fraction: f
     if h.size < 3:
         return None
     lo = float(h.min())
-    counts = np.bincount(((h - lo) / bin_m).astype(np.intp))
+    counts = np.bincount(((h - lo) / bin_m).astype(np.intp), minlength=3)   # "same" keeps >= 3 aligned
     counts = np.convolve(counts, np.ones(3, dtype=np.intp), mode="same")   # a noisy plane spans bins
     top = int(np.flatnonzero(counts >= fraction * counts.max())[-1])
     centre = lo + (top + 0.5) * bin_m
-    near = h[np.abs(h - centre) <= 2.0 * bin_m]
-    return float(np.median(near[np.abs(near - np.median(near)) <= bin_m]))
+    near = h[np.abs(h - centre) <= 2.0 * bin_m]              # the top bin or a neighbour holds points
+    mid = float(np.median(near))
+    core = near[np.abs(near - mid) <= bin_m]
+    return float(np.median(core)) if core.size else mid
 
 
 def gravity_from_plane(plane: SupportPlane) -> GravityFrame:
@@ -168,8 +170,8 @@ class GravityParams:
     static_support_height: float | None = None  # gravity z of the support surface for "static", if known
     smoothing: float = 0.3              # smallest weight of a new plane estimate in the running average
                                         # (1 = no smoothing); the weight is usually larger, see below
-    plane_sigma_deg: float = 0.3        # error floor of one frame's plane normal (measured: ~0.2 deg on the
-                                        # simulated stereo sensor), added to the fit's statistical error
+    plane_sigma_deg: float = 0.3        # error floor of one frame's plane normal (measured on the rendered
+                                        # stereo-like scenes: 0.1-0.2 deg), added to the fit's statistical error
     motion_sigma_deg: float = 1.0       # how far the up vector may turn between two frames (camera motion),
                                         # one sigma; with the floor above a new fit weighs ~0.9
     max_tilt_deg: float = 60.0          # plane normals further than this from the prior up (the current
@@ -236,6 +238,9 @@ class GravityEstimator:
             raise InputError(f"gravity: unknown mode '{p.mode}' (expected one of {', '.join(MODES)})")
         if not 0.0 < p.smoothing <= 1.0:
             raise InputError(f"gravity: smoothing must be in (0, 1], got {p.smoothing}")
+        if p.plane_sigma_deg <= 0.0 or p.motion_sigma_deg < 0.0 or p.jump_support_fraction <= 0.0:
+            raise InputError("gravity: plane_sigma_deg and jump_support_fraction must be > 0, motion_sigma_deg "
+                             ">= 0")
         self._static = None
         if p.static_orientation is not None:
             self._static = gravity_from_static(p.static_orientation, p.static_support_height)

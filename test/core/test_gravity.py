@@ -79,17 +79,68 @@ def test_static_pose_from_quaternion_or_matrix():
         gravity_from_static([1.0, 2.0, 3.0])
 
 
-def test_estimator_smooths_small_changes_and_rejects_single_jumps():
-    frames = {p: render(random_tabletop(4, seed=5), CameraPose(height=0.7, pitch_deg=p)) for p in (35, 37, 55)}
-    est = GravityEstimator(smoothing=0.3, max_jump_deg=10.0, jump_confirm_frames=3)
+def plane_depth(camera, pitch_deg: float, height: float = 0.7) -> np.ndarray:
+    """Depth image (metres, NaN where the ray misses) of an endless horizontal plane ``height`` below a level-
+    rolled camera pitched ``pitch_deg`` down."""
+    up = np.array([0.0, -np.cos(np.radians(pitch_deg)), -np.sin(np.radians(pitch_deg))])
+    rx, ry = camera.ray_grid()
+    denom = rx * up[0] + ry * up[1] + up[2]                     # up . ray (ray z = 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(denom < -1e-6, -height / denom, np.nan)
+    return z.astype(np.float32)
+
+
+def test_estimator_follows_a_turning_camera():
+    """One frame's fit is good to ~0.2 deg, so a new fit weighs ~0.92 (variance fusion with the defaults:
+    plane_sigma 0.3 deg, motion_sigma 1 deg per frame), not the old fixed 0.3 that lagged behind a moving
+    camera; a static camera (small motion_sigma) averages more; smoothing is a floor on the weight."""
+    frames = {p: render(random_tabletop(4, seed=5), CameraPose(height=0.7, pitch_deg=p)) for p in (35, 37)}
+
+    def second_pitch(**kw):
+        est = GravityEstimator(**kw)
+        est.update(frames[35].depth, frames[35].camera)
+        return pitch_deg(est.update(frames[37].depth, frames[37].camera).up)
+
+    assert abs(second_pitch() - (35 + 0.92 * 2)) < 0.1
+    assert abs(second_pitch(motion_sigma_deg=0.05) - (35 + 0.51 * 2)) < 0.1
+    assert abs(second_pitch(motion_sigma_deg=0.05, smoothing=0.8) - (35 + 0.8 * 2)) < 0.1
+    assert abs(second_pitch(smoothing=1.0) - 37) < 0.1
+
+
+def test_a_moved_camera_is_taken_at_once():
+    """An 18 deg jump of the fitted up whose table the old up no longer explains (the camera was re-placed)
+    is taken in the same frame; the old estimator held the old up for two frames."""
+    frames = {p: render(random_tabletop(4, seed=5), CameraPose(height=0.7, pitch_deg=p)) for p in (35, 55)}
+    est = GravityEstimator(max_jump_deg=10.0, jump_confirm_frames=3)
     est.update(frames[35].depth, frames[35].camera)
-    g = est.update(frames[37].depth, frames[37].camera)
-    assert abs(pitch_deg(g.up) - (35 + 0.3 * 2)) < 0.1             # running average, not the raw 37
-    g = est.update(frames[55].depth, frames[55].camera)             # one 18 deg jump: an outlier
-    assert abs(pitch_deg(g.up) - 35.6) < 0.2 and "jumped" in est.status
-    est.update(frames[55].depth, frames[55].camera)
-    g = est.update(frames[55].depth, frames[55].camera)             # it persisted: the camera moved
-    assert abs(pitch_deg(g.up) - 55) < 1.0
+    g = est.update(frames[55].depth, frames[55].camera)
+    assert abs(pitch_deg(g.up) - 55) < 0.3 and "jumped" not in est.status
+
+
+def test_a_wrong_plane_is_held_while_the_current_up_still_fits():
+    """A frame whose largest plane (60 % of the pixels) is tilted 20 deg while the rest still lies on the
+    table of the current up: the fit is an outlier, held until it repeats jump_confirm_frames times."""
+    camera = render([], CameraPose()).camera
+    table, slope = plane_depth(camera, 35.0), plane_depth(camera, 55.0)
+    mixed = table.copy()
+    mixed[: int(0.6 * table.shape[0])] = slope[: int(0.6 * table.shape[0])]
+    est = GravityEstimator(max_jump_deg=10.0, jump_confirm_frames=3)
+    assert abs(pitch_deg(est.update(table, camera).up) - 35) < 0.1
+    for _ in range(2):
+        g = est.update(mixed, camera)
+        assert abs(pitch_deg(g.up) - 35) < 0.1 and "still fits" in est.status
+    g = est.update(mixed, camera)                                   # it persisted: taken
+    assert abs(pitch_deg(g.up) - 55) < 0.5
+
+
+def test_reset_forgets_the_estimate():
+    frames = {p: render(random_tabletop(4, seed=5), CameraPose(height=0.7, pitch_deg=p)) for p in (35, 41)}
+    est = GravityEstimator()
+    est.update(frames[35].depth, frames[35].camera)
+    est.reset()
+    assert est.current is None and est.status == "no estimate yet"
+    g = est.update(frames[41].depth, frames[41].camera)             # a 6 deg change: no blending after reset
+    assert abs(pitch_deg(g.up) - 41) < 0.3
 
 
 def test_estimator_falls_back_to_previous_then_default():
@@ -122,6 +173,8 @@ def test_estimator_modes_and_bad_configuration():
         GravityEstimator(mode="imu")
     with pytest.raises(InputError, match="unknown setting"):
         GravityEstimator(smoothness=0.2)
+    with pytest.raises(InputError, match="plane_sigma_deg"):
+        GravityEstimator(plane_sigma_deg=0.0)
     with pytest.raises(InputError, match="decode_depth"):
         GravityEstimator().update((frame.depth * 1000).astype(np.uint16), frame.camera)
     with pytest.raises(InputError, match="camera_info says 640x480"):

@@ -113,3 +113,26 @@ def test_reset_clears_memory():
     pipeline.process(_frame())
     pipeline.reset()
     assert pipeline.memory.snapshot().objects == ()
+
+
+def _angle_deg(a, b):
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0))))
+
+
+def test_a_new_view_is_lifted_with_its_own_gravity():
+    """After ~/reset (a new scene) and after a camera re-placed without one, the first frame of the new view is
+    lifted with its own up vector. The old pipeline kept the previous view's estimate for two frames (18 deg
+    off here) and put boxes lifted with it into memory."""
+    other = analytic.render(OBJECTS, analytic.CameraPose(height=0.9, pitch_deg=53.0, distance=0.7),
+                            camera=analytic.default_camera(320, 240))
+    for reset in (True, False):
+        pipeline = FramePipeline(PipelineConfig())
+        pipeline.process(_frame())
+        if reset:
+            pipeline.reset()
+            assert pipeline.gravity.current is None
+        result = pipeline.process(_frame(scene=other, stamp=2.0))
+        assert _angle_deg(result.gravity.up, other.gravity.up) < 0.5
+        for obs in result.observations:
+            truth = next(t for t in other.objects if t.label == obs.label)
+            assert np.linalg.norm(obs.center - truth.center_c) < 0.01, obs.label

@@ -111,15 +111,16 @@ def test_declare_parameters_with_descriptors_and_overrides():
         rclpy.shutdown(context=context)
 
 
-def test_launch_file_parses_and_declares_the_three_arguments():
+def test_launch_file_parses_and_declares_its_arguments():
     source = (ROOT / "launch" / "perception.launch.py").read_text()
     tree = ast.parse(source)
     names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in names
     declared = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
                 and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"params_file", "namespace", "detector"}
+    assert declared == {"params_file", "namespace", "detector", "with_vlm", "vlm_params_file"}
     assert "executable=\"perception_node\"" in source and "name=\"spatial_perception\"" in source
+    assert "executable=\"vlm_node\"" in source and "name=\"spatial_vlm\"" in source
 
 
 def test_run_picks_parameter_files_per_node(tmp_path):
