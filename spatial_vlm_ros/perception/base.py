@@ -8,6 +8,7 @@ import numpy as np
 
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.core.gravity_frame import GravityFrame
 
 
@@ -35,8 +36,27 @@ class Detector(ABC):
 
     name = "detector"
 
+    #: True when the detector needs the frame's external 2D boxes (``Frame.detections``).
+    needs_boxes = False
+
     @abstractmethod
     def detect(self, rgb: np.ndarray | None, depth_m: np.ndarray, camera: CameraModel,
-               gravity: GravityFrame) -> list[Instance]:
+               gravity: GravityFrame, boxes: list[Detection2D] | None = None) -> list[Instance]:
         """Instances in one frame. ``rgb`` (H, W, 3) uint8 or None; ``depth_m`` (H, W) float32 metres, NaN
-        invalid; ``gravity`` the frame's current gravity estimate."""
+        invalid; ``gravity`` the frame's current gravity estimate; ``boxes`` the frame's external 2D
+        detections (used by detectors with ``needs_boxes``)."""
+
+
+class BoxSegmenter(ABC):
+    """Turns 2D boxes into pixel masks: one ``Instance`` per box it can segment (a box it cannot is skipped
+    and the reason kept in ``warnings`` until the next call)."""
+
+    name = "segmenter"
+
+    def __init__(self):
+        self.warnings: list[str] = []
+
+    @abstractmethod
+    def segment(self, rgb: np.ndarray | None, depth_m: np.ndarray, camera: CameraModel,
+                gravity: GravityFrame, boxes: list[Detection2D]) -> list[Instance]:
+        """Masks for ``boxes`` (pixels, see ``Detection2D``) in one frame; arguments as ``Detector.detect``."""

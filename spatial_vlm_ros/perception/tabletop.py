@@ -57,7 +57,7 @@ class TabletopDetector(Detector):
         self.status = "not run yet"
 
     def detect(self, rgb: np.ndarray | None, depth_m: np.ndarray, camera: CameraModel,
-               gravity: GravityFrame) -> list[Instance]:
+               gravity: GravityFrame, boxes=None) -> list[Instance]:
         """Instances in one frame (see module doc). Returns [] (and says why in ``status``) when there is no
         support plane. Raises ``InputError`` when depth, colour and camera sizes disagree."""
         p = self.params

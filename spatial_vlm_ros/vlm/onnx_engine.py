@@ -22,61 +22,13 @@ from typing import Sequence
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.runtime.onnx_session import _GPU, PROVIDER_PRIORITY, _device_id, create_session  # noqa: F401
 from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
                                         VLMRequest, caption_logprob_sums, make_answer)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
 from spatial_vlm_ros.vlm.onnx_export import DECODER_FILE, EMBED_FILE, META_FILE, VISION_FILE
 
 log = logging.getLogger(__name__)
-
-PROVIDER_PRIORITY = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_GPU = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
-
-
-def _device_id(device: str) -> int:
-    return int(device.split(":", 1)[1]) if ":" in device else 0
-
-
-def create_session(path: Path, device: str = "cpu", fp16: bool = True, candidates=None, threads: int = 0):
-    """Open ``path`` on the first provider of the priority list that works.
-
-    ``threads``: intra-op threads of the CPU provider (0 = onnxruntime's default, one per core).
-    Returns ``(session, provider, reasons)``, ``reasons`` listing why each earlier provider was skipped.
-    Raises InputError when none works.
-    """
-    import onnxruntime as ort
-
-    available = set(ort.get_available_providers())
-    if candidates is None:
-        candidates = ("CPUExecutionProvider",) if device == "cpu" else PROVIDER_PRIORITY
-    reasons = []
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3        # our own log says why a provider was skipped
-    opts.intra_op_num_threads = int(threads)
-    for provider in candidates:
-        if provider not in available:
-            reasons.append(f"{provider}: not in this onnxruntime build")
-            continue
-        options = {}
-        if provider in _GPU:
-            options["device_id"] = _device_id(device)
-        if provider == "TensorrtExecutionProvider":
-            options.update(trt_fp16_enable=bool(fp16), trt_engine_cache_enable=True,
-                           trt_engine_cache_path=str(path.parent / "trt_cache"))
-        chain = [(provider, options)] + ([] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"])
-        try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises several types; all mean "skip"
-            reasons.append(f"{provider}: {str(err).strip().splitlines()[0][:300]}")
-            continue
-        used = session.get_providers()[0]
-        if used != provider:
-            reasons.append(f"{provider}: could not be initialised (libraries or device missing), "
-                           f"session fell back to {used}")
-            continue
-        return session, provider, reasons
-    raise InputError(f"no onnxruntime provider could open {path.name}: " + "; ".join(reasons))
-
 
 class OnnxEngine(ProcessorEngine):
     """An exported VLM on onnxruntime (see the module doc). ``export_dir``: the export's output directory;
