@@ -39,6 +39,7 @@ bench: install
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_lifting.py
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_services.py
 	$(ROS) python benchmarks/bench_vlm.py
+	$(ROS) python benchmarks/bench_perception.py --repeats 5
 
 clean:
 	rm -rf build install log

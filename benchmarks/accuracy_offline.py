@@ -1,4 +1,11 @@
-"""Offline accuracy of the perception core on simulated RGB-D scenes (no ROS, no node, ground-truth masks).
+"""Offline accuracy of the perception core on simulated RGB-D scenes (no ROS, no node).
+
+Detectors (``--detector``): ``external`` (the simulator's instance masks), ``boxes`` (ground-truth 2D boxes
+from those masks, ``sim.detections``, as ``Frame.detections`` and no masks: a good 2D detector; ``--jitter``
+adds box noise) or ``tabletop`` (weight-free; its colour-named objects are matched to the ground truth by 3D
+centre, ``evaluation.matching``). Every ground-truth object with a unique label is scored: a question about an
+object the pipeline did not find counts as wrong, and the detector recall (objects found / present, at the
+last frame of each scene) is printed.
 
 Renders (once, cached under ``out/accuracy/``) tabletop scene sets with ``sim.dataset.generate_scenes``
 (stereo-like depth noise, 640x480, a few frames per scene from a moving camera), runs every frame through
@@ -15,6 +22,7 @@ bias of the unary extents (width, depth, height) per object category.
     .venv/bin/python benchmarks/accuracy_offline.py --seeds 0 --scenes 16            # the demo's scenes
     .venv/bin/python benchmarks/accuracy_offline.py --set lifting.amodal=none        # a node parameter
     .venv/bin/python benchmarks/accuracy_offline.py --core L.rest_snap_m=0.0         # a core-only setting
+    .venv/bin/python benchmarks/accuracy_offline.py --detector boxes                 # boxes only, no masks
 
 Lengths are metres; relative errors are ``(predicted - truth) / truth``. Tune on one seed set and check on
 another (the core's defaults were chosen on seeds 101-103 and checked on 201-203). Rendering a set of 15
@@ -39,11 +47,14 @@ sys.path.insert(0, str(ROOT))
 from spatial_vlm_ros.core.camera import CameraModel  # noqa: E402
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
 from spatial_vlm_ros.core.frame import Frame, Segmentation  # noqa: E402
+from spatial_vlm_ros.evaluation.matching import match_objects  # noqa: E402
+from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask  # noqa: E402
 from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries  # noqa: E402
 from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION  # noqa: E402
 from spatial_vlm_ros.evaluation.scoring import summarize  # noqa: E402
-from spatial_vlm_ros.evaluation.truth_queries import askable_objects, frame_queries, label_names  # noqa: E402
+from spatial_vlm_ros.evaluation.truth_queries import (NOT_FOUND, askable_objects, frame_queries,  # noqa: E402
+                                                       label_names)
 from spatial_vlm_ros.ros.parameters import (NODE_NAME, load_parameter_file, pipeline_config,  # noqa: E402
                                             validate_values)
 
@@ -82,43 +93,70 @@ def build_config(params_file: Path, overrides: dict):
     return pipeline_config(validate_values(values))
 
 
-def core_frame(f) -> Frame:
-    """The pipeline's ``Frame`` for a dataset frame (16UC1 depth, the simulator's instance mask)."""
+def core_frame(f, detector: str = "external", jitter: DetectionJitter | None = None, seed: int = 0) -> Frame:
+    """The pipeline's ``Frame`` for a dataset frame (16UC1 depth): with the simulator's instance mask for
+    ``external``, with ground-truth 2D boxes from it (optionally jittered) and no mask for ``boxes``, with
+    neither for ``tabletop``."""
     ci = f.camera_info
     camera = CameraModel.from_camera_info_fields(ci["width"], ci["height"], ci["k"], ci["d"],
                                                  ci.get("distortion_model", "plumb_bob"), ci.get("frame_id", ""))
+    if detector == "boxes":
+        boxes = detections_from_mask(f.mask, list(f.ids), list(f.labels), jitter=jitter, seed=seed)
+        return Frame(f.rgb, f.depth_mm, "16UC1", camera, f.stamp, detections=boxes)
+    if detector == "tabletop":
+        return Frame(f.rgb, f.depth_mm, "16UC1", camera, f.stamp)
     seg = Segmentation(f.mask, list(f.ids), list(f.labels), [1.0] * len(f.ids))
     return Frame(f.rgb, f.depth_mm, "16UC1", camera, f.stamp, seg)
 
 
-def evaluate_dataset(path: Path, config, every_frame: bool = False):
+def node_names(gt: dict, names: dict[str, str], scene, detector: str) -> dict[str, str | None]:
+    """GT label -> the name to ask the pipeline about (None: the object was not found). By label for
+    ``external``/``boxes`` (labels unique per scene); by 3D-centre matching for ``tabletop``."""
+    if detector != "tabletop":
+        found = {o.label for o in scene.objects}
+        return {label: (label if label in found else None) for label in names.values()}
+    objs = {oid: e for oid, e in askable_objects(gt).items() if oid in names and e.get("center") is not None}
+    matches = match_objects(objs, {o.id: np.asarray(o.center) for o in scene.objects})
+    by_gt = {m.gt_id: m.node_id for m in matches}
+    return {label: by_gt.get(oid) for oid, label in names.items()}
+
+
+def evaluate_dataset(path: Path, config, every_frame: bool = False, jitter: DetectionJitter | None = None,
+                     recall: list | None = None):
     """Run the pipeline over every scene of ``path``; return the answered ``QueryRecord``s and the per-frame
-    pipeline timings (ms)."""
+    pipeline timings ``(total, detect)`` (ms). ``recall`` (a list) receives ``(found, present)`` per asked frame."""
     from spatial_vlm_ros.sim.dataset import iter_dataset
     pipeline = FramePipeline(config)
     queries = SpatialQueries(pipeline.memory, config.noise)
     records, frame_ms = [], []
-    for record in iter_dataset(path):
+    for n_scene, record in enumerate(iter_dataset(path)):
         pipeline.reset()                                    # the evaluation's ~/reset between scenes
         for i, f in enumerate(record.frames):
             try:
-                result = pipeline.process(core_frame(f))
-                frame_ms.append(result.timings_ms["total"])
+                result = pipeline.process(core_frame(f, config.detector, jitter, seed=1000 * n_scene + i))
+                frame_ms.append((result.timings_ms["total"], result.timings_ms["detect"]))
             except InputError as err:                  # the node skips such a frame (memory untouched)
                 print(f"  {record.scene_id} frame {i}: {err}")
             if not (every_frame or i == len(record.frames) - 1):
                 continue
             gt = f.ground_truth
             names = label_names(askable_objects(gt))
+            asked = node_names(gt, names, pipeline.memory.snapshot(), config.detector)
+            if recall is not None:
+                recall.append((sum(v is not None for v in asked.values()), len(asked)))
             recs, _ = frame_queries(gt, names)
             for r in recs:
+                subject, reference = asked.get(r.subject), asked.get(r.reference) if r.reference else ""
+                if subject is None or reference is None:
+                    r.success, r.message, r.predicted = False, NOT_FOUND, None   # counts as wrong
+                    continue
                 if r.kind == RELATION:
-                    a = queries.get_relation(r.subject, r.relation_or_quantity, r.reference)
+                    a = queries.get_relation(subject, r.relation_or_quantity, reference)
                     r.success, r.message = a.success, a.message
                     r.predicted = bool(a.holds) if a.success else None
                     r.confidence = a.confidence
                 else:
-                    a = queries.measure(r.relation_or_quantity, r.subject, r.reference)
+                    a = queries.measure(r.relation_or_quantity, subject, reference)
                     r.success, r.message = a.success, a.message
                     r.predicted = float(a.value) if a.success else None
                     r.uncertainty = a.uncertainty
@@ -208,30 +246,42 @@ def main(argv=None) -> int:
                     help="LiftingParams (L.) or GravityParams (G.) field that is not a node parameter, "
                          "e.g. G.motion_sigma_deg=0.5")
     ap.add_argument("--every-frame", action="store_true", help="ask after every frame, not only the last")
+    ap.add_argument("--detector", choices=("external", "boxes", "tabletop"), default="external",
+                    help="instance source: ground-truth masks, ground-truth 2D boxes only, or tabletop")
+    ap.add_argument("--jitter", type=float, default=0.0, metavar="PX",
+                    help="boxes: one-sigma noise of each box edge, pixels (score noise 0.05); 0 = tight boxes")
     ap.add_argument("--json", type=Path, help="write the summary here")
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
         name, _, value = item.partition("=")
         overrides[name.strip()] = parse_value(value)
+    overrides["detector"] = args.detector
+    jitter = DetectionJitter(edge_sigma_px=args.jitter) if args.jitter > 0 else None
     try:
         config = build_config(args.params, overrides)
         overrides.update(apply_core_overrides(config, args.core))
     except InputError as err:
         print(f"accuracy_offline: {err}", file=sys.stderr)
         return 2
-    all_records, t0, ms = [], time.monotonic(), []
+    all_records, t0, ms, recall = [], time.monotonic(), [], []
     for seed in args.seeds:
         path = ensure_dataset(args.cache, seed, args.scenes, args.frames)
         t = time.monotonic()
-        records, frame_ms = evaluate_dataset(path, config, args.every_frame)
+        records, frame_ms = evaluate_dataset(path, config, args.every_frame, jitter, recall)
         ms += frame_ms
         print(f"seed {seed}: {len(records)} queries in {time.monotonic() - t:.1f} s")
         all_records += records
     summary = print_report(all_records, f"seeds {' '.join(map(str, args.seeds))}"
                            + (f", overrides {overrides}" if overrides else ""))
-    print(f"\npipeline per frame: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
-          f"p99 {np.percentile(ms, 99):.1f} ms ({len(ms)} frames); wall {time.monotonic() - t0:.1f} s")
+    found, present = (sum(v) for v in zip(*recall)) if recall else (0, 0)
+    summary["detector_recall"] = found / present if present else math.nan
+    print(f"detector {args.detector}: recall {found}/{present} = {_pct(summary['detector_recall'])} % "
+          "(ground-truth objects found / present at the asked frames; missed objects' questions count wrong)")
+    total, detect = np.array(ms).reshape(-1, 2).T
+    print(f"\npipeline per frame: p50 {np.percentile(total, 50):.1f} ms, p95 {np.percentile(total, 95):.1f} ms, "
+          f"p99 {np.percentile(total, 99):.1f} ms ({len(total)} frames), of which detect p50 "
+          f"{np.percentile(detect, 50):.1f} ms; wall {time.monotonic() - t0:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         summary["run"] = {"seeds": args.seeds, "scenes": args.scenes, "frames": args.frames,

@@ -1,10 +1,14 @@
 """Launch the spatial_perception node on a full ROS 2 install (Humble, Jazzy, Kilted).
 
-    ros2 launch spatial_vlm_ros perception.launch.py [params_file:=...] [namespace:=...] [detector:=...]
+    ros2 launch spatial_vlm_ros perception.launch.py [params_file:=...] [namespace:=...] [detector:=...] \
+        [depth_source:=...]
 
 - params_file: ROS 2 parameter file (default: the package's config/perception.yaml);
 - namespace:   namespace of the node (default: none);
-- detector:    'external' or 'tabletop'; empty (default) keeps the file's value;
+- detector:    'external', 'tabletop', 'boxes' (2D boxes on /camera/detections) or 'open_vocab';
+               empty (default) keeps the file's value;
+- depth_source: 'sensor', 'model' (RGB-only camera: no depth topic is subscribed) or 'fuse';
+               empty (default) keeps the file's value;
 - with_vlm:    'true' also starts the spatial VLM node (vlm_node) with vlm_params_file (default config/vlm.yaml).
 Without ``launch`` (PyPI ROS) the same is done by ``python -m spatial_vlm_ros.ros.run --params FILE``.
 """
@@ -16,12 +20,21 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+DETECTORS = ("external", "tabletop", "boxes", "open_vocab")      # spatial_vlm_ros.core.pipeline.DETECTORS
+DEPTH_SOURCES = ("sensor", "model", "fuse")
+
 
 def _perception_node(context):
     parameters = [LaunchConfiguration("params_file").perform(context)]
-    detector = LaunchConfiguration("detector").perform(context)
-    if detector:
-        parameters.append({"detector": detector})
+    overrides = {}
+    for name, choices in (("detector", DETECTORS), ("depth_source", DEPTH_SOURCES)):
+        value = LaunchConfiguration(name).perform(context)
+        if value and value not in choices:
+            raise RuntimeError(f"{name}:={value} is not one of {', '.join(choices)}")
+        if value:
+            overrides[name] = value
+    if overrides:
+        parameters.append(overrides)
     nodes = [Node(package="spatial_vlm_ros", executable="perception_node", name="spatial_perception",
                   namespace=LaunchConfiguration("namespace"), parameters=parameters, output="screen",
                   emulate_tty=True)]
@@ -40,7 +53,10 @@ def generate_launch_description():
                               description="ROS 2 parameter file of the spatial_perception node"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
         DeclareLaunchArgument("detector", default_value="",
-                              description="'external' or 'tabletop'; empty keeps the parameter file's value"),
+                              description=f"{' | '.join(DETECTORS)}; empty keeps the parameter file's value"),
+        DeclareLaunchArgument("depth_source", default_value="",
+                              description=f"{' | '.join(DEPTH_SOURCES)} ('model': RGB-only camera, no depth "
+                              "topic); empty keeps the parameter file's value"),
         DeclareLaunchArgument("with_vlm", default_value="false", description="Also start vlm_node"),
         DeclareLaunchArgument("vlm_params_file", default_value=os.path.join(config_dir, "vlm.yaml"),
                               description="ROS 2 parameter file of the spatial_vlm node"),

@@ -52,6 +52,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    if any(a == "--part" or a.startswith("--part=") for a in args.rest):   # learned perception parts
+        from spatial_vlm_ros.perception.learned_cli import export_main as part_export_main
+        return part_export_main(args.rest)
     from spatial_vlm_ros.vlm.onnx_export import main as export_main
     return export_main(args.rest)
 
@@ -63,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="start the node(s) from a parameter file (no `launch` needed)")
     r.add_argument("--params", default=None, help="parameter YAML (default: config/perception.yaml)")
     r.add_argument("--namespace", default="")
-    r.add_argument("--detector", default=None, choices=["external", "tabletop"])
+    from spatial_vlm_ros.core.pipeline import DETECTORS
+    r.add_argument("--detector", default=None, choices=DETECTORS, help="override the file's detector")
     r.add_argument("--nodes", nargs="+", default=["perception"], choices=["perception", "vlm"])
     r.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="passed to rclpy (remappings)")
     r.set_defaults(func=_cmd_run)
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("bag")
     e.add_argument("--ground-truth", default=None, help="ground-truth JSON (default: the bag's sidecar)")
     e.add_argument("--out", default="out/eval")
-    e.add_argument("--detector", default="external", choices=["external", "tabletop"])
+    e.add_argument("--detector", default="external", choices=["external", "boxes", "tabletop"])
     e.add_argument("--params", default=None)
     e.add_argument("--rate", type=float, default=1.0)
     e.set_defaults(func=_cmd_evaluate)
@@ -114,14 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 
-    x = sub.add_parser("export-onnx", help="export a VLM to ONNX (see models/README.md)")
+    x = sub.add_parser("export-onnx", help="export a VLM to ONNX, or with --part detector|segmenter|depth a "
+                       "learned perception part (see models/README.md)")
     x.add_argument("rest", nargs=argparse.REMAINDER)
     x.set_defaults(func=_cmd_export_onnx)
+    from spatial_vlm_ros.perception.learned_cli import add_subcommands   # make-tiny-models, fetch-models
+    add_subcommands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "export-onnx":   # REMAINDER misses leading --options
+        args.rest = extra + list(args.rest)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)
 
 

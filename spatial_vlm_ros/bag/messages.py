@@ -2,7 +2,8 @@
 
 Images: ``rgb8`` colour, ``16UC1`` depth in millimetres (0 = no reading), instance masks ``mono8`` when every
 id fits in 8 bits, else ``16UC1`` (0 = no object). Little-endian, rows unpadded (``step = width * bytes per
-pixel``); decoding honours ``step`` and ``is_bigendian`` of messages recorded elsewhere.
+pixel``); decoding honours ``step`` and ``is_bigendian`` of messages recorded elsewhere. 2D boxes
+(``spatial_vlm_interfaces/Detections2D``) <-> ``core.frame.Detection2D``, pixels (centre and full size).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from spatial_vlm_ros.bag.typestore import typestore
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.frame import Detection2D
 
 
 @dataclass(frozen=True)
@@ -22,14 +24,16 @@ class CameraTopics:
     depth: str = "/camera/aligned_depth_to_color/image_raw"
     camera_info: str = "/camera/color/camera_info"
     instances: str = "/camera/instances"
+    detections: str = "/camera/detections"
 
-    def all(self) -> tuple[str, str, str, str]:
-        return (self.color, self.depth, self.camera_info, self.instances)
+    def all(self) -> tuple[str, str, str, str, str]:
+        return (self.color, self.depth, self.camera_info, self.instances, self.detections)
 
 
 IMAGE = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 INSTANCES = "spatial_vlm_interfaces/msg/InstanceSegmentation"
+DETECTIONS = "spatial_vlm_interfaces/msg/Detections2D"
 
 _ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
               "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1),
@@ -114,3 +118,19 @@ def instances_msg(mask: np.ndarray, ids, labels, scores, stamp_ns: int, frame_id
     return _types()[INSTANCES](header=header(stamp_ns, frame_id), mask=image,
                                ids=np.asarray(ids, dtype=np.uint16), labels=[str(x) for x in labels],
                                scores=np.asarray(scores, dtype=np.float32))
+
+
+def detections_msg(detections, stamp_ns: int, frame_id: str):
+    """``spatial_vlm_interfaces/Detections2D`` (rosbags dataclass) from ``Detection2D`` boxes (pixels)."""
+    t = _types()
+    item = t["spatial_vlm_interfaces/msg/Detection2D"]
+    return t[DETECTIONS](header=header(stamp_ns, frame_id), detections=[
+        item(label=str(d.label), score=float(d.score), id=str(d.id), center_x=float(d.center_x),
+             center_y=float(d.center_y), size_x=float(d.size_x), size_y=float(d.size_y)) for d in detections])
+
+
+def detections_list(msg) -> list[Detection2D]:
+    """Boxes of a ``spatial_vlm_interfaces/Detections2D`` (rosbags dataclass) as ``Detection2D``s."""
+    return [Detection2D(label=str(d.label), score=float(d.score), center_x=float(d.center_x),
+                        center_y=float(d.center_y), size_x=float(d.size_x), size_y=float(d.size_y), id=str(d.id))
+            for d in msg.detections]

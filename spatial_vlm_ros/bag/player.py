@@ -1,10 +1,11 @@
 """Replay a rosbag2 bag with rclpy at its recorded timing (no ros2bag / rosbag2_py needed).
 
 Messages are published in log-time order, each at ``start + (t - t0 - offset) / rate`` on the wall clock,
-as the stored CDR bytes (no deserialisation; header stamps stay as recorded). Publishers use deep queues
-(keep last ``queue_depth``) so a slow subscriber does not lose frames, and the player waits (up to a
-timeout) until every topic has a subscriber before it starts, since messages published before discovery
-completes are lost. Topics whose message type is not importable here are skipped with a warning.
+as the stored CDR bytes (no deserialisation; header stamps stay as recorded, except that with ``loop`` each
+pass after the first has them shifted forwards so that time keeps running: ``bag.loop_stamps``). Publishers
+use deep queues (keep last ``queue_depth``) so a slow subscriber does not lose frames, and the player waits
+(up to a timeout) until every topic has a subscriber before it starts, since messages published before
+discovery completes are lost. Topics whose message type is not importable here are skipped with a warning.
 
 Run it under ``scripts/ros_env.sh`` (it loads the Fast DDS profile with a shared-memory segment large
 enough for camera frames).
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spatial_vlm_ros.bag.loop_stamps import PassRestamper
 from spatial_vlm_ros.bag.reader import BagReader, RawMessage
 from spatial_vlm_ros.core.errors import InputError
 
@@ -132,11 +134,14 @@ class BagPlayer:
                 raise InputError(f"start offset {self.start_offset} s is past the end of the bag "
                                  f"({(self._reader.end_ns - self._reader.start_ns) / 1e9:.3f} s)")
             self._wait_for_subscribers(publishers, log)
+            # loop: header stamps of pass k move forwards by k * (span + one frame period), see loop_stamps
+            self._restamp = PassRestamper(self._reader.topics, self._reader._store)
             while not self._stop.is_set():
                 self._play_once(publishers, t0, log)
                 self.stats.loops += 1
                 if not self.loop:
                     break
+                self._restamp.next_pass()
         except KeyboardInterrupt:
             pass
         finally:
@@ -206,6 +211,7 @@ class BagPlayer:
                         raise InputError(f"reading {self.bag} failed: {self._prefetch_error}")
                     self.end_of_pass()
                     return
+                m = self._restamp.apply(m)
                 if self.before_publish(m):
                     wall0 = None                     # restart the schedule at this message
                 if self._stop.is_set():

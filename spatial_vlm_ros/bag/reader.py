@@ -1,7 +1,7 @@
 """Read rosbag2 bags (MCAP or sqlite3, written here or recorded elsewhere) without ROS.
 
 ``BagReader`` gives the raw CDR messages in log-time order (what the player publishes), deserialised
-messages, and RGB-D frames: colour, depth, CameraInfo and instance masks matched by header stamp.
+messages, and RGB-D frames: colour, depth, CameraInfo, instance masks and 2D boxes matched by header stamp.
 Message types the built-in store does not know are registered from the definitions stored in the bag.
 """
 from __future__ import annotations
@@ -15,10 +15,12 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_types_from_msg
 
-from spatial_vlm_ros.bag.messages import CameraTopics, camera_info_dict, image_array, stamp_ns_of
+from spatial_vlm_ros.bag.messages import (DETECTIONS, CameraTopics, camera_info_dict, detections_list, image_array,
+                                          stamp_ns_of)
 from spatial_vlm_ros.bag.typestore import typestore
 from spatial_vlm_ros.bag.writer import GROUND_TRUTH_FILE
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.frame import Detection2D
 
 
 @dataclass
@@ -42,6 +44,7 @@ class BagFrame:
     ids: list[int] | None = None
     labels: list[str] | None = None
     scores: list[float] | None = None
+    detections: list[Detection2D] | None = None   # 2D boxes (pixels) of the detections topic
 
     @property
     def depth_m(self) -> np.ndarray | None:
@@ -158,10 +161,12 @@ class BagReader:
             yield m.topic, m.log_time_ns, self._store.deserialize_cdr(m.data, m.msgtype)
 
     def frames(self, max_skew_ns: int = 20_000_000) -> list[BagFrame]:
-        """RGB-D frames, one per colour image; the depth, CameraInfo and instances whose header stamp is
-        nearest (within ``max_skew_ns``) are attached. Loads the camera topics into memory."""
+        """RGB-D frames, one per colour image; the depth, CameraInfo, instances and detections whose header
+        stamp is nearest (within ``max_skew_ns``) are attached (detections only of type
+        ``spatial_vlm_interfaces/Detections2D``). Loads the camera topics into memory."""
         t = self.camera_topics
-        present = [x for x in t.all() if x in self.topics]
+        topics = self.topics
+        present = [x for x in t.all() if x in topics and (x != t.detections or topics[x] == DETECTIONS)]
         if t.color not in present:
             raise InputError(f"bag {self.path} has no colour topic {t.color}")
         by_topic: dict[str, list[tuple[int, object]]] = {x: [] for x in present}
@@ -186,6 +191,9 @@ class BagReader:
                 f.ids = [int(i) for i in np.asarray(inst.ids)]
                 f.labels = list(inst.labels)
                 f.scores = [float(s) for s in np.asarray(inst.scores)]
+            dets = _nearest(by_topic.get(t.detections, []), stamp, max_skew_ns)
+            if dets is not None:
+                f.detections = detections_list(dets)
             frames.append(f)
         return frames
 

@@ -6,10 +6,15 @@ store or, for custom types, from ``.msg`` files (source tree or ``AMENT_PREFIX_P
 Foxglove. Subscriptions have a deep queue and, as ``ros2 bag record`` does, are reliable when every publisher
 of the topic is reliable and best effort otherwise (which matches any publisher). Run it under
 ``scripts/ros_env.sh``.
+
+Stopping: SIGINT (Ctrl-C), SIGTERM (docker stop, systemd, a launch shutdown) and SIGHUP (a closed terminal)
+all end the recording the same way when ``run()`` is called from the main thread: the loop stops, the
+subscriptions go and the bag is closed, so the MCAP/sqlite3 file and ``metadata.yaml`` are complete.
 """
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,6 +24,9 @@ from rosbags.rosbag2 import Writer
 from spatial_vlm_ros.bag.typestore import register_msg_type, typestore
 from spatial_vlm_ros.bag.writer import STORAGES
 from spatial_vlm_ros.core.errors import InputError
+
+#: Signals that stop a recording cleanly (the bag is closed) instead of killing the process.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class BagRecorder:
@@ -86,6 +94,7 @@ class BagRecorder:
 
         context = rclpy.Context()
         rclpy.init(context=context)
+        previous = self._catch_stop_signals()      # after rclpy.init, which installs its own handlers
         node = rclpy.create_node(self.node_name, context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
@@ -130,10 +139,23 @@ class BagRecorder:
             rclpy.try_shutdown(context=context)
             if writer is not None:
                 writer.close()
+            for signum, handler in previous.items():     # None: a handler not installed from Python
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         if self.verbose:
             print(f"bag recorder: wrote {self.total} messages to {self.bag} "
                   f"({', '.join(f'{t}: {n}' for t, n in self.counts.items())})", flush=True)
         return 0
+
+    def _catch_stop_signals(self) -> dict:
+        """Make SIGINT/SIGTERM/SIGHUP call ``stop()``; returns the handlers replaced (empty off the main
+        thread, where Python cannot install handlers: the caller stops the recorder itself)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, lambda *_: self.stop())
+        return previous
 
     def _callback(self, writer, conn, topic: str, node):
         clock = node.get_clock()

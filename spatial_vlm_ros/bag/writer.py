@@ -2,7 +2,10 @@
 
 Per frame, all stamped with the frame's header stamp (also used as the bag's receive time):
 ``/camera/color/image_raw`` (rgb8), ``/camera/aligned_depth_to_color/image_raw`` (16UC1, mm),
-``/camera/color/camera_info`` and ``/camera/instances`` (``spatial_vlm_interfaces/InstanceSegmentation``).
+``/camera/color/camera_info``, ``/camera/instances`` (``spatial_vlm_interfaces/InstanceSegmentation``) and
+``/camera/detections`` (``spatial_vlm_interfaces/Detections2D``: the tight box of each object's visible
+pixels, from the ground-truth masks by ``sim.detections.detections_from_mask``, score 1.0, id = instance id;
+optionally jittered like an imperfect detector), so a bag drives ``detector: external`` and ``boxes``.
 Message definitions travel in the bag (MCAP schemas), so Foxglove opens it; ``ros2 bag info`` reads the
 metadata (rosbag2 metadata version 8: Jazzy and later; on Humble run ``ros2 bag reindex`` first).
 
@@ -16,8 +19,8 @@ from typing import Iterable
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from spatial_vlm_ros.bag.messages import (CAMERA_INFO, IMAGE, INSTANCES, CameraTopics, camera_info_msg, image_msg,
-                                          instances_msg)
+from spatial_vlm_ros.bag.messages import (CAMERA_INFO, DETECTIONS, IMAGE, INSTANCES, CameraTopics, camera_info_msg,
+                                          detections_msg, image_msg, instances_msg)
 from spatial_vlm_ros.bag.typestore import typestore
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.sim.ground_truth_file import save_ground_truth
@@ -33,14 +36,20 @@ def ground_truth_path(bag_path: str | Path) -> Path:
 
 def write_bag(scenes: Iterable, bag_path: str | Path, storage: str = "mcap", topics: CameraTopics | None = None,
               ground_truth: bool = True, overwrite: bool = False, version: int = 8,
-              progress: bool = False, total: int | None = None) -> Path:
+              progress: bool = False, total: int | None = None, detections: bool = True,
+              detection_jitter=None) -> Path:
     """Write ``scenes`` (``sim.dataset.SceneRecord``s, in stamp order) to the bag folder ``bag_path``.
+
+    ``detections``: also write the 2D-box topic; ``detection_jitter`` (``sim.detections.DetectionJitter``):
+    perturb those boxes and scores, seeded by the frame's index in the bag (reproducible).
 
     Returns the bag path. Raises InputError for an unknown storage, an existing bag (unless ``overwrite``) or
     frames out of stamp order.
     """
     if storage not in STORAGES:
         raise InputError(f"unknown storage '{storage}' (choose {' or '.join(STORAGES)})")
+    if detections:
+        from spatial_vlm_ros.sim.detections import detections_from_mask
     topics = topics or CameraTopics()
     path = Path(bag_path)
     if path.exists():
@@ -63,6 +72,9 @@ def write_bag(scenes: Iterable, bag_path: str | Path, storage: str = "mcap", top
             "info": writer.add_connection(topics.camera_info, CAMERA_INFO, typestore=store),
             "instances": writer.add_connection(topics.instances, INSTANCES, typestore=store),
         }
+        if detections:
+            conns["detections"] = writer.add_connection(topics.detections, DETECTIONS, typestore=store)
+        index = 0
         for record in scene_iter:
             for f in record.frames:
                 if f.stamp_ns <= last:
@@ -76,6 +88,10 @@ def write_bag(scenes: Iterable, bag_path: str | Path, storage: str = "mcap", top
                     ("instances", INSTANCES, instances_msg(f.mask, f.ids, f.labels, [1.0] * len(f.ids),
                                                            f.stamp_ns, fid)),
                 )
+                if detections:
+                    boxes = detections_from_mask(f.mask, f.ids, f.labels, jitter=detection_jitter, seed=index)
+                    msgs += (("detections", DETECTIONS, detections_msg(boxes, f.stamp_ns, fid)),)
+                index += 1
                 for key, msgtype, msg in msgs:
                     writer.write(conns[key], f.stamp_ns, store.serialize_cdr(msg, msgtype))
                 if f.ground_truth:

@@ -10,6 +10,7 @@ Distortion is honoured only when ``D`` has a non-zero coefficient: ``plumb_bob``
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -20,6 +21,12 @@ from spatial_vlm_ros.core.errors import InputError
 #: Distortion models understood (CameraInfo ``distortion_model`` strings), with their coefficient counts.
 DISTORTION_MODELS = {"plumb_bob": (4, 5, 8, 12, 14), "rational_polynomial": (4, 5, 8, 12, 14),
                      "equidistant": (4,)}
+
+#: Plausibility bounds of ``CameraModel.validate``: nominal field of view (deg, each image axis), the
+#: largest image side (px) and the largest ratio between fx and fy.
+FOV_RANGE_DEG = (1.0, 179.0)
+MAX_IMAGE_SIDE_PX = 20000
+MAX_PIXEL_ASPECT = 4.0
 
 # Undistortion is iterative; OpenCV's default (5 iterations) leaves ~0.1 px errors on strong lenses.
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)
@@ -73,15 +80,37 @@ class CameraModel:
         return camera
 
     def validate(self) -> None:
-        """Raise ``InputError`` if the model cannot be used (zero/NaN focal, bad size, centre outside)."""
+        """Raise ``InputError`` unless the intrinsics are plausible: positive image size (at most
+        ``MAX_IMAGE_SIDE_PX`` a side), finite ``K`` and ``D``, ``K`` of the pinhole form (zero lower
+        triangle, ``K[2, 2] = 1``), positive focal lengths whose nominal field of view
+        (``2 atan(size / 2f)``, distortion ignored) lies within ``FOV_RANGE_DEG`` in both directions, a pixel
+        aspect ratio ``fx / fy`` within ``MAX_PIXEL_ASPECT`` either way, the principal point inside the
+        image, and a known distortion model with the right number of coefficients."""
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"camera_info: image size {self.width}x{self.height} is not positive "
                              "(is the camera calibrated?)")
+        if max(self.width, self.height) > MAX_IMAGE_SIDE_PX:
+            raise InputError(f"camera_info: image size {self.width}x{self.height} is implausible (more than "
+                             f"{MAX_IMAGE_SIDE_PX} px a side)")
         if not np.all(np.isfinite(self.K)):
             raise InputError("camera_info: K contains NaN or infinite values")
         if self.fx <= 0.0 or self.fy <= 0.0:
             raise InputError(f"camera_info: focal lengths fx={self.fx:g}, fy={self.fy:g} must be positive "
                              "(an all-zero K means an uncalibrated camera)")
+        if self.K[1, 0] != 0.0 or self.K[2, 0] != 0.0 or self.K[2, 1] != 0.0 or \
+                not math.isclose(self.K[2, 2], 1.0, rel_tol=1e-9):
+            raise InputError(f"camera_info: K is not a pinhole camera matrix [[fx, s, cx], [0, fy, cy], "
+                             f"[0, 0, 1]] (got {np.round(self.K, 6).tolist()})")
+        lo, hi = FOV_RANGE_DEG
+        for axis, size, focal in (("horizontal", self.width, self.fx), ("vertical", self.height, self.fy)):
+            fov = math.degrees(2.0 * math.atan2(size / 2.0, focal))
+            if not lo <= fov <= hi:
+                raise InputError(f"camera_info: {axis} field of view {fov:.6g} deg (image {size} px, focal "
+                                 f"{focal:g} px) is outside the plausible {lo:g}-{hi:g} deg: the intrinsics "
+                                 "are garbage or in the wrong units")
+        if not 1.0 / MAX_PIXEL_ASPECT <= self.fx / self.fy <= MAX_PIXEL_ASPECT:
+            raise InputError(f"camera_info: fx={self.fx:g} and fy={self.fy:g} differ by more than a factor "
+                             f"{MAX_PIXEL_ASPECT:g}: implausible pixel aspect ratio")
         if not (0.0 <= self.cx <= self.width and 0.0 <= self.cy <= self.height):
             raise InputError(f"camera_info: principal point ({self.cx:g}, {self.cy:g}) lies outside the "
                              f"{self.width}x{self.height} image")

@@ -6,6 +6,7 @@ in the latest frame's gravity frame as ``gravity(center) -/+ size / 2``.
 
 Per frame (``update``):
 1. validate the frame (finite stamp, a ``GravityFrame``) -> ``InputError`` and no change when it is bad;
+   check its stamp against the memory's clock (see "Time jumps" below);
    each observation is validated on its own (finite centre in front of the camera, finite non-negative size,
    non-empty label, finite score); bad ones are skipped with a reason in ``last_report``;
 2. drop objects unseen for more than ``timeout_s``;
@@ -21,6 +22,21 @@ Per frame (``update``):
 6. start a new object for each unmatched observation; an object gets its id ("<label>_<k>", spaces -> "_",
    k counting up per label from 1, never reused until ``reset``) once seen ``min_observations`` times.
 
+Time jumps (header stamps, seconds; ``t_last`` = stamp of the newest accepted frame):
+- a frame older than ``t_last`` by at most ``max_backwards_jump_s`` is a late, out-of-order frame: rejected
+  (``InputError``, nothing changes). Stamps moving forward overtake ``t_last`` again, so this stalls the
+  memory for at most that long;
+- a frame older by more than that is a replay restart (looped bag, simulator reset, driver restart): once
+  ``restart_confirm_frames`` consecutive such frames (ascending stamps) have come, the memory is reset
+  explicitly (objects forgotten, id counters restarted) and ``last_report.note`` says so; the frames
+  before that are rejected;
+- a frame ahead of ``t_last`` by more than ``max_future_s`` plus the wall time elapsed since ``t_last`` was
+  accepted (so a paused camera may resume) is a clock jump or a garbage stamp: rejected, memory untouched.
+  Only ``jump_confirm_frames`` consecutive such frames with ascending stamps, each within ``max_future_s``
+  (plus wall time) of the previous, are believed: the memory is reset explicitly as above. One stray
+  frame an hour ahead therefore neither renumbers the objects nor blocks the normal frames after it.
+A reset is never silent: ids a planner holds are invalid afterwards, and the note says why.
+
 Thread safety: ``update``/``expire``/``reset`` run under a lock and build a new immutable ``Scene``;
 ``snapshot`` returns that scene without copying (its arrays are read-only, its objects never mutated).
 """
@@ -29,6 +45,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -64,6 +81,11 @@ class MemoryParams:
     motion_min_spread_m: float = 0.03    # matched centres must not be collinear (2nd RMS spread)
     motion_min_translation_m: float = 0.005   # smaller motions are treated as none
     motion_min_rotation_deg: float = 0.5
+    max_future_s: float = 300.0          # stamps further ahead (plus wall time since the last frame) are
+    #                                      rejected as a clock jump; 0 = no check
+    max_backwards_jump_s: float = 1.0    # older frames within this are out-of-order; beyond it: replay restart
+    jump_confirm_frames: int = 3         # consecutive far-future frames that confirm a forward clock jump
+    restart_confirm_frames: int = 1      # consecutive frames this far back that confirm a replay restart
 
     def validate(self) -> "MemoryParams":
         checks = [
@@ -77,6 +99,10 @@ class MemoryParams:
             (self.max_points >= 1, "max_points must be >= 1"),
             (self.motion_min_matches >= 3, "motion_min_matches must be >= 3"),
             (self.motion_max_residual_m > 0, "motion_max_residual_m must be > 0"),
+            (self.max_future_s >= 0, "max_future_s must be >= 0 (0 = no check)"),
+            (self.max_backwards_jump_s >= 0, "max_backwards_jump_s must be >= 0"),
+            (self.jump_confirm_frames >= 1, "jump_confirm_frames must be >= 1"),
+            (self.restart_confirm_frames >= 1, "restart_confirm_frames must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -239,8 +265,12 @@ def estimate_rigid_motion(prev: np.ndarray, cur: np.ndarray, params: MemoryParam
 class SceneMemory:
     """Thread-safe memory of the objects seen recently (see the module docstring for the algorithm)."""
 
-    def __init__(self, params: MemoryParams | None = None):
+    def __init__(self, params: MemoryParams | None = None, clock=time.monotonic):
+        """``clock() -> seconds``: the wall clock of the future-stamp allowance (monotonic; tests fake it)."""
         self.params = (params or MemoryParams()).validate()
+        self._clock = clock
+        self._accepted_at = 0.0                  # clock() when the newest frame was accepted
+        self._jump_run: tuple[str, tuple[float, ...], float] | None = None   # (kind, stamps, clock) rejected
         self._lock = threading.Lock()
         self._tracks: tuple[_Track, ...] = ()
         self._counters: dict[str, int] = {}
@@ -255,8 +285,9 @@ class SceneMemory:
                ) -> list[TrackedObject]:
         """Fold one frame's observations in; returns the published objects afterwards (sorted by id).
 
-        Raises InputError (and changes nothing) for a non-finite or out-of-order stamp, a bad gravity frame or
-        an observation list that is not a sequence; skips bad observations (reasons in ``last_report``).
+        Raises InputError (and changes nothing) for a non-finite, out-of-order or far-future stamp (see
+        "Time jumps" in the module docstring), a bad gravity frame or an observation list that is not a
+        sequence; skips bad observations (reasons in ``last_report``).
         """
         stamp = self._check_stamp(stamp)
         gravity = self._check_gravity(gravity)
@@ -265,14 +296,11 @@ class SceneMemory:
         if not isinstance(observations, (list, tuple)):
             raise InputError(f"observations must be a list, not {type(observations).__name__}")
         with self._lock:
-            note = ""
+            now = self._clock()
             tracks, counters, next_key = self._tracks, dict(self._counters), self._next_key
-            if self._stamp is not None and stamp < self._stamp:
-                if self._stamp - stamp <= self.params.timeout_s:
-                    raise InputError(f"frame stamp {stamp:.3f} s is older than the memory's last update "
-                                     f"{self._stamp:.3f} s; out-of-order frames are not used")
+            note = self._check_clock(stamp, now)
+            if note:
                 tracks, counters, next_key = (), {}, 0
-                note = "clock jumped back; memory cleared"
 
             clean, rejected = [], []
             for index, obs in enumerate(observations):
@@ -326,6 +354,7 @@ class SceneMemory:
             # commit: nothing above touched the memory's state
             self._tracks, self._counters, self._next_key = tuple(new_tracks), counters, next_key
             self._stamp, self._gravity, self._scene = stamp, gravity, scene
+            self._accepted_at, self._jump_run = now, None
             self._report = UpdateReport(stamp, len(observations) - len(rejected), tuple(sorted(rejected)),
                                         tuple(matched_names), tuple(created), expired, motion, note)
             return list(scene.objects)
@@ -355,6 +384,7 @@ class SceneMemory:
         """Forget every object and restart the id counters."""
         with self._lock:
             self._tracks, self._counters, self._next_key, self._stamp = (), {}, 0, None
+            self._jump_run = None
             self._scene = Scene((), self._gravity, self._scene.stamp)
             self._report = UpdateReport(self._scene.stamp, note="reset")
 
@@ -367,6 +397,47 @@ class SceneMemory:
         return len(self.snapshot().objects)
 
     # ------------------------------------------------------------------ internals
+    def _check_clock(self, stamp: float, now: float) -> str:
+        """'' for a frame in time order; a reset note for a confirmed clock jump; else raise InputError.
+        Called under the lock; only the pending jump run changes when a frame is rejected."""
+        p, last = self.params, self._stamp
+        if last is None:
+            return ""
+        waited = max(0.0, now - self._accepted_at)
+        if stamp < last:
+            back = last - stamp
+            if back <= p.max_backwards_jump_s:
+                self._jump_run = None
+                raise InputError(f"frame stamp {stamp:.3f} s is older than the memory's last update "
+                                 f"{last:.3f} s; out-of-order frames are not used")
+            kind, needed = "back", p.restart_confirm_frames
+        elif p.max_future_s > 0 and stamp - last > p.max_future_s + waited:
+            kind, needed = "future", p.jump_confirm_frames
+        else:
+            return ""
+        run = (stamp,)
+        if self._jump_run is not None and self._jump_run[0] == kind:
+            _, previous, seen_at = self._jump_run
+            step = stamp - previous[-1]
+            limit = p.max_future_s + max(0.0, now - seen_at) if p.max_future_s > 0 else math.inf
+            if 0.0 < step <= limit:
+                run = previous + (stamp,)
+        if len(run) < needed:
+            self._jump_run = (kind, run, now)
+            if kind == "back":
+                raise InputError(f"frame stamp {stamp:.3f} s is {back:.3f} s older than the memory's last "
+                                 f"update {last:.3f} s: a replay restart is assumed after {needed} such "
+                                 f"frames ({len(run)} so far); this one is not used")
+            raise InputError(f"frame stamp {stamp:.3f} s is {stamp - last:.3f} s ahead of the memory's last "
+                             f"update {last:.3f} s (more than max_future_s {p.max_future_s:g} s + "
+                             f"{waited:.1f} s waited): rejected as a clock jump or a bad stamp; {needed} "
+                             f"consecutive such frames ({len(run)} so far) would confirm a jump")
+        confirm = f" (confirmed by {len(run)} frames)" if len(run) > 1 else ""
+        if kind == "back":
+            return (f"clock jumped back {last - stamp:.3f} s (looped bag, simulator reset or driver "
+                    f"restart){confirm}: memory reset, object ids restart")
+        return (f"clock jumped forward {stamp - last:.3f} s{confirm}: memory reset, object ids restart")
+
     @staticmethod
     def _check_stamp(stamp) -> float:
         try:

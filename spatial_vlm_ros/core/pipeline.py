@@ -10,11 +10,12 @@ gravity frame (z up) of ``core.gravity_frame``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from spatial_vlm_ros.core.depth import decode_depth
+from spatial_vlm_ros.core.depth_fusion import Alignment, FusionParams, fuse_depth
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Frame
 from spatial_vlm_ros.core.gravity import GravityEstimator, GravityParams
@@ -26,8 +27,12 @@ from spatial_vlm_ros.core.observation import Observation, TrackedObject
 from spatial_vlm_ros.perception.base import Detector, Instance
 from spatial_vlm_ros.perception.external import instances_from_mask
 from spatial_vlm_ros.perception.tabletop import TabletopDetector, TabletopParams
+from spatial_vlm_ros.perception.mono_depth import DepthModelParams   # no torch: the model is imported lazily
+from spatial_vlm_ros.perception.boxes import BoxesDetector, BoxesParams, check_detections
+from spatial_vlm_ros.perception.open_vocab import OpenVocabParams   # no torch: the models load lazily
 
-DETECTORS = ("external", "tabletop")
+DETECTORS = ("external", "tabletop", "boxes", "open_vocab")
+DEPTH_SOURCES = ("sensor", "model", "fuse")
 
 
 @dataclass
@@ -40,6 +45,12 @@ class PipelineConfig:
     noise: DepthNoiseModel = field(default_factory=DepthNoiseModel)
     gravity: GravityParams = field(default_factory=GravityParams)
     tabletop: TabletopParams = field(default_factory=TabletopParams)
+    # ==== marker: issue-7 config fields (boxes, open_vocab, depth_source)
+    open_vocab: OpenVocabParams = field(default_factory=OpenVocabParams)
+    depth_source: str = "sensor"         # sensor | model (RGB-only: depth_model) | fuse (sensor + depth_model)
+    depth_model: DepthModelParams = field(default_factory=DepthModelParams)
+    depth_fusion: FusionParams = field(default_factory=FusionParams)   # depth_source fuse
+    boxes: BoxesParams = field(default_factory=BoxesParams)
 
 
 @dataclass
@@ -60,16 +71,49 @@ def make_detector(config: PipelineConfig) -> Detector | None:
         return None
     if config.detector == "tabletop":
         return TabletopDetector(config.tabletop)
+    # ==== marker: issue-7 detectors (boxes, open_vocab)
+    if config.detector == "open_vocab":       # transformers/torch imported only now
+        from spatial_vlm_ros.perception.open_vocab import OpenVocabDetector
+        return OpenVocabDetector(config.open_vocab, config.boxes.segmenter_params(config.noise))
+    if config.detector == "boxes":
+        return BoxesDetector(config.boxes, config.noise)
     raise InputError(f"unknown detector '{config.detector}' (known: {', '.join(DETECTORS)})")
+
+
+def make_depth_predictor(config: PipelineConfig, predictor=None):
+    """The depth predictor of ``depth_source`` model/fuse (``predictor`` if given, else the configured depth
+    model, loaded now), None for ``sensor``. Raises ``InputError`` (``MissingModelError`` naming the fetch
+    command) when the source is unknown or the model cannot be used."""
+    if config.depth_source not in DEPTH_SOURCES:
+        raise InputError(f"unknown depth_source '{config.depth_source}' (known: {', '.join(DEPTH_SOURCES)})")
+    if config.depth_source == "sensor":
+        return None
+    if predictor is None:
+        from spatial_vlm_ros.perception.mono_depth import MonoDepthModel   # torch only when a model is used
+        predictor = MonoDepthModel(config.depth_model)
+    if config.depth_source == "model" and not getattr(predictor, "metric", True):
+        raise InputError(f"depth model {config.depth_model.model!r} predicts relative depth, not metres: "
+                         "depth_source 'model' needs a metric model (e.g. a Depth-Anything-V2-Metric one); "
+                         "a relative model can only be used with depth_source 'fuse'")
+    return predictor
 
 
 class FramePipeline:
     """Turns frames into scene-memory updates. Not thread-safe itself: call ``process`` from one thread;
     the memory it owns is thread-safe for readers (``memory.snapshot()``)."""
 
-    def __init__(self, config: PipelineConfig | None = None, memory: SceneMemory | None = None):
+    def __init__(self, config: PipelineConfig | None = None, memory: SceneMemory | None = None,
+                 depth_predictor=None):
         self.config = config or PipelineConfig()
         self.detector = make_detector(self.config)
+        # depth_source model/fuse: ``depth_predictor(rgb) -> (H, W) depth`` (default: the depth_model, built
+        # here, once); the noise model of relations/quantities (config.noise, not the per-pixel lifting one)
+        # gets the model's relative error. After make_detector: detectors keep the per-pixel sensor noise.
+        self.depth_predictor = make_depth_predictor(self.config, depth_predictor)
+        self.last_depth_fit: Alignment | None = None       # depth_source fuse: the last frame's alignment
+        if self.config.depth_source != "sensor":
+            widened = self.config.noise.widened(self.config.depth_model.relative_error)
+            self.config = replace(self.config, noise=widened)
         self.gravity = GravityEstimator(self.config.gravity)
         self.memory = memory if memory is not None else SceneMemory(self.config.memory)
 
@@ -86,7 +130,7 @@ class FramePipeline:
         timings: dict[str, float] = {}
         t0 = t = time.perf_counter()
 
-        depth_m = self._validated_depth(frame)
+        depth_m = self._validated_depth(frame, timings)
         external = self._external_instances(frame) if self.detector is None else None
         warnings = list(external[1]) if external is not None else []
         t = _lap(timings, "decode", t)
@@ -94,13 +138,20 @@ class FramePipeline:
         exclude = None
         if external is not None and external[0]:
             exclude = np.logical_or.reduce([inst.mask for inst in external[0]])
+        if self.detector is not None and self.detector.needs_boxes:
+            if frame.detections is None:
+                raise InputError(f"detector '{self.config.detector}' needs 2D detections with every frame "
+                                 "(Frame.detections, the /camera/detections topic); none came with this one")
+            exclude = _box_exclusion(frame.detections, depth_m.shape)
         gravity = self.gravity.update(depth_m, frame.camera, exclude_mask=exclude)
         t = _lap(timings, "gravity", t)
 
         if external is not None:
             instances = external[0]
         else:
-            instances = list(self.detector.detect(frame.rgb, depth_m, frame.camera, gravity))
+            instances = list(self.detector.detect(frame.rgb, depth_m, frame.camera, gravity,
+                                                  boxes=frame.detections))
+            warnings.extend(getattr(self.detector, "warnings", []))
         t = _lap(timings, "detect", t)
 
         observations, lift_warnings = lift_instances(depth_m, frame.camera, instances, gravity,
@@ -118,11 +169,20 @@ class FramePipeline:
         return FrameResult(frame.stamp, list(objects), observations, gravity, warnings, timings)
 
     # ------------------------------------------------------------------------------------------ checks
-    @staticmethod
-    def _validated_depth(frame: Frame) -> np.ndarray:
+    def _validated_depth(self, frame: Frame, timings: dict | None = None) -> np.ndarray:
+        """(H, W) float32 depth in metres (NaN invalid) from the configured ``depth_source``: the frame's
+        sensor depth, the depth model's prediction from ``frame.rgb``, or the two fused."""
         rgb, depth, camera = frame.rgb, frame.depth, frame.camera
+        source = self.config.depth_source
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise InputError(f"colour image must be HxWx3, got shape {rgb.shape}")
+        if source == "model":
+            if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
+                raise InputError(f"camera info is for {camera.width}x{camera.height} images but the colour "
+                                 f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+            return self._model_depth(rgb, timings)
+        if depth is None:
+            raise InputError("this frame has no depth image; for an RGB-only camera set depth_source: model")
         if depth.ndim != 2:
             raise InputError(f"depth image must be HxW (one channel), got shape {depth.shape}")
         if rgb.shape[:2] != depth.shape:
@@ -132,9 +192,30 @@ class FramePipeline:
             raise InputError(f"camera info is for {camera.width}x{camera.height} images but the colour "
                              f"image is {rgb.shape[1]}x{rgb.shape[0]}")
         depth_m = decode_depth(depth, frame.depth_encoding)
+        if source == "fuse":
+            model = self._model_depth(rgb, timings)
+            metric = getattr(self.depth_predictor, "metric", True)
+            params = self.config.depth_fusion if metric else replace(self.config.depth_fusion, fit_shift=True)
+            fused = fuse_depth(model, depth_m, params, space="depth" if metric else "inverse")
+            self.last_depth_fit = fused.alignment
+            return fused.depth
         if not np.isfinite(depth_m).any():
             raise InputError("depth image has no valid pixels (all zero, NaN, inf or negative)")
         return depth_m
+
+    def _model_depth(self, rgb: np.ndarray, timings: dict | None) -> np.ndarray:
+        """The depth predictor's output for ``rgb`` as (H, W) float32, NaN where not finite and positive."""
+        t = time.perf_counter()
+        pred = np.asarray(self.depth_predictor(rgb), dtype=np.float32)
+        if pred.shape != rgb.shape[:2]:
+            raise InputError(f"the depth model returned a {pred.shape} depth for a {rgb.shape[:2]} image")
+        with np.errstate(invalid="ignore"):
+            pred = np.where(np.isfinite(pred) & (pred > 0), pred, np.float32(np.nan))
+        if not np.isfinite(pred).any():
+            raise InputError("the depth model predicted no valid depth for this frame")
+        if timings is not None:
+            timings["depth_model"] = 1e3 * (time.perf_counter() - t)
+        return pred
 
     @staticmethod
     def _external_instances(frame: Frame) -> tuple[list[Instance], list[str]]:
@@ -151,6 +232,18 @@ class FramePipeline:
             raise InputError(f"all {len(seg.ids)} instance masks are empty: no pixel carries ids {seg.ids}")
         warnings = [f"instance {m}: empty mask, skipped" for m in missing]
         return instances, warnings
+
+
+def _box_exclusion(detections, shape: tuple[int, int], max_fraction: float = 0.5) -> np.ndarray | None:
+    """Pixels inside the frame's 2D boxes (objects, kept out of the support-plane fit), or None when the
+    boxes cover more than ``max_fraction`` of the image (too little would be left for the fit)."""
+    from spatial_vlm_ros.perception.box_segmenter import box_pixels
+    h, w = shape
+    mask = np.zeros(shape, dtype=bool)
+    for _, b in check_detections(detections, w, h)[0]:
+        c0, r0, c1, r1 = box_pixels(b, w, h) or (0, 0, -1, -1)
+        mask[r0:r1 + 1, c0:c1 + 1] = True
+    return mask if 0 < np.count_nonzero(mask) <= max_fraction * mask.size else None
 
 
 def _lap(timings: dict, name: str, start: float) -> float:

@@ -18,8 +18,9 @@ class QueryRecord:
 
     ``kind`` is ``"relation"`` (``truth``/``predicted`` are bools: does the relation hold) or ``"quantity"``
     (``truth``/``predicted`` are metres). ``predicted`` is None when the service failed (``success`` False)
-    or was not called. ``ambiguous`` marks ground-truth pairs within the definition's margin: they are
-    reported but excluded from accuracy.
+    or was not called; ``missed`` names the ground-truth objects of the question the node did not find (the
+    question is then not asked and counts as wrong, never skipped). ``ambiguous`` marks ground-truth pairs
+    within the definition's margin: they are reported but excluded from accuracy.
     """
 
     frame_stamp: float                      # seconds, header stamp of the frame the truth belongs to
@@ -41,6 +42,8 @@ class QueryRecord:
     subject_id: str = ""                    # ground-truth object id of the subject (not sent to the node)
     reference_id: str = ""                  # ground-truth object id of the reference
     detector: str = "external"              # detector the node ran with
+    missed: str = ""                        # GT ids (comma-separated) the detector did not find: not asked,
+                                            # counted as a wrong / unsuccessful answer
 
     @property
     def name(self) -> str:

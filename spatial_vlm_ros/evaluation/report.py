@@ -205,7 +205,14 @@ def _headline_table(runs: Sequence[RunResult]) -> list[str]:
     head = "| | " + " | ".join(r.name for r in runs) + " |"
     out = [head, "|---" * (len(runs) + 1) + "|"]
     rows = [
-        ("relation accuracy (unambiguous)", lambda s: _pct(s["relations"]["overall"]["accuracy"])),
+        ("**detector recall** (GT objects found / present)", lambda s: "{} ({} / {})".format(
+            _pct(s["objects"]["recall"]), s["objects"]["found"], s["objects"]["present"])
+         if "objects" in s else "n/a"),
+        ("detector precision (found / node objects)", lambda s: "{} ({} / {})".format(
+            _pct(s["objects"]["precision"]), s["objects"]["found"], s["objects"]["reported"])
+         if "objects" in s else "n/a"),
+        ("relation accuracy (unambiguous; missed objects count wrong)",
+         lambda s: _pct(s["relations"]["overall"]["accuracy"])),
         ("relations scored / ambiguous / failed", lambda s: "{} / {} / {}".format(
             s["relations"]["overall"]["n_scored"], s["relations"]["overall"]["n_ambiguous"],
             s["relations"]["overall"]["n_failed"])),
@@ -222,8 +229,8 @@ def _headline_table(runs: Sequence[RunResult]) -> list[str]:
             _num(s["latency_ms"]["all"][k]) for k in ("p50", "p95", "p99"))),
         ("frames published / processed / dropped", lambda s: "{} / {} / {}".format(
             s["frames"]["published"], s["frames"]["processed"], s["frames"]["dropped"])),
-        ("GT objects matched by a node object", lambda s: "{} / {}".format(
-            s["objects"]["matched"], s["objects"]["askable"]) if "objects" in s else "n/a"),
+        ("questions about objects not found (counted wrong)",
+         lambda s: str(s.get("questions_missed", "n/a"))),
     ]
     for label, fn in rows:
         out.append(f"| {label} | " + " | ".join(fn(r.summary) for r in runs) + " |")
@@ -293,7 +300,10 @@ def write_report(out_dir: str | os.PathLike, runs: Sequence[RunResult], title: s
     if meta:
         md += [f"- {k}: {v}" for k, v in meta.items()] + [""]
     md += ["## Summary", ""] + _headline_table(runs) + [""]
-    md += ["Criteria: relation accuracy counts only pairs whose truth is beyond the definition's margin "
+    md += ["Every visible ground-truth object is scored: detector recall is the share of them a node object "
+           "matched (one-to-one, by 3D centre), precision the share of the node's objects that matched one, "
+           "and a question about an object the node did not find counts as wrong (never skipped). "
+           "Criteria: relation accuracy counts only pairs whose truth is beyond the definition's margin "
            "(ambiguous pairs are listed, not scored) and counts failed calls as wrong. Metric success: "
            "|pred - truth| <= 10 % / 25 % of truth (SpatialRGPT-Bench uses 25 %), or pred/truth in [0.5, 2] "
            "(SpatialVLM). Latency is the service round trip seen by an rclpy client.", ""]

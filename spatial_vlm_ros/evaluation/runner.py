@@ -10,10 +10,14 @@ ground-truth frames of one scene, docs/ground_truth_format.md): wait until the n
 Answers are scored by ``scoring``; ``report`` writes ``results.json``, ``report.md``, plots and annotated frames.
 
 Works for any bag with the camera topics and a ground-truth file in the documented format (``objects`` boxes
-are enough: relations and quantities are then computed from them). With ``detector="external"`` objects are
-named by their ground-truth label (unique labels only); with ``tabletop`` (colour labels) each node object is
-matched to a ground-truth object by 3D centre proximity and asked about by its id. Must run under
-``scripts/ros_env.sh``.
+are enough: relations and quantities are then computed from them). The node's objects of each scored frame are
+matched one-to-one to the visible ground-truth objects by 3D centre (``matching``). With ``external`` (the
+bag's instance masks) and ``boxes`` (its ``/camera/detections``), whose labels are the ground truth's, an
+object with a unique label is asked about by that label and the others by the matched node id; with
+``tabletop`` (colour labels) every object by the matched node id. Every visible ground-truth object is scored:
+a question about an object no node object matched is not asked and counts as wrong (``QueryRecord.missed``).
+Detector recall (objects found / objects present) and precision (found / objects the node reported) are in
+the summary under ``objects``. Must run under ``scripts/ros_env.sh``.
 """
 from __future__ import annotations
 
@@ -41,21 +45,22 @@ from .matching import match_objects
 from .records import FrameStats, QueryRecord
 from .report import FrameAnnotation, RunResult, write_report
 from .scoring import summarize
-from .truth_queries import FrameSet, askable_objects, failed_records, frame_queries, frame_sets, label_names
+from .truth_queries import (NOT_FOUND, FrameSet, askable_objects, askable_records, detection_counts, failed_records,
+                            frame_queries, frame_sets, label_names)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = REPO_ROOT / "config" / "perception.yaml"
 
 #: message types whose CDR payload starts with a std_msgs/Header (the stamp is read without deserialising)
 HEADER_FIRST_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo",
-                      "spatial_vlm_interfaces/msg/InstanceSegmentation"}
+                      "spatial_vlm_interfaces/msg/InstanceSegmentation", "spatial_vlm_interfaces/msg/Detections2D"}
 
 
 @dataclass
 class EvaluationConfig:
     """How to run one evaluation. Times in seconds."""
 
-    detector: str = "external"                 # external | tabletop
+    detector: str = "external"                 # external | boxes | tabletop
     params_file: str | None = None             # node parameter YAML; default config/perception.yaml
     rate: float = 1.0                          # replay speed factor within a frame set
     node: str = "subprocess"                   # subprocess | inprocess
@@ -260,6 +265,36 @@ class SteppedBagPlayer(BagPlayer):
         self._fire_until(math.inf)                           # sets at the end of the bag
 
 
+#: detectors the evaluation can run the node with
+EVALUATED_DETECTORS = ("external", "boxes", "tabletop")
+
+#: detectors whose node labels are the ground-truth labels (masks or boxes written from the ground truth)
+GT_LABELLED = ("external", "boxes")
+
+
+def replay_topics(detector: str, topics: CameraTopics, in_bag) -> list[str]:
+    """Bag topics to replay for ``detector``: the camera topics, plus ``/camera/instances`` for ``external``
+    and ``/camera/detections`` for ``boxes`` (each only where the bag has it)."""
+    wanted = [topics.color, topics.depth, topics.camera_info]
+    if detector == "external":
+        wanted.append(topics.instances)
+    detections = getattr(topics, "detections", None)
+    if detector == "boxes" and detections:
+        wanted.append(detections)
+    return [t for t in wanted if t in in_bag]
+
+
+def question_names(detector: str, visible: dict[str, dict], matches) -> dict[str, str]:
+    """GT id -> the name the questions use. With ground-truth labels (``external``, ``boxes``) an object
+    whose label is unique among the visible ones is asked about by that label, as a planner would; other
+    objects (duplicate labels, or every object for ``tabletop``) by the id of the node object matched to it.
+    An object in neither is one the node did not find."""
+    names = label_names(visible) if detector in GT_LABELLED else {}
+    for m in matches:
+        names.setdefault(m.gt_id, m.node_id)
+    return names
+
+
 def _node_centres(update) -> dict[str, np.ndarray]:
     return {o.id: np.array([o.center.x, o.center.y, o.center.z]) for o in update.objects}
 
@@ -388,8 +423,8 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
     from .node_client import PerceptionClient
 
     cfg = cfg or EvaluationConfig()
-    if cfg.detector not in ("external", "tabletop"):
-        raise InputError(f"unknown detector '{cfg.detector}' (external or tabletop)")
+    if cfg.detector not in EVALUATED_DETECTORS:
+        raise InputError(f"unknown detector '{cfg.detector}' ({', '.join(EVALUATED_DETECTORS)})")
     bag_path = Path(bag_path)
     if not bag_path.exists():
         raise InputError(f"bag {bag_path} does not exist")
@@ -405,16 +440,19 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="svr_eval_"))
     log_path = Path(cfg.log_path) if cfg.log_path else out / f"node_{cfg.detector}.log"
     topics = CameraTopics()
-    play_topics = [t for t in topics.all() if cfg.detector == "external" or t != topics.instances]
     with BagReader(bag_path, topics) as reader:
-        play_topics = [t for t in play_topics if t in reader.topics]
+        play_topics = replay_topics(cfg.detector, topics, reader.topics)
     if topics.color not in play_topics:
         raise InputError(f"bag {bag_path} has no colour topic {topics.color}")
+    detections_topic = getattr(topics, "detections", None)
+    if cfg.detector == "boxes" and detections_topic not in play_topics:
+        raise InputError(f"detector 'boxes' needs 2D detections on {detections_topic or '/camera/detections'}, "
+                         f"which bag {bag_path} does not have (write it with a newer `spatial_vlm bag write`)")
 
     t_start = time.monotonic()
     records: list[QueryRecord] = []
     skipped: Counter = Counter()
-    matching = {"askable": 0, "matched": 0, "centre_error_m": []}
+    matching = {"askable": 0, "matched": 0, "reported": 0, "centre_error_m": []}
     annotations: list[FrameAnnotation] = []
     node = NodeRunner(cfg, params, log_path)
     node.start()
@@ -446,24 +484,22 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
             gt_frame = frames[usable[-1]] if usable else frames[fs.last]
             set_records: list[QueryRecord]
             visible = askable_objects(gt_frame)
-            if cfg.detector == "external":
-                names = label_names(visible)
-            else:
-                names = {}
+            names = {}
+            matching["askable"] += len(visible)           # present, found or not
             if update is not None and usable:
                 update = client.update_at(usable[-1] * 1e-9) or update
-                matches = match_objects(visible, _node_centres(update))
-                matching["askable"] += len(visible)
+                centres = _node_centres(update)
+                matches = match_objects(visible, centres)
                 matching["matched"] += len(matches)
+                matching["reported"] += len(centres)
                 matching["centre_error_m"] += [m.distance_m for m in matches]
-                if cfg.detector == "tabletop":
-                    names = {m.gt_id: m.node_id for m in matches}
-                set_records, why = frame_queries(gt_frame, names, cfg.detector, cfg.relations, cfg.quantities)
+                names = question_names(cfg.detector, visible, matches)
+                set_records, why = frame_queries(gt_frame, names, cfg.detector, cfg.relations, cfg.quantities,
+                                                 missed=NOT_FOUND)
                 skipped.update(why)
-                ask_records(client, set_records, cfg.service_timeout_s)
+                ask_records(client, askable_records(set_records), cfg.service_timeout_s)
             else:
-                set_records, why = frame_queries(gt_frame, label_names(visible) if cfg.detector == "external"
-                                                 else {k: k for k in visible}, cfg.detector,
+                set_records, why = frame_queries(gt_frame, {k: k for k in visible}, cfg.detector,
                                                  cfg.relations, cfg.quantities)
                 failed_records(set_records, "frame set never processed by the node (dropped or timed out)")
             records.extend(set_records)
@@ -519,8 +555,12 @@ def run_notes(run: EvaluationRun) -> list[str]:
     m = run.matching
     if m["askable"]:
         err = np.asarray(m["centre_error_m"]) if m["centre_error_m"] else np.array([math.nan])
-        notes.append(f"objects: {m['matched']} of {m['askable']} visible ground-truth objects matched a node object "
-                     f"by 3D centre (median centre error {100 * np.nanmedian(err):.1f} cm)")
+        reported = m.get("reported", m["matched"])
+        notes.append(f"objects: {m['matched']} of {m['askable']} visible ground-truth objects found (matched "
+                     f"one-to-one by a node object's 3D centre; median centre error "
+                     f"{100 * np.nanmedian(err):.1f} cm); {reported - m['matched']} of the {reported} node "
+                     f"objects matched no ground-truth object; questions about an object not found count "
+                     f"as wrong")
     for why, n in run.skipped.most_common():
         notes.append(f"ground-truth entries not asked: {n} ({why})")
     notes.append(f"evaluation wall time {run.wall_s:.1f} s")
@@ -530,8 +570,8 @@ def run_notes(run: EvaluationRun) -> list[str]:
 def finish_run(run: EvaluationRun) -> RunResult:
     run.summary = summarize(run.records, run.frames)
     m = run.matching
-    run.summary["objects"] = {"askable": m["askable"], "matched": m["matched"],
-                              "recall": m["matched"] / m["askable"] if m["askable"] else math.nan}
+    run.summary["objects"] = detection_counts(m["askable"], m["matched"], m.get("reported", m["matched"]))
+    run.summary["questions_missed"] = sum(bool(r.missed) for r in run.records)
     run.summary["skipped"] = dict(run.skipped)
     run.summary["wall_s"] = run.wall_s
     return RunResult(run.detector, run.summary, run.records, run_notes(run))
@@ -561,7 +601,14 @@ def _print_summary(results: list[RunResult]) -> None:
     def pct(v):
         return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:5.1f}%"
     print(f"{'':40s}" + "".join(f"{r.name:>14s}" for r in results))
-    rows = [("relation accuracy (unambiguous)", lambda s: s["relations"]["overall"]["accuracy"]),
+    def detection(s: dict, key: str) -> str:
+        o = s.get("objects", {})
+        return f"{pct(o.get(key)).strip()} {o.get('found', 0)}/{o.get('present' if key == 'recall' else 'reported', 0)}"
+    print(f"{'detector recall (found / present)':40s}" + "".join(
+        f"{detection(r.summary, 'recall'):>14s}" for r in results))
+    print(f"{'detector precision (found / reported)':40s}" + "".join(
+        f"{detection(r.summary, 'precision'):>14s}" for r in results))
+    rows = [("relation accuracy (every GT object)", lambda s: s["relations"]["overall"]["accuracy"]),
             ("metric within +-10%", lambda s: s["quantities"]["overall"]["within_10pct"]),
             ("metric within +-25%", lambda s: s["quantities"]["overall"]["within_25pct"]),
             ("metric within [0.5x, 2x]", lambda s: s["quantities"]["overall"]["within_half_double"]),

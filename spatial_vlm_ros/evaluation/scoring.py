@@ -1,6 +1,8 @@
 """Scores ``QueryRecord``s against ground truth: relation accuracy, metric errors, success rates, latency.
 
 Conventions (stated in the report too):
+- Every visible ground-truth object is scored: a question about an object the detector did not find
+  (``QueryRecord.missed``) is a failed answer, so it counts as wrong, as a failed service call does.
 - Relations: accuracy is over UNAMBIGUOUS ground-truth pairs; a failed service call counts as wrong.
   Ambiguous pairs (within the definition's margin) are counted and their agreement shown, never scored.
 - Quantities (metres): absolute error ``|pred - truth|``, relative error ``|pred - truth| / truth``.
@@ -184,7 +186,9 @@ def failure_breakdown(records: Iterable[QueryRecord], limit: int = 10) -> dict:
     failures: dict[str, int] = defaultdict(int)
     wrong: dict[str, int] = defaultdict(int)
     for r in records:
-        if not r.success:
+        if r.missed:                                   # not asked: the detector did not find an object
+            failures[r.message.split(":")[0][:120]] += 1
+        elif not r.success:
             failures[r.message.split(";")[0][:120]] += 1
         elif r.kind == "relation" and not r.ambiguous and r.truth is not None \
                 and bool(r.truth) != bool(r.predicted):

@@ -63,13 +63,21 @@ def _range(obj: dict) -> float:
     return float(np.linalg.norm(c)) if c is not None else float("nan")
 
 
-def frame_queries(frame: dict, names: dict[str, str], detector: str = "external",
-                  relations: set[str] | None = None, quantities: set[str] | None = None
-                  ) -> tuple[list[QueryRecord], Counter]:
-    """Unanswered records for every relation and quantity of ``frame`` whose objects are all in ``names``.
+#: message of the records about an object the node did not find (see ``frame_queries(missed=...)``)
+NOT_FOUND = "object not found by the detector"
 
-    ``names`` maps GT object ids to the names sent to the node. Returns the records and a count of the
-    entries skipped, by reason ("object not visible", "object not named").
+
+def frame_queries(frame: dict, names: dict[str, str], detector: str = "external",
+                  relations: set[str] | None = None, quantities: set[str] | None = None,
+                  missed: str | None = None) -> tuple[list[QueryRecord], Counter]:
+    """Unanswered records for every relation and quantity of ``frame`` whose objects are all visible.
+
+    ``names`` maps GT object ids to the names sent to the node. A visible object without a name is skipped
+    (counted in the returned reasons) when ``missed`` is None; otherwise the record is kept, already failed
+    with the message ``missed`` (e.g. ``NOT_FOUND``) and the unnamed GT ids in ``QueryRecord.missed``, so a
+    question about an object the node did not find counts as wrong instead of vanishing from the score.
+    Returns the records and a count of the entries skipped, by reason ("object not visible", "object not
+    named").
     """
     stamp = int(frame["stamp_ns"]) * 1e-9
     scene = str(frame.get("scene_id", ""))
@@ -85,31 +93,40 @@ def frame_queries(frame: dict, names: dict[str, str], detector: str = "external"
             if oid not in visible:
                 skipped["object not visible"] += 1
                 return False
-            if oid not in names:
+            if oid not in names and missed is None:
                 skipped["object not named (duplicate label or unmatched)"] += 1
                 return False
         return True
+
+    def name(oid) -> str:
+        return names.get(oid, oid) if oid else ""
+
+    def mark_missed(record: QueryRecord) -> QueryRecord:
+        gone = [oid for oid in (record.subject_id, record.reference_id) if oid and oid not in names]
+        if gone:
+            record.missed = ",".join(gone)
+            record.success, record.predicted, record.message = False, None, f"{missed}: {', '.join(gone)}"
+        return record
 
     for r in frame.get("relations", []):
         if relations is not None and r["relation"] not in relations:
             continue
         if not usable(r["subject"], r["reference"]):
             continue
-        records.append(QueryRecord(stamp, RELATION, names[r["subject"]], r["relation"], names[r["reference"]],
-                                   truth=bool(r["holds"]), ambiguous=bool(r.get("ambiguous", False)),
-                                   scene=scene, subject_range_m=_range(objects[r["subject"]]),
-                                   subject_id=r["subject"], reference_id=r["reference"], detector=detector))
+        records.append(mark_missed(QueryRecord(
+            stamp, RELATION, name(r["subject"]), r["relation"], name(r["reference"]), truth=bool(r["holds"]),
+            ambiguous=bool(r.get("ambiguous", False)), scene=scene, subject_range_m=_range(objects[r["subject"]]),
+            subject_id=r["subject"], reference_id=r["reference"], detector=detector)))
     for q in frame.get("quantities", []):
         if quantities is not None and q["quantity"] not in quantities:
             continue
         ref = q.get("reference")
         if not usable(q["subject"], ref):
             continue
-        records.append(QueryRecord(stamp, QUANTITY, names[q["subject"]], q["quantity"],
-                                   names[ref] if ref else "", truth=float(q["value_m"]),
-                                   ambiguous=bool(q.get("ambiguous", False)), scene=scene,
-                                   subject_range_m=_range(objects[q["subject"]]), subject_id=q["subject"],
-                                   reference_id=ref or "", detector=detector))
+        records.append(mark_missed(QueryRecord(
+            stamp, QUANTITY, name(q["subject"]), q["quantity"], name(ref), truth=float(q["value_m"]),
+            ambiguous=bool(q.get("ambiguous", False)), scene=scene, subject_range_m=_range(objects[q["subject"]]),
+            subject_id=q["subject"], reference_id=ref or "", detector=detector)))
     return records, skipped
 
 
@@ -118,3 +135,20 @@ def failed_records(records: list[QueryRecord], message: str) -> list[QueryRecord
     for r in records:
         r.success, r.predicted, r.message = False, None, message
     return records
+
+
+def askable_records(records: list[QueryRecord]) -> list[QueryRecord]:
+    """The records to send to the node: those about objects it found (``missed`` empty)."""
+    return [r for r in records if not r.missed]
+
+
+def detection_counts(present: int, found: int, reported: int) -> dict:
+    """Detector recall and precision of one run from object counts summed over the scored frames.
+
+    ``present``: ground-truth objects visible in them; ``found``: those matched one-to-one by a node object;
+    ``reported``: objects the node published for them (so ``reported - found`` are false or duplicate
+    objects). Recall = found / present, precision = found / reported (NaN when a count is 0)."""
+    nan = float("nan")
+    return {"present": int(present), "found": int(found), "reported": int(reported),
+            "missed": int(present - found), "false_positives": int(reported - found),
+            "recall": found / present if present else nan, "precision": found / reported if reported else nan}

@@ -5,6 +5,10 @@
   ``core.depth.decode_depth`` from the encoding: 16UC1/mono16 millimetres, 32FC1 metres).
 - ``sensor_msgs/CameraInfo`` -> ``core.camera.CameraModel``.
 - ``spatial_vlm_interfaces/InstanceSegmentation`` -> ``core.pipeline.Segmentation`` (ids mask + labels).
+- ``spatial_vlm_interfaces/Detections2D`` and ``vision_msgs/Detection2DArray`` -> ``core.frame.Detection2D``
+  boxes (pixels: centre and full size). The vision_msgs conversion is duck-typed (attribute access only), so
+  it needs no vision_msgs installation; ``VisionDetection2DArray`` is its message class, or None where
+  vision_msgs is not installed.
 - ``core.observation.TrackedObject`` -> ``spatial_vlm_interfaces/SpatialObject`` (camera optical frame,
   metres).
 - stamps: ``builtin_interfaces/Time`` <-> float seconds.
@@ -18,12 +22,18 @@ import array
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
-from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObject
+from spatial_vlm_interfaces.msg import Detection2D as Detection2DMsg
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObject
 
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.observation import TrackedObject
-from spatial_vlm_ros.core.frame import Segmentation
+from spatial_vlm_ros.core.frame import Detection2D, Segmentation
+
+try:  # real ROS installs (apt ros-$DISTRO-vision-msgs); not available as a PyPI wheel
+    from vision_msgs.msg import Detection2DArray as VisionDetection2DArray
+except ImportError:
+    VisionDetection2DArray = None
 
 # encoding -> (numpy dtype of one channel, channels)
 IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -170,6 +180,61 @@ def segmentation_to_msg(mask_ids: np.ndarray, ids, labels, scores=None, stamp: T
     msg.labels = [str(label) for label in labels]
     msg.scores = [float(s) for s in (scores if scores is not None else [1.0] * len(ids))]
     return msg
+
+
+# ----------------------------------------------------------------------------------------- 2D detections
+def detections_from_msg(msg: Detections2D) -> list[Detection2D]:
+    """``spatial_vlm_interfaces/Detections2D`` -> ``Detection2D`` boxes (pixels), in message order.
+
+    Values are passed on unchanged (NaN/negative scores and boxes outside the image are the detector's to
+    skip and report), so an empty message is no objects, not an error."""
+    return [Detection2D(label=str(d.label), score=float(d.score), center_x=float(d.center_x),
+                        center_y=float(d.center_y), size_x=float(d.size_x), size_y=float(d.size_y),
+                        id=str(d.id))
+            for d in msg.detections]
+
+
+def detections_to_msg(detections, stamp: Time | None = None, frame_id: str = "") -> Detections2D:
+    """``Detection2D`` boxes -> ``spatial_vlm_interfaces/Detections2D`` (tests, the sim, bag replay)."""
+    msg = Detections2D()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.detections = [Detection2DMsg(label=str(d.label), score=float(d.score), id=str(d.id),
+                                     center_x=float(d.center_x), center_y=float(d.center_y),
+                                     size_x=float(d.size_x), size_y=float(d.size_y))
+                      for d in detections]
+    return msg
+
+
+def detections_from_vision_msgs(msg) -> list[Detection2D]:
+    """``vision_msgs/Detection2DArray`` -> ``Detection2D`` boxes (pixels), duck-typed.
+
+    Label and score from the first hypothesis, ``results[0].hypothesis.class_id`` / ``.score`` (vision_msgs
+    4, Humble and later; the older ``results[0].id`` / ``.score`` is accepted too); box centre from
+    ``bbox.center.position.x/.y`` (Humble and later) or ``bbox.center.x/.y`` (older ``Pose2D``), full size from
+    ``bbox.size_x/.size_y``; tracker id from ``id`` ("" if absent). A detection without results gets the
+    label ``object`` and score 1.0 (a class-agnostic detector). Raises ``InputError`` for a detection whose
+    box fields are missing."""
+    out = []
+    for i, det in enumerate(msg.detections):
+        try:
+            center = det.bbox.center
+            position = getattr(center, "position", center)
+            cx, cy = float(position.x), float(position.y)
+            sx, sy = float(det.bbox.size_x), float(det.bbox.size_y)
+        except (AttributeError, TypeError, ValueError) as err:
+            raise InputError(f"vision_msgs detection {i}: unreadable bounding box ({err})") from None
+        label, score = "object", 1.0
+        results = list(getattr(det, "results", []) or [])
+        if results:
+            first = results[0]
+            hypothesis = getattr(first, "hypothesis", first)
+            label = str(getattr(hypothesis, "class_id", getattr(hypothesis, "id", "")))
+            score = float(getattr(hypothesis, "score", float("nan")))
+        out.append(Detection2D(label=label, score=score, center_x=cx, center_y=cy, size_x=sx, size_y=sy,
+                               id=str(getattr(det, "id", "") or "")))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- objects

@@ -27,8 +27,14 @@ from spatial_vlm_ros.core.gravity import GravityParams
 from spatial_vlm_ros.core.lifting import AMODAL_MODES, LiftingParams
 from spatial_vlm_ros.core.memory import MemoryParams
 from spatial_vlm_ros.core.noise import DepthNoiseModel
+from spatial_vlm_ros.core.depth_fusion import FusionParams
+from spatial_vlm_ros.core.pipeline import DEPTH_SOURCES
+from spatial_vlm_ros.perception.mono_depth import BACKENDS as DEPTH_BACKENDS, DepthModelParams
+from spatial_vlm_ros.runtime.device import DTYPES
 from spatial_vlm_ros.core.pipeline import DETECTORS, PipelineConfig
 from spatial_vlm_ros.perception.tabletop import TabletopParams
+from spatial_vlm_ros.perception.open_vocab import OpenVocabParams
+from spatial_vlm_ros.perception.boxes import BoxesParams
 
 NODE_NAME = "spatial_perception"
 LEVEL_CAMERA_XYZW = (-0.5, 0.5, -0.5, 0.5)   # optical frame of a level camera looking along world +x
@@ -52,7 +58,9 @@ class ParamSpec:
 
 
 GROUP_TYPES = {"lifting": LiftingParams, "memory": MemoryParams, "gravity": GravityParams,
-               "noise": DepthNoiseModel, "tabletop": TabletopParams}
+               "noise": DepthNoiseModel, "tabletop": TabletopParams, "boxes": BoxesParams}
+GROUP_TYPES.update({"depth_model": DepthModelParams, "depth_fusion": FusionParams})   # depth_source
+GROUP_TYPES["open_vocab"] = OpenVocabParams
 
 
 def _default(group: str, field_name: str):
@@ -75,14 +83,23 @@ def _g(name: str, field_name: str, description: str, range=None, choices=(), def
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     # ---- node
-    ParamSpec("detector", "external", "Instance source: 'external' (masks on topics.instances) or "
-              "'tabletop' (weight-free support-plane clustering)", choices=DETECTORS),
+    ParamSpec("detector", "external", "Instance source: 'external' (masks on topics.instances), "
+              "'tabletop' (weight-free support-plane clustering), 'boxes' (any 2D detector's boxes on "
+              "topics.detections, segmented from depth) or 'open_vocab' (built-in open-vocabulary model)",
+              choices=DETECTORS),
     ParamSpec("topics.color", "/camera/color/image_raw", "Colour image topic (rgb8 or bgr8)"),
     ParamSpec("topics.depth", "/camera/aligned_depth_to_color/image_raw",
               "Depth image aligned to colour (16UC1 millimetres or 32FC1 metres)"),
     ParamSpec("topics.camera_info", "/camera/color/camera_info", "CameraInfo of the colour image"),
     ParamSpec("topics.instances", "/camera/instances",
               "InstanceSegmentation topic (used only when detector is 'external')"),
+    ParamSpec("topics.detections", "/camera/detections",
+              "2D boxes of any detector, stamped with their colour image's header stamp and matched with the "
+              "other inputs (used only when detector is 'boxes'); publish an empty message for a frame "
+              "without objects"),
+    ParamSpec("detections_msg", "spatial_vlm_interfaces/Detections2D",
+              "Message type on topics.detections ('vision_msgs/Detection2DArray' needs vision_msgs installed)",
+              choices=("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")),
     ParamSpec("sync.slop_s", 0.02, "Largest header-stamp spread of a matched colour/depth/info/instances set, s",
               (0.0, 1.0)),
     ParamSpec("sync.queue_size", 10, "Messages kept per input while waiting for a match", (1, 100)),
@@ -180,6 +197,16 @@ PARAMETERS += (
        "Smaller translations are treated as no motion, m", (0.0, 10.0)),
     _g("memory.motion_min_rotation_deg", "motion_min_rotation_deg",
        "Smaller rotations are treated as no motion, deg", (0.0, 180.0)),
+    _g("memory.max_future_s", "max_future_s",
+       "Frames stamped further ahead of the last one (plus the wall time since) are rejected as a clock "
+       "jump, s; 0 = no check", (0.0, 1e9)),
+    _g("memory.max_backwards_jump_s", "max_backwards_jump_s",
+       "Older frames within this are out-of-order (rejected); further back is a replay restart (reset), s",
+       (0.0, 1e9)),
+    _g("memory.jump_confirm_frames", "jump_confirm_frames",
+       "Consecutive far-future frames that confirm a forward clock jump (memory reset)", (1, 1000)),
+    _g("memory.restart_confirm_frames", "restart_confirm_frames",
+       "Consecutive frames far back that confirm a replay restart (memory reset)", (1, 1000)),
     # ---- tabletop detector (perception.tabletop.TabletopParams; used when detector is 'tabletop')
     _g("tabletop.min_height_m", "min_height_m", "Object pixels are at least this high above the support, m",
        (0.0, 10.0)),
@@ -188,6 +215,18 @@ PARAMETERS += (
     _g("tabletop.depth_jump_ratio", "depth_jump_ratio",
        "Neighbours whose depths differ by more than ratio * z + 5 mm are cut apart", (0.0, 1.0)),
     _g("tabletop.min_pixels", "min_pixels", "Smaller clusters are dropped, px", (1, 10000000)),
+    _g("tabletop.sliver_pixels", "sliver_pixels",
+       "Smaller clusters next to a larger one of their colour are dropped (slivers), px", (0, 10000000)),
+    _g("tabletop.sliver_gap_px", "sliver_gap_px", "'Next to' for slivers: within this many pixels", (0, 100)),
+    _g("tabletop.hole_bridge_px", "hole_bridge_px",
+       "Clusters meeting through invalid-depth pixels within this many px may be one object (0 = off)", (0, 20)),
+    _g("tabletop.hole_join_color_delta", "hole_join_color_delta",
+       "... they are when their colours differ by at most this CIE76 Delta E", (0.0, 200.0)),
+    _g("tabletop.stack_split", "stack_split", "Split an object resting on another one off its support"),
+    _g("tabletop.stack_min_color_delta", "stack_min_color_delta",
+       "A stack is split only where the parts' colours differ by this CIE76 Delta E", (0.0, 200.0)),
+    _g("tabletop.stack_inside", "stack_inside",
+       "Share of the upper part's pixels over the support face's footprint", (0.0, 1.0)),
     _g("tabletop.max_size_m", "max_size_m", "Clusters larger than this are not tabletop objects, m",
        (0.01, 100.0)),
     _g("tabletop.plane_distance_m", "plane_distance_m", "RANSAC threshold of the detector's own plane fit, m",
@@ -197,6 +236,72 @@ PARAMETERS += (
     _g("tabletop.plane_stride", "plane_stride", "Pixel stride of the cloud for that fit", (1, 64)),
     _g("tabletop.small_m", "small_m", "Largest extent below this: named 'small ...', m", (0.0, 10.0)),
     _g("tabletop.large_m", "large_m", "Largest extent above this: named 'large ...', m", (0.0, 10.0)),
+    # ==== marker: boxes parameters (boxes.* -> perception.boxes; detector 'boxes')
+    _g("boxes.min_score", "min_score", "2D detections scoring below this are dropped", (0.0, 1.0)),
+    _g("boxes.min_height_m", "min_height_m", "Object pixels lie at least this high above the support, m",
+       (0.0, 0.5)),
+    _g("boxes.containment", "containment", "Fraction of a depth segment inside a box for the box to claim it",
+       (0.5, 1.0)),
+    _g("boxes.box_margin_px", "box_margin_px", "Boxes grown by this for that test (detector jitter), px",
+       (0, 50)),
+    _g("boxes.depth_tolerance_m", "depth_tolerance_m",
+       "Slack of a box's per-row depth interval when overlapping boxes share a segment, m", (0.0, 1.0)),
+    _g("boxes.color_edges", "color_edges", "Also cut depth segments at colour edges (touching objects)"),
+    _g("boxes.fill_holes", "fill_holes", "Pixels without depth inside an object's silhouette join its mask"),
+    # ==== marker: open_vocab parameters (open_vocab.* -> perception.open_vocab; detector 'open_vocab')
+    _g("open_vocab.model", "model", "Zero-shot box model (transformers AutoModelForZeroShotObjectDetection: "
+       "Grounding DINO, LLMDet, OWLv2): HF id, from the local cache when offline (`spatial_vlm fetch-models`), "
+       "or a local directory"),
+    _g("open_vocab.classes", "classes", "Phrases to detect, e.g. ['mug', 'red bowl'] ([''] = none: frames are "
+       "refused until ~/set_classes gives some)", default=("",)),
+    _g("open_vocab.score_threshold", "score_threshold", "Boxes scoring below this are dropped", (0.0, 1.0)),
+    _g("open_vocab.text_threshold", "text_threshold", "Grounding DINO: least mean token probability of the "
+       "label's phrase", (0.0, 1.0)),
+    _g("open_vocab.nms_iou", "nms_iou", "Class-aware non-maximum suppression overlap (IoU)", (0.0, 1.0)),
+    _g("open_vocab.max_detections", "max_detections", "Most boxes kept per frame (best scores)", (1, 1000)),
+    _g("open_vocab.device", "device", "'auto' (CUDA when available, fp16 there; else CPU), 'cpu', 'cuda[:N]'"),
+    _g("open_vocab.backend", "backend", "Box model runtime: 'torch' or 'onnx' (onnxruntime: TensorRT -> CUDA -> "
+       "CPU)", choices=("torch", "onnx")),
+    _g("open_vocab.onnx_dir", "onnx_dir", "Backend 'onnx': directory written by `spatial_vlm export-onnx --part "
+       "detector`"),
+    _g("open_vocab.segmenter", "segmenter", "Masks inside the boxes: 'sam2', 'depth' (as detector boxes) or "
+       "'auto' (sam2 when sam_model is set, else depth)", choices=("auto", "sam2", "depth")),
+    _g("open_vocab.sam_model", "sam_model", "SAM 2 model (HF id or directory; empty = "
+       "facebook/sam2.1-hiera-tiny when segmenter is sam2)"),
+    _g("open_vocab.sam_backend", "sam_backend", "SAM 2 runtime: 'torch' or 'onnx'", choices=("torch", "onnx")),
+    _g("open_vocab.sam_onnx_dir", "sam_onnx_dir", "SAM 2 backend 'onnx': directory written by `spatial_vlm "
+       "export-onnx --part segmenter`"),
+    # ==== marker: depth_source parameters (depth_model.* -> perception.mono_depth; depth_source 'model'/'fuse')
+    ParamSpec("depth_source", "sensor", "Depth used for lifting: 'sensor' (topics.depth), 'model' (predicted from the "
+              "colour image by depth_model: RGB-only cameras, no depth topic) or 'fuse' (sensor depth, its holes "
+              "filled with the model depth scale-aligned to it)", choices=DEPTH_SOURCES),
+    _g("depth_model.model", "model", "Depth model (transformers AutoModelForDepthEstimation, metric): HF id, "
+       "from the local cache when offline (`spatial_vlm fetch-models`), or a local directory"),
+    _g("depth_model.device", "device", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'"),
+    _g("depth_model.dtype", "dtype", "PyTorch dtype: 'auto' = float16 on CUDA, float32 on the CPU", choices=DTYPES),
+    _g("depth_model.backend", "backend", "'torch' or 'onnx' (onnxruntime: TensorRT -> CUDA -> CPU)",
+       choices=DEPTH_BACKENDS),
+    _g("depth_model.onnx_dir", "onnx_dir", "Backend 'onnx': directory written by `spatial_vlm export-onnx --part "
+       "depth` (exported for this camera's image size)"),
+    _g("depth_model.input_size", "input_size", "Network input side, px, a multiple of 14 (0 = the model's "
+       "processor, 518 for Depth Anything); smaller is faster and coarser", (0, 4096)),
+    _g("depth_model.relative_error", "relative_error", "1-sigma relative error of the model depth: adds "
+       "relative_error * z to the noise sigma(z) of relations and quantities (depth_source model/fuse)", (0.0, 0.99)),
+    _g("depth_model.fp16", "fp16", "Backend 'onnx': build fp16 TensorRT engines"),
+    _g("depth_model.trt_cache_dir", "trt_cache_dir", "TensorRT engine cache ('' = <onnx_dir>/trt_cache)"),
+    _g("depth_model.threads", "threads", "Backend 'onnx': CPU threads (0 = onnxruntime's default)", (0, 256)),
+    _g("depth_fusion.fit_shift", "fit_shift", "depth_source 'fuse': also fit an offset, not only a scale"),
+    _g("depth_fusion.min_valid_pixels", "min_valid_pixels", "Valid sensor pixels needed to align the model "
+       "depth (fewer: the frame is refused)", (3, 100000000)),
+    _g("depth_fusion.f_scale", "f_scale", "Relative residual where the robust (soft-L1) loss turns linear",
+       (0.0001, 1.0)),
+    _g("depth_fusion.inlier_threshold", "inlier_threshold", "Pixels within this relative residual are "
+       "inliers of the final refit", (0.001, 1.0)),
+    _g("depth_fusion.min_inlier_fraction", "min_inlier_fraction", "Fewer inliers than this fraction of the "
+       "valid pixels: the alignment (and frame) is refused", (0.0, 1.0)),
+    _g("depth_fusion.max_samples", "max_samples", "Valid pixels sampled for the robust fit", (10, 100000000)),
+    _g("depth_fusion.local_sigma_px", "local_sigma_px", "Gaussian sigma of the local correction of the aligned "
+       "model depth by the sensor pixels around each hole, px (0 = global alignment only)", (0.0, 1000.0)),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
 
@@ -344,6 +449,12 @@ def pipeline_config(values: dict) -> PipelineConfig:
         noise=noise,
         gravity=replace(GravityParams(), **gravity),
         tabletop=replace(TabletopParams(), **_group_kwargs(values, "tabletop")),
+        # ==== marker: pipeline_config entries of the issue-7 groups (one line each)
+        open_vocab=replace(OpenVocabParams(), **{**_group_kwargs(values, "open_vocab"), "classes": tuple(c for c in values["open_vocab.classes"] if c.strip())}),  # noqa: E501
+        depth_source=values["depth_source"],
+        depth_model=replace(DepthModelParams(), **_group_kwargs(values, "depth_model")).validate(),
+        depth_fusion=replace(FusionParams(), **_group_kwargs(values, "depth_fusion")).validate(),
+        boxes=replace(BoxesParams(), **_group_kwargs(values, "boxes")),
     )
     return config
 

@@ -1,5 +1,12 @@
-"""The ``spatial_perception`` node: synchronised RGB-D (+ instance masks) in; scene objects, RViz markers,
-diagnostics and typed spatial-query services out.
+"""The ``spatial_perception`` node: synchronised RGB-D (+ instance masks or 2D boxes) in; scene objects, RViz
+markers, diagnostics and typed spatial-query services out.
+
+Inputs, matched by header stamp: colour and camera info always; depth unless ``depth_source`` is ``model``
+(an RGB-only camera: the frame's depth is then None and comes from the depth model); instance masks with
+``detector: external``; 2D boxes (``spatial_vlm_interfaces/Detections2D``, or ``vision_msgs/Detection2DArray``
+where vision_msgs is installed: parameter ``detections_msg``) with ``detector: boxes``. A box detector must
+publish a message for every colour frame, an empty one when it sees nothing, or no set is ever complete.
+``~/set_classes`` sets the phrases of a detector that takes a class prompt (``open_vocab``).
 
 Threads: message callbacks (one mutually exclusive group) only file messages into the approximate-time
 synchroniser and hand complete sets to one worker thread (``handoff``), which always processes the newest
@@ -23,13 +30,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
-from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObjectArray
-from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
+from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure, SetClasses
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from spatial_vlm_ros.core.errors import SpatialError
+from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.frame import Frame
 from spatial_vlm_ros.core.pipeline import FramePipeline
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
@@ -44,6 +51,21 @@ from spatial_vlm_ros.ros.sync import ApproximateTimeSynchronizer
 from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
 
 LOG_THROTTLE_S = 5.0
+DETECTIONS_MSG_TYPES = ("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")
+
+
+def detections_input(msg_type: str):
+    """(message class, converter to ``Detection2D`` boxes) for the ``detections_msg`` parameter. Raises
+    ``InputError`` naming the fix when vision_msgs is asked for but not installed."""
+    if msg_type == "spatial_vlm_interfaces/Detections2D":
+        return Detections2D, conv.detections_from_msg
+    if msg_type == "vision_msgs/Detection2DArray":
+        if conv.VisionDetection2DArray is None:
+            raise InputError("detections_msg is 'vision_msgs/Detection2DArray' but vision_msgs is not installed "
+                             "here (install ros-$ROS_DISTRO-vision-msgs), or publish "
+                             "spatial_vlm_interfaces/Detections2D and set detections_msg to that")
+        return conv.VisionDetection2DArray, conv.detections_from_vision_msgs
+    raise InputError(f"detections_msg '{msg_type}' is not one of {', '.join(DETECTIONS_MSG_TYPES)}")
 
 
 class SpatialPerceptionNode(Node):
@@ -51,9 +73,21 @@ class SpatialPerceptionNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            self.destroy_node()            # a rejected configuration leaves no half-built node in the graph
+            raise
+
+    def _setup(self) -> None:
         values = declare_parameters(self)
         self.settings = s = node_settings(values)
+        self.depth_source = values.get("depth_source", "sensor")
+        self.detections_topic = values["topics.detections"]
         self.pipeline = FramePipeline(pipeline_config(values))
+        wants_boxes = bool(getattr(self.pipeline.detector, "needs_boxes", False))     # detector 'boxes'
+        detections_type, self._detections_from_msg = (detections_input(values["detections_msg"]) if wants_boxes
+                                                      else (None, None))
         self.queries = SpatialQueries(self.pipeline.memory, self.pipeline.config.noise)
         self.stats = ProcessingStats()
         self._pipeline_lock = threading.Lock()      # a reset waits for the frame in flight
@@ -63,7 +97,9 @@ class SpatialPerceptionNode(Node):
         self._last_received: dict[str, float] = {}              # slot -> monotonic time of its last message
         self._last_matched = time.monotonic()
 
-        slots = ["color", "depth", "camera_info"] + (["instances"] if s.detector == "external" else [])
+        slots = (["color"] + (["depth"] if self.depth_source != "model" else []) + ["camera_info"]
+                 + (["instances"] if s.detector == "external" else [])
+                 + (["detections"] if wants_boxes else []))
         self.sync = ApproximateTimeSynchronizer(slots, s.sync_slop_s, s.sync_queue_size)
         self.handoff = LatestOnlyQueue()
         self.worker = FrameWorker(self.handoff, self._process_set, s.max_processing_rate_hz,
@@ -75,7 +111,9 @@ class SpatialPerceptionNode(Node):
         qos = sensor_qos(s.sensor_qos_depth)
         topics = {"color": (Image, s.color_topic), "depth": (Image, s.depth_topic),
                   "camera_info": (CameraInfo, s.camera_info_topic),
-                  "instances": (InstanceSegmentation, s.instances_topic)}
+                  "instances": (InstanceSegmentation, s.instances_topic),
+                  "detections": (detections_type, self.detections_topic)}
+        self._topic_names = {slot: name for slot, (_, name) in topics.items()}
         self._subscriptions_by_slot = {
             slot: self.create_subscription(topics[slot][0], topics[slot][1], self._input_callback(slot), qos,
                                            callback_group=inputs)
@@ -91,13 +129,15 @@ class SpatialPerceptionNode(Node):
         self.create_service(Measure, "~/measure", self._measure, callback_group=services)
         self.create_service(Ask, "~/ask", self._ask, callback_group=services)
         self.create_service(Trigger, "~/reset", self._reset, callback_group=services)
+        self.create_service(SetClasses, "~/set_classes", self._set_classes, callback_group=services)
 
         self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, callback_group=timers)
         if s.publish_rate_hz > 0.0:
             self.create_timer(1.0 / s.publish_rate_hz, self._publish_scene, callback_group=timers)
         self.worker.start()
         self.get_logger().info(
-            f"detector '{s.detector}', inputs {', '.join(topics[x][1] for x in slots)}, "
+            f"detector '{s.detector}', depth source '{self.depth_source}', "
+            f"inputs {', '.join(topics[x][1] for x in slots)}, "
             f"slop {s.sync_slop_s * 1e3:.0f} ms, gravity '{self.pipeline.config.gravity.mode}', "
             f"free-form questions to {self.vlm.service or '(off)'}")
 
@@ -120,11 +160,13 @@ class SpatialPerceptionNode(Node):
             camera = self._camera          # keep the model whose per-pixel ray grid is already cached
         self._camera = camera
         rgb = conv.color_to_rgb(msgs["color"])
-        depth_msg = msgs["depth"]
-        depth = conv.image_to_array(depth_msg, "depth image")
+        depth_msg = msgs.get("depth")             # absent for an RGB-only camera (depth_source: model)
+        depth = conv.image_to_array(depth_msg, "depth image") if depth_msg is not None else None
         segmentation = conv.segmentation_from_msg(msgs["instances"]) if "instances" in msgs else None
-        return Frame(rgb=rgb, depth=depth, depth_encoding=depth_msg.encoding, camera=camera,
-                     stamp=conv.stamp_to_seconds(msgs["color"].header.stamp), segmentation=segmentation)
+        detections = self._detections_from_msg(msgs["detections"]) if "detections" in msgs else None
+        return Frame(rgb=rgb, depth=depth, depth_encoding=depth_msg.encoding if depth_msg is not None else "",
+                     camera=camera, stamp=conv.stamp_to_seconds(msgs["color"].header.stamp),
+                     segmentation=segmentation, detections=detections)
 
     def _process_set(self, msgs: dict) -> None:
         """Worker thread: one matched set through the pipeline, then publish. Never raises."""
@@ -176,10 +218,14 @@ class SpatialPerceptionNode(Node):
             spread = self.sync.stats.last_unmatched_spread
             message = ""
             if live and silent:
-                topics = {"color": s.color_topic, "depth": s.depth_topic, "camera_info": s.camera_info_topic,
-                          "instances": s.instances_topic}
+                topics = self._topic_names
                 message = (f"no messages on {', '.join(topics[x] for x in silent)} for {s.stale_after_s:g} s "
                            f"while {', '.join(topics[x] for x in live)} arrive: no frame can be processed")
+                if "depth" in silent:
+                    message += " (for an RGB-only camera set depth_source: model)"
+                if "detections" in silent:
+                    message += (" (the box detector must publish a message for every colour frame, an empty "
+                                "one when it sees nothing)")
             elif live and spread is not None and spread > self.sync.slop:
                 message = (f"input stamps too far apart to be matched: the newest {'/'.join(self.sync.slots)} "
                            f"stamps span {spread:.3f} s > slop {self.sync.slop:.3f} s")
@@ -202,6 +248,7 @@ class SpatialPerceptionNode(Node):
                  "matched_sets": sync.matched_sets,
                  "gravity": f"{self.pipeline.gravity.status}",
                  "detector": s.detector,
+                 "depth_source": self.depth_source,
                  "vlm_service": self.vlm.service or "off"}
         msg = diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),
                                f"{self.get_fully_qualified_name()}: perception", self.get_fully_qualified_name(),
@@ -267,6 +314,22 @@ class SpatialPerceptionNode(Node):
                 self.pipeline.reset()
             self.stats.set_objects(0)
             res.success, res.message = True, f"scene memory cleared ({removed} object(s) removed)"
+        return self._guarded(response, fill)
+
+    def _set_classes(self, request, response):
+        """The detector's class phrases; refused (success=false) by a detector without class prompts or, by
+        the detector, for an empty list."""
+        def fill(res):
+            set_classes = getattr(self.pipeline.detector, "set_classes", None)
+            if set_classes is None:
+                res.success = False
+                res.message = f"detector '{self.settings.detector}' takes no class prompt"
+                return
+            classes = [str(c) for c in request.classes]
+            with self._pipeline_lock:             # not while a frame is being detected
+                set_classes(classes)
+            res.success = True
+            res.message = f"detecting {len(classes)} class(es): {', '.join(classes)}"
         return self._guarded(response, fill)
 
     # --------------------------------------------------------------------------------------- shutdown

@@ -1,5 +1,5 @@
-"""rosbag2 write/read without ROS: bit-exact images, CameraInfo, instances, ground truth sidecar, and the
-message definitions stored in the bag (what Foxglove / ros2 bag need)."""
+"""rosbag2 write/read without ROS: bit-exact images, CameraInfo, instances, 2D detections, ground truth sidecar,
+and the message definitions stored in the bag (what Foxglove / ros2 bag need)."""
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
@@ -9,6 +9,7 @@ from spatial_vlm_ros.bag.messages import CameraTopics, image_array, image_msg
 from spatial_vlm_ros.bag.reader import BagReader, find_ground_truth, read_frames
 from spatial_vlm_ros.bag.writer import write_bag, write_dataset_bag
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask
 from spatial_vlm_ros.sim.dataset import Frame, GeneratorConfig, SceneRecord, generate_scenes, load_dataset
 from spatial_vlm_ros.sim.scene_sampler import SamplerConfig
 
@@ -42,8 +43,9 @@ def test_round_trip_is_bit_exact(storage, big_ids, tmp_path, rng):
             "/camera/color/image_raw": "sensor_msgs/msg/Image",
             "/camera/aligned_depth_to_color/image_raw": "sensor_msgs/msg/Image",
             "/camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
-            "/camera/instances": "spatial_vlm_interfaces/msg/InstanceSegmentation"}
-        assert reader.message_count == 4 * len(frames)
+            "/camera/instances": "spatial_vlm_interfaces/msg/InstanceSegmentation",
+            "/camera/detections": "spatial_vlm_interfaces/msg/Detections2D"}
+        assert reader.message_count == 5 * len(frames)
         read = reader.frames()
         gt = reader.ground_truth()
     assert [f.stamp_ns for f in read] == [f.stamp_ns for f in frames]
@@ -55,6 +57,9 @@ def test_round_trip_is_bit_exact(storage, big_ids, tmp_path, rng):
         assert a.ids == b.ids and a.labels == b.labels and a.scores == [1.0] * 3
         assert a.camera_info["k"] == INFO["k"] and a.camera_info["frame_id"] == "cam_optical"
         assert a.depth_m[b.depth_mm == 0].size == 0 or np.isnan(a.depth_m[b.depth_mm == 0]).all()
+        assert a.detections == detections_from_mask(b.mask, b.ids, b.labels)      # float64 boxes, exact
+        assert [d.label for d in a.detections] == b.labels and [d.id for d in a.detections] == \
+            [str(i) for i in b.ids]
     assert sorted(gt) == [f.stamp_ns for f in frames]
 
 
@@ -70,7 +75,56 @@ def test_bag_carries_message_definitions(tmp_path, rng):
         _, _, raw = next(reader.messages([conn]))
         msg = store.deserialize_cdr(raw, conn.msgtype)
     assert list(msg.labels) == ["mug", "bowl", "teddy bear"] and msg.mask.encoding == "mono8"
-    assert (bag / "metadata.yaml").read_text().count("type_description_hash") == 4
+    assert (bag / "metadata.yaml").read_text().count("type_description_hash") == 5
+
+
+def test_detections_topic_decodes_from_the_bag_alone(tmp_path, rng):
+    """/camera/detections carries the Detections2D definition (with the nested Detection2D) and the boxes
+    are the tight boxes of the ground-truth masks."""
+    frames = _frames(rng, n=2)
+    frames[1].mask[:] = 0                          # a frame without visible objects: an empty message
+    bag = write_bag([SceneRecord("s", frames)], tmp_path / "bag")
+    store = get_typestore(Stores.ROS2_KILTED)
+    with Reader(bag) as reader:
+        conn = next(c for c in reader.connections if c.topic == "/camera/detections")
+        assert conn.msgtype == "spatial_vlm_interfaces/msg/Detections2D"
+        assert "Detection2D[] detections" in conn.msgdef.data and "float64 center_x" in conn.msgdef.data
+        store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
+        for name, text in _nested_definitions(conn.msgdef.data).items():
+            store.register(get_types_from_msg(text, name))
+        msgs = [store.deserialize_cdr(raw, conn.msgtype) for _, _, raw in reader.messages([conn])]
+    assert len(msgs) == 2 and len(msgs[1].detections) == 0
+    rows, cols = np.nonzero(frames[0].mask == 2)
+    bowl = next(d for d in msgs[0].detections if d.label == "bowl")
+    assert bowl.id == "2" and bowl.score == 1.0
+    assert (bowl.center_x, bowl.size_x) == (0.5 * (cols.min() + cols.max()), cols.max() - cols.min() + 1.0)
+    assert (bowl.center_y, bowl.size_y) == (0.5 * (rows.min() + rows.max()), rows.max() - rows.min() + 1.0)
+    assert read_frames(bag)[1].detections == []
+
+
+def _nested_definitions(msgdef: str) -> dict[str, str]:
+    """The dependent definitions of a ros2msg schema (``=== \nMSG: pkg/msg/Name`` sections)."""
+    out = {}
+    for part in msgdef.split("=" * 80)[1:]:
+        head, _, body = part.strip().partition("\n")
+        name = head.removeprefix("MSG: ").strip()
+        out[name if "/msg/" in name else name.replace("/", "/msg/")] = body
+    return out
+
+
+def test_detections_can_be_jittered_or_left_out(tmp_path, rng):
+    frames = _frames(rng, n=2)
+    jitter = DetectionJitter(edge_sigma_px=3.0, score_sigma=0.1)
+    a = read_frames(write_bag([SceneRecord("s", frames)], tmp_path / "a", detection_jitter=jitter))
+    b = read_frames(write_bag([SceneRecord("s", frames)], tmp_path / "b", detection_jitter=jitter))
+    exact = [detections_from_mask(f.mask, f.ids, f.labels) for f in frames]
+    assert [f.detections for f in a] == [f.detections for f in b]            # seeded: reproducible
+    assert [f.detections for f in a] != exact
+    scores = [d.score for f in a for d in f.detections]
+    assert all(0.0 <= x <= 1.0 for x in scores) and any(x != 1.0 for x in scores)
+    with BagReader(write_bag([SceneRecord("s", frames)], tmp_path / "c", detections=False)) as reader:
+        assert "/camera/detections" not in reader.topics
+        assert all(f.detections is None for f in reader.frames())
 
 
 def test_generated_dataset_to_bag(tmp_path):

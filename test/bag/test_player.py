@@ -14,7 +14,7 @@ pytest.importorskip("spatial_vlm_interfaces.msg", reason="run under scripts/ros_
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from spatial_vlm_interfaces.msg import InstanceSegmentation  # noqa: E402
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation  # noqa: E402
 
 from spatial_vlm_ros.bag.player import BagPlayer  # noqa: E402
 from spatial_vlm_ros.bag.writer import write_bag  # noqa: E402
@@ -47,7 +47,7 @@ class Listener:
         self.node = rclpy.create_node("listener", context=self.context)
         qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.colour: list[tuple[float, Image]] = []
-        self.counts = {"depth": 0, "info": 0, "instances": 0}
+        self.counts = {"depth": 0, "info": 0, "instances": 0, "detections": 0}
         self.node.create_subscription(Image, "/camera/color/image_raw",
                                       lambda m: self.colour.append((time.monotonic(), m)), qos)
         self.node.create_subscription(Image, "/camera/aligned_depth_to_color/image_raw",
@@ -55,6 +55,8 @@ class Listener:
         self.node.create_subscription(CameraInfo, "/camera/color/camera_info", lambda m: self._count("info"), qos)
         self.node.create_subscription(InstanceSegmentation, "/camera/instances",
                                       lambda m: self._count("instances"), qos)
+        self.node.create_subscription(Detections2D, "/camera/detections", lambda m: self._count("detections"),
+                                      qos)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin)
@@ -99,7 +101,8 @@ def test_replays_every_message_at_recorded_30hz(bag, listener):
     listener.wait_for(N)
     time.sleep(0.2)
     assert stats.published == {t: N for t in stats.published} and stats.failed == 0
-    assert len(listener.colour) == N and listener.counts == {"depth": N, "info": N, "instances": N}
+    assert len(listener.colour) == N and listener.counts == {"depth": N, "info": N, "instances": N,
+                                                           "detections": N}
     assert listener.period_ms() == pytest.approx(PERIOD_MS, abs=2.5)
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in listener.colour]
     assert stamps == [f.stamp_ns for f in frames]                        # recorded header stamps, in order
@@ -159,7 +162,7 @@ def test_hooks_can_pause_and_restart_the_schedule(bag, listener):
     _play(Pausing(path, verbose=False))
     listener.wait_for(N)
     time.sleep(0.2)
-    assert len(listener.colour) == N and Pausing.published == 4 * N
+    assert len(listener.colour) == N and Pausing.published == 5 * N
     t = np.array([a for a, _ in listener.colour])
     gaps = np.diff(t) * 1000.0
     assert gaps[9] > 350.0                                         # the pause before frame 10

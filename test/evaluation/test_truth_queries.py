@@ -64,3 +64,50 @@ def test_match_objects_is_one_to_one_and_gated():
     matches = {m.gt_id: m.node_id for m in match_objects(gt, node)}
     assert matches == {"mug_1": "blue_object_1", "bowl_1": "red_object_1"}
     assert match_objects(gt, {}) == []
+
+
+def test_missed_objects_are_scored_wrong_not_skipped():
+    from spatial_vlm_ros.evaluation.scoring import summarize
+    from spatial_vlm_ros.evaluation.truth_queries import NOT_FOUND, askable_records
+    frame = _frame()
+    names = {"mug_1": "mug"}                                  # the node found only the mug
+    skipped_records, skipped = frame_queries(frame, names)     # old behaviour: silently dropped
+    records, why = frame_queries(frame, names, missed=NOT_FOUND)
+    assert len(records) > len(skipped_records)
+    about_missed = [r for r in records if r.missed]
+    assert {r.missed for r in about_missed} >= {"bowl_1", "cup_1"}
+    assert all(not r.success and r.predicted is None and NOT_FOUND in r.message for r in about_missed)
+    assert askable_records(records) == [r for r in records if not r.missed]
+    # invisible objects are still not asked about (a camera cannot see them)
+    assert why["object not visible"] == 1 and all("can_1" not in (r.subject_id, r.reference_id) for r in records)
+    # answer the askable ones correctly: accuracy still counts every missed question as wrong
+    for r in askable_records(records):
+        r.success, r.predicted = True, r.truth
+    s = summarize(records)
+    rel = [r for r in records if r.kind == "relation" and not r.ambiguous]
+    assert s["relations"]["overall"]["n_scored"] == len(rel)
+    assert s["relations"]["overall"]["accuracy"] == pytest.approx(
+        sum(not r.missed for r in rel) / len(rel))
+    q = [r for r in records if r.kind == "quantity" and float(r.truth) >= 0.02]
+    assert s["quantities"]["overall"]["n_failed"] == sum(bool(r.missed) for r in q) > 0
+
+
+def test_detector_recall_and_precision_counts():
+    from spatial_vlm_ros.evaluation.truth_queries import detection_counts
+    c = detection_counts(present=10, found=8, reported=9)
+    assert c["recall"] == pytest.approx(0.8) and c["precision"] == pytest.approx(8 / 9)
+    assert c["missed"] == 2 and c["false_positives"] == 1
+    empty = detection_counts(0, 0, 0)
+    assert np.isnan(empty["recall"]) and np.isnan(empty["precision"])
+
+
+def test_question_names_use_labels_then_matched_ids():
+    from spatial_vlm_ros.evaluation.matching import Match
+    from spatial_vlm_ros.evaluation.runner import question_names
+    visible = askable_objects(_frame())
+    matches = [Match("cup_1", "cup_2", 0.01), Match("mug_1", "red_object_1", 0.01)]
+    # ground-truth labelled detectors: unique labels by label, duplicates by the matched node id
+    assert question_names("external", visible, matches) == {"mug_1": "mug", "bowl_1": "bowl", "cup_1": "cup_2"}
+    assert question_names("boxes", visible, matches)["cup_1"] == "cup_2"
+    # tabletop: only matched objects have a name; the rest were not found
+    assert question_names("tabletop", visible, matches) == {"cup_1": "cup_2", "mug_1": "red_object_1"}

@@ -16,7 +16,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
-from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObjectArray
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
 from visualization_msgs.msg import MarkerArray
 
 from spatial_vlm_ros.core.depth import encode_depth_mm
@@ -24,9 +24,13 @@ from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
 from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos, sensor_qos
 from spatial_vlm_ros.sim import analytic
+from spatial_vlm_ros.sim.detections import detections_from_mask
 
 TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/aligned_depth_to_color/image_raw",
-          "camera_info": "/camera/color/camera_info", "instances": "/camera/instances"}
+          "camera_info": "/camera/color/camera_info", "instances": "/camera/instances",
+          "detections": "/camera/detections"}
+TYPES = {"color": Image, "depth": Image, "camera_info": CameraInfo, "instances": InstanceSegmentation,
+         "detections": Detections2D}
 
 
 def wait_until(predicate, timeout: float = 10.0, period: float = 0.01) -> bool:
@@ -50,16 +54,17 @@ def default_scene(width: int = 320, height: int = 240, **render_kwargs) -> analy
 
 @dataclass
 class FrameMessages:
-    """The four messages of one frame; tests corrupt them before publishing."""
+    """The messages of one frame (masks and their tight 2D boxes); tests corrupt them before publishing."""
 
     color: Image
     depth: Image
     camera_info: CameraInfo
     instances: InstanceSegmentation
+    detections: Detections2D | None = None
 
     def items(self):
         return {"color": self.color, "depth": self.depth, "camera_info": self.camera_info,
-                "instances": self.instances}.items()
+                "instances": self.instances, "detections": self.detections}.items()
 
 
 def frame_messages(scene: analytic.AnalyticFrame, stamp_s: float, depth_encoding: str = "16UC1") -> FrameMessages:
@@ -73,22 +78,27 @@ def frame_messages(scene: analytic.AnalyticFrame, stamp_s: float, depth_encoding
         color=conv.array_to_image(scene.rgb, "rgb8", stamp, frame_id),
         depth=conv.array_to_image(depth, depth_encoding, stamp, frame_id),
         camera_info=info,
-        instances=conv.segmentation_to_msg(scene.mask, scene.ids, scene.labels, None, stamp, frame_id))
+        instances=conv.segmentation_to_msg(scene.mask, scene.ids, scene.labels, None, stamp, frame_id),
+        detections=conv.detections_to_msg(detections_from_mask(scene.mask, scene.ids, scene.labels), stamp,
+                                          frame_id))
 
 
 class NodeHarness:
     """The node under test plus a tester node (publishers, subscriptions, service clients), both spun by
     one ``MultiThreadedExecutor`` in a non-daemon thread. Use as a context manager."""
 
-    def __init__(self, overrides: dict | None = None, namespace: str = "", with_instances: bool = True):
+    def __init__(self, overrides: dict | None = None, namespace: str = "", with_instances: bool = True,
+                 slots=None):
+        """``slots``: the inputs to publish (default colour, depth, camera info and, with ``with_instances``,
+        instances); the harness waits until the node subscribes to each of them."""
         params = [Parameter(name, value=value) for name, value in (overrides or {}).items()]
         self.node = SpatialPerceptionNode(parameter_overrides=params, namespace=namespace)
         self.ns = self.node.get_fully_qualified_name()
         self.tester = Node("tester_" + str(abs(hash(self.ns)) % 10000), namespace=namespace)
         qos = sensor_qos(10)
-        slots = ["color", "depth", "camera_info"] + (["instances"] if with_instances else [])
-        types = {"color": Image, "depth": Image, "camera_info": CameraInfo, "instances": InstanceSegmentation}
-        self.pubs = {slot: self.tester.create_publisher(types[slot], TOPICS[slot], qos) for slot in slots}
+        if slots is None:
+            slots = ["color", "depth", "camera_info"] + (["instances"] if with_instances else [])
+        self.pubs = {slot: self.tester.create_publisher(TYPES[slot], TOPICS[slot], qos) for slot in slots}
         self.objects: list[SpatialObjectArray] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.markers: list[MarkerArray] = []
@@ -117,7 +127,7 @@ class NodeHarness:
     # ----------------------------------------------------------------------------------------- frames
     def publish(self, msgs: FrameMessages, slots=None) -> None:
         for slot, msg in msgs.items():
-            if slot in self.pubs and (slots is None or slot in slots):
+            if msg is not None and slot in self.pubs and (slots is None or slot in slots):
                 self.pubs[slot].publish(msg)
 
     def publish_and_wait(self, msgs: FrameMessages, outcome: str = "processed", timeout: float = 10.0) -> bool:
