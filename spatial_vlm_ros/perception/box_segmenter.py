@@ -41,7 +41,7 @@ from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.depth import check_depth_image
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Detection2D
-from spatial_vlm_ros.core.gravity import highest_support
+from spatial_vlm_ros.core.gravity import fit_support_plane, highest_support
 from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.perception.base import BoxSegmenter, Instance
@@ -68,13 +68,14 @@ class DepthBoxParams:
     crop_margin_px: int = 12           # the working rectangle extends this far beyond the boxes
     depth_tolerance_m: float = 0.02    # slack of the per-row depth interval of a box's own pixels ...
     depth_tolerance_sigmas: float = 4.0  # ... at least this many depth-noise sigmas
-    height_tolerance_m: float = 0.01   # slack above a box's top height
+    height_tolerance_m: float = 0.004  # slack above a box's top height (its own pixels' 99.5th percentile)
     fill_holes: bool = True            # add pixels without depth inside the silhouette (see module doc)
     max_shadow_px: int = 25            # widest run without depth between a mask and a nearer surface that joins
                                        # the mask (stereo shadow on the object beside an occluder)
     fill_low: bool = True              # add low pixels enclosed by the object (a plate's or bowl's inside)
     min_pixels: int = 10               # masks with fewer pixels are dropped (warning)
-    support_stride: int = 4            # pixel stride of the cloud used when the support height is unknown
+    support_stride: int = 4            # pixel stride of the cloud used when the support plane is unknown ...
+    plane_max_tilt_deg: float = 60.0   # ... and the largest tilt of a plane fitted then from the assumed up
     noise: DepthNoiseModel = field(default_factory=DepthNoiseModel)
 
     def __post_init__(self):
@@ -165,10 +166,10 @@ class DepthBoxSegmenter(BoxSegmenter):
         with np.errstate(invalid="ignore"):
             valid = (z >= p.min_range_m) & (z <= p.max_range_m)
         zf = np.where(valid, z, np.float32(np.nan))
-        up = gravity.up.astype(np.float32)
-        support = gravity.support_height
-        if support is None:
-            support = self._support_height(depth_m, camera, gravity.up)
+        up, support = gravity.up, gravity.support_height
+        if support is None or gravity.source == "camera":     # no (reliable) support plane: find one here
+            up, support = self._support(depth_m, camera, gravity)
+        up = np.asarray(up, dtype=np.float32)
         with np.errstate(invalid="ignore"):
             if support is not None:
                 height = (rx[crop] * up[0] + ry[crop] * up[1] + up[2]) * zf - np.float32(support)
@@ -224,8 +225,12 @@ class DepthBoxSegmenter(BoxSegmenter):
         x0, y0 = origin
         masks = []
         taken = pix_owner >= 0                              # a pixel goes to one box at most
-        shadow = _ShadowRuns(zf, valid, pix_owner, p.max_shadow_px, p.depth_tolerance_m) \
+        with np.errstate(invalid="ignore"):
+            low = valid & ~cand & (height < p.max_height_m)     # valid, but too low to be a candidate
+        holes = ~valid
+        shadow = _shadow_owner(zf, valid, pix_owner, p.max_shadow_px, p.depth_tolerance_m) \
             if p.fill_holes else None
+        kernel = np.ones((3, 3), np.uint8)
         for i, (c0, r0, c1, r1) in enumerate(rel):
             roi = (slice(r0, r1 + 1), slice(c0, c1 + 1))
             own = pix_owner[roi] == i
@@ -234,16 +239,14 @@ class DepthBoxSegmenter(BoxSegmenter):
             if own is None or not own.any():
                 masks.append(None)
                 continue
-            free = ~taken[roi]
             if p.fill_low or p.fill_holes:
+                free = ~taken[roi]
                 rows, cols = _spans(own)
                 if p.fill_low:                              # low parts enclosed by the object (a plate's centre)
-                    own = own | (rows & cols & free & valid[roi] & ~cand[roi]
-                                 & (height[roi] < p.max_height_m))
+                    own |= rows & cols & free & low[roi]
                 if p.fill_holes:                            # pixels without depth inside the silhouette
-                    near = cv2.dilate(own.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-                    own = own | (~valid[roi] & free & (rows | cols | near))
-                    own |= shadow.fill(i, roi) & free
+                    near = cv2.dilate(own.view(np.uint8), kernel).view(bool)
+                    own |= free & ((holes[roi] & (rows | cols | near)) | (shadow[roi] == i))
             taken[roi] |= own
             mask = np.zeros((H, W), dtype=bool)
             mask[y0 + r0:y0 + r1 + 1, x0 + c0:x0 + c1 + 1] = own
@@ -296,7 +299,14 @@ class DepthBoxSegmenter(BoxSegmenter):
                 best[k] = cands[np.argmin(areas[cands])] if cands.size > 1 else cands[0]
             resolved = np.full(n, -1, dtype=np.int64)
             resolved[shared] = best
-            pix_owner[ay[seg_amb], ax[seg_amb]] = resolved[alab[seg_amb]]
+            win = resolved[lab]
+            # a pixel that does not fit the winner but fits another claiming box goes there (a mixed segment)
+            b = np.where(claims[:, lab], bad[:, seg_amb], np.inf)
+            cols = np.arange(lab.size)
+            alt = np.argmin(b, axis=0)
+            move = (b[win, cols] >= 1.0) & (b[alt, cols] < b[win, cols])
+            win[move] = alt[move]
+            pix_owner[ay[seg_amb], ax[seg_amb]] = win
         # split segments: per pixel, fewest misfits, then nearest in 3D to the box's own pixels
         px = ~seg_amb
         if px.any():
@@ -337,8 +347,10 @@ class DepthBoxSegmenter(BoxSegmenter):
         owner[0] = -1
         return n, labels, area, claims, owner, contain
 
-    def _support_height(self, depth_m, camera: CameraModel, up) -> float | None:
-        """Height of the highest large horizontal surface along ``up`` (gravity frame z, metres)."""
+    def _support(self, depth_m, camera: CameraModel, gravity: GravityFrame):
+        """(up (3,) camera frame, support height along it in metres, or None) when the frame's gravity has no
+        support plane or only assumes a level camera: a RANSAC plane fit (``core.gravity``) near the assumed
+        up, then the highest large horizontal surface along its normal (a table rather than the floor)."""
         s = self.params.support_stride
         rx, ry = camera.ray_grid()
         z = depth_m[::s, ::s]
@@ -346,7 +358,14 @@ class DepthBoxSegmenter(BoxSegmenter):
             ok = (z > self.params.min_range_m) & (z < self.params.max_range_m)
         zk = z[ok]
         pts = np.stack([rx[::s, ::s][ok] * zk, ry[::s, ::s][ok] * zk, zk], axis=1).astype(np.float64)
-        return highest_support(pts, up) if pts.shape[0] >= 100 else None
+        if pts.shape[0] < 100:
+            return gravity.up, None
+        up = gravity.up
+        if gravity.source == "camera":
+            plane = fit_support_plane(pts, prior_up=up, max_tilt_deg=self.params.plane_max_tilt_deg)
+            if plane is not None:
+                up = plane.normal_c
+        return up, highest_support(pts, up)
 
     @staticmethod
     def _profile(pix_owner, i: int, rect, zf, height, rays, max_points: int = 1500):
@@ -454,34 +473,25 @@ def _rejoin(labels: np.ndarray, pixels: np.ndarray, passes: int = 2) -> np.ndarr
     return out
 
 
-class _ShadowRuns:
-    """Pixels without depth lying on a row between a box's pixels and a nearer surface, at most ``max_run``
-    pixels apart: a stereo shadow or edge dropout on the object next to an occluder (the silhouette reaches
-    the occluder). Works on the crop: ``zf`` depth (NaN invalid), ``valid``, ``owner`` box index per pixel
-    (-1 none); the nearest valid pixels left and right of every pixel are found once."""
-
-    def __init__(self, zf: np.ndarray, valid: np.ndarray, owner: np.ndarray, max_run: int, tol: float):
-        h, w = zf.shape
-        col = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w))
-        left = np.maximum.accumulate(np.where(valid, col, -1), axis=1)        # last valid column at or left
-        right = np.minimum.accumulate(np.where(valid, col, w)[:, ::-1], axis=1)[:, ::-1]  # first at or right
-        ys, xs = np.nonzero(~valid & (left >= 0) & (right < w) & (right - left <= max_run + 1))
-        li, ri = left[ys, xs], right[ys, xs]
-        lz, rz = zf[ys, li], zf[ys, ri]
-        lo, ro = owner[ys, li], owner[ys, ri]
-        self.left_owner = np.full((h, w), -1, dtype=np.int16)
-        self.right_owner = np.full((h, w), -1, dtype=np.int16)
-        self.left_owner[ys, xs] = lo
-        self.right_owner[ys, xs] = ro
-        self.right_nearer = np.zeros((h, w), dtype=bool)
-        self.left_nearer = np.zeros((h, w), dtype=bool)
-        self.right_nearer[ys, xs] = rz < lz - tol
-        self.left_nearer[ys, xs] = lz < rz - tol
-
-    def fill(self, i: int, roi) -> np.ndarray:
-        """The shadow pixels of box ``i`` inside ``roi`` (slices of the crop)."""
-        lo, ro = self.left_owner[roi], self.right_owner[roi]
-        return (self.right_nearer[roi] & (lo == i) & (ro != i)) | (self.left_nearer[roi] & (ro == i) & (lo != i))
+def _shadow_owner(zf: np.ndarray, valid: np.ndarray, owner: np.ndarray, max_run: int, tol: float) -> np.ndarray:
+    """Per pixel of the crop, the box (index, else -1) whose pixels a run without depth touches on its row
+    when the other end of the run, at most ``max_run`` pixels away, is a nearer surface: a stereo shadow or
+    edge dropout on the object next to an occluder (the silhouette reaches the occluder). ``zf`` depth (NaN
+    invalid), ``owner`` box index per pixel (-1 none)."""
+    h, w = zf.shape
+    col = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w))
+    left = np.maximum.accumulate(np.where(valid, col, -1), axis=1)           # last valid column at or left
+    right = np.minimum.accumulate(np.where(valid, col, w)[:, ::-1], axis=1)[:, ::-1]   # first at or right
+    ys, xs = np.nonzero(~valid & (left >= 0) & (right < w) & (right - left <= max_run + 1))
+    li, ri = left[ys, xs], right[ys, xs]
+    lz, rz = zf[ys, li], zf[ys, ri]
+    lo, ro = owner[ys, li], owner[ys, ri]
+    out = np.full((h, w), -1, dtype=np.int16)
+    to_left = (lo >= 0) & (lo != ro) & (rz < lz - tol)       # nearer surface on the right: the left box's
+    to_right = (ro >= 0) & (ro != lo) & (lz < rz - tol)
+    out[ys[to_left], xs[to_left]] = lo[to_left]
+    out[ys[to_right], xs[to_right]] = ro[to_right]
+    return out
 
 
 def _spans(own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

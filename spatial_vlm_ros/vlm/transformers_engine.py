@@ -15,24 +15,12 @@ from typing import Sequence
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.runtime.device import DTYPES, resolve_dtype  # noqa: F401 (re-exported)
 from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
                                         VLMRequest, caption_logprob_sums, make_answer)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions
 
 log = logging.getLogger(__name__)
-
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def resolve_dtype(dtype: str, device: str):
-    """"auto" -> float16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
-    import torch
-
-    if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if dtype == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
 
 
 class TransformersEngine(ProcessorEngine):

@@ -106,3 +106,16 @@ def test_box_over_empty_table_is_skipped_with_a_reason():
     empty = Detection2D("nothing", 0.9, float(u), float(v), 6.0, 6.0)
     seg, _, found = _segment(frame, [empty])
     assert found == [] and "no object found" in seg.warnings[0]
+
+
+def test_without_a_support_plane_the_segmenter_fits_one():
+    """When gravity is only assumed from a level camera (no plane found upstream) but the camera looks down
+    35 deg, the segmenter fits the table itself and still finds every object."""
+    from spatial_vlm_ros.core.gravity_frame import GravityFrame
+    frame = analytic.render(analytic.random_tabletop(5, seed=4), camera=CAMERA, noise=DepthNoiseModel(), seed=4)
+    boxes = detections_from_mask(frame.mask, frame.ids, frame.labels)
+    seg = DepthBoxSegmenter()
+    found = seg.segment(frame.rgb, frame.depth, CAMERA, GravityFrame.camera_default(), boxes)
+    assert len(found) == 5
+    ious = sorted(_iou(inst.mask, frame.mask == int(boxes[inst.instance_id - 1].id)) for inst in found)
+    assert ious[2] > 0.9, ious                              # the larger, unoccluded objects

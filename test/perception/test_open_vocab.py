@@ -190,3 +190,22 @@ def test_owlv2_boxes_and_onnx_parity(tmp_path, scene):
     a, b = det.detect_boxes(scene.rgb), onx.detect_boxes(scene.rgb)
     assert [x.label for x in a] == [y.label for y in b]
     np.testing.assert_allclose([x.score for x in a], [y.score for y in b], atol=1e-4)
+
+
+def test_frame_pipeline_runs_open_vocab_with_depth_masks(tiny_dirs, scene):
+    """The core pipeline with ``detector: open_vocab`` (tiny random box model, depth masks inside its boxes):
+    frames in, lifted objects with the prompted labels out. (Random SAM 2 masks would mostly cover the table,
+    which lifting rightly rejects.)"""
+    from spatial_vlm_ros.core.frame import Frame
+    from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
+
+    config = PipelineConfig(detector="open_vocab", open_vocab=_params(
+        tiny_dirs[0], max_detections=20, score_threshold=0.0, segmenter="depth"))
+    pipeline = FramePipeline(config)
+    frame = Frame(rgb=scene.rgb, depth=scene.depth.astype(np.float32), depth_encoding="32FC1",
+                  camera=scene.camera, stamp=1.0)
+    result = pipeline.process(frame)
+    assert 0 < len(result.observations) <= 20
+    assert {o.label for o in result.objects} <= {"mug", "red bowl"}
+    pipeline.detector.set_classes(["cup"])
+    assert {o.label for o in pipeline.process(Frame(**{**frame.__dict__, "stamp": 2.0})).observations} <= {"cup"}
