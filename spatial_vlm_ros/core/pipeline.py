@@ -45,7 +45,6 @@ class PipelineConfig:
     noise: DepthNoiseModel = field(default_factory=DepthNoiseModel)
     gravity: GravityParams = field(default_factory=GravityParams)
     tabletop: TabletopParams = field(default_factory=TabletopParams)
-    # ==== marker: issue-7 config fields (boxes, open_vocab, depth_source)
     open_vocab: OpenVocabParams = field(default_factory=OpenVocabParams)
     depth_source: str = "sensor"         # sensor | model (RGB-only: depth_model) | fuse (sensor + depth_model)
     depth_model: DepthModelParams = field(default_factory=DepthModelParams)
@@ -66,12 +65,11 @@ class FrameResult:
 
 
 def make_detector(config: PipelineConfig) -> Detector | None:
-    """The configured weight-free detector, or None for ``external`` (masks come with the frame)."""
+    """The configured detector, or None for ``external`` (masks come with the frame)."""
     if config.detector == "external":
         return None
     if config.detector == "tabletop":
         return TabletopDetector(config.tabletop)
-    # ==== marker: issue-7 detectors (boxes, open_vocab)
     if config.detector == "open_vocab":       # transformers/torch imported only now
         from spatial_vlm_ros.perception.open_vocab import OpenVocabDetector
         return OpenVocabDetector(config.open_vocab, config.boxes.segmenter_params(config.noise))

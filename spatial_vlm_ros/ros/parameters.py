@@ -236,7 +236,7 @@ PARAMETERS += (
     _g("tabletop.plane_stride", "plane_stride", "Pixel stride of the cloud for that fit", (1, 64)),
     _g("tabletop.small_m", "small_m", "Largest extent below this: named 'small ...', m", (0.0, 10.0)),
     _g("tabletop.large_m", "large_m", "Largest extent above this: named 'large ...', m", (0.0, 10.0)),
-    # ==== marker: boxes parameters (boxes.* -> perception.boxes; detector 'boxes')
+    # ---- boxes detector (perception.boxes.BoxesParams; used when detector is 'boxes')
     _g("boxes.min_score", "min_score", "2D detections scoring below this are dropped", (0.0, 1.0)),
     _g("boxes.min_height_m", "min_height_m", "Object pixels lie at least this high above the support, m",
        (0.0, 0.5)),
@@ -248,7 +248,7 @@ PARAMETERS += (
        "Slack of a box's per-row depth interval when overlapping boxes share a segment, m", (0.0, 1.0)),
     _g("boxes.color_edges", "color_edges", "Also cut depth segments at colour edges (touching objects)"),
     _g("boxes.fill_holes", "fill_holes", "Pixels without depth inside an object's silhouette join its mask"),
-    # ==== marker: open_vocab parameters (open_vocab.* -> perception.open_vocab; detector 'open_vocab')
+    # ---- open-vocabulary detector (perception.open_vocab.OpenVocabParams; detector 'open_vocab')
     _g("open_vocab.model", "model", "Zero-shot box model (transformers AutoModelForZeroShotObjectDetection: "
        "Grounding DINO, LLMDet, OWLv2): HF id, from the local cache when offline (`spatial_vlm fetch-models`), "
        "or a local directory"),
@@ -271,7 +271,7 @@ PARAMETERS += (
     _g("open_vocab.sam_backend", "sam_backend", "SAM 2 runtime: 'torch' or 'onnx'", choices=("torch", "onnx")),
     _g("open_vocab.sam_onnx_dir", "sam_onnx_dir", "SAM 2 backend 'onnx': directory written by `spatial_vlm "
        "export-onnx --part segmenter`"),
-    # ==== marker: depth_source parameters (depth_model.* -> perception.mono_depth; depth_source 'model'/'fuse')
+    # ---- depth source (depth_model.* -> perception.mono_depth.DepthModelParams; depth_source 'model'/'fuse')
     ParamSpec("depth_source", "sensor", "Depth used for lifting: 'sensor' (topics.depth), 'model' (predicted from the "
               "colour image by depth_model: RGB-only cameras, no depth topic) or 'fuse' (sensor depth, its holes "
               "filled with the model depth scale-aligned to it)", choices=DEPTH_SOURCES),
@@ -449,7 +449,6 @@ def pipeline_config(values: dict) -> PipelineConfig:
         noise=noise,
         gravity=replace(GravityParams(), **gravity),
         tabletop=replace(TabletopParams(), **_group_kwargs(values, "tabletop")),
-        # ==== marker: pipeline_config entries of the issue-7 groups (one line each)
         open_vocab=replace(OpenVocabParams(), **{**_group_kwargs(values, "open_vocab"), "classes": tuple(c for c in values["open_vocab.classes"] if c.strip())}),  # noqa: E501
         depth_source=values["depth_source"],
         depth_model=replace(DepthModelParams(), **_group_kwargs(values, "depth_model")).validate(),

@@ -9,16 +9,14 @@ import pytest
 import rclpy
 from spatial_vlm_interfaces.srv import ListObjects, SetClasses
 
-from spatial_vlm_ros.ros.parameters import SPECS
+from spatial_vlm_ros.perception import open_vocab
 from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
 
-pytestmark = pytest.mark.skipif("open_vocab.model" not in SPECS, reason="open_vocab parameters not available")
 SCENE = default_scene(160, 120)
 
 
 @pytest.fixture(scope="module")
 def tiny_detector(tmp_path_factory):
-    open_vocab = pytest.importorskip("spatial_vlm_ros.perception.open_vocab")
     return open_vocab.save_tiny_model(tmp_path_factory.mktemp("open_vocab") / "tiny")
 
 

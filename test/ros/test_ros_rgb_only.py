@@ -1,33 +1,36 @@
 """Integration: an RGB-only camera (``depth_source: model``). The node subscribes colour, camera info and
 the detections, never a depth topic, and a frame runs end to end through a tiny randomly initialised depth
-model. PLUMBING ONLY: the random model's depth means nothing, so nothing here checks geometry or accuracy.
+model, on PyTorch and on onnxruntime (its ONNX export). PLUMBING ONLY: the random model's depth means nothing, so nothing here checks geometry or accuracy.
 
 Run with ``SVR_ISOLATE=1 scripts/ros_env.sh python -m pytest -q test/ros``.
 """
 import pytest
 import rclpy
 
-from spatial_vlm_ros.ros.parameters import SPECS
+from spatial_vlm_ros.perception import mono_depth
 from ros_harness import TOPICS, NodeHarness, default_scene, frame_messages, wait_until
 
-pytestmark = pytest.mark.skipif("depth_source" not in SPECS, reason="depth_source parameter not available")
 SCENE = default_scene(160, 120)
 SLOTS = ["color", "camera_info", "detections"]
 
 
 @pytest.fixture(scope="module")
 def tiny_depth_model(tmp_path_factory):
-    mono_depth = pytest.importorskip("spatial_vlm_ros.perception.mono_depth")
     return mono_depth.save_tiny_model(tmp_path_factory.mktemp("depth") / "tiny")
 
 
-@pytest.fixture(scope="module")
-def harness(tiny_depth_model):
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def harness(request, tiny_depth_model, tmp_path_factory):
     if not rclpy.ok():
         rclpy.init()
     overrides = {"detector": "boxes", "depth_source": "model", "depth_model.model": str(tiny_depth_model),
                  "depth_model.device": "cpu", "diagnostics_period_s": 0.1, "stale_after_s": 0.4}
-    with NodeHarness(overrides, namespace="rgb_only", slots=SLOTS) as h:
+    if request.param == "onnx":
+        onnx_dir = tmp_path_factory.mktemp("depth_onnx")
+        mono_depth.export_onnx(str(tiny_depth_model), onnx_dir, image_size=(SCENE.camera.height,
+                                                                            SCENE.camera.width))
+        overrides.update({"depth_model.backend": "onnx", "depth_model.onnx_dir": str(onnx_dir)})
+    with NodeHarness(overrides, namespace=f"rgb_only_{request.param}", slots=SLOTS) as h:
         yield h
 
 
