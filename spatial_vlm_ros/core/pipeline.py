@@ -161,7 +161,10 @@ class FramePipeline:
         t = _lap(timings, "lift", t)
 
         objects = self.memory.update(observations, frame.stamp, gravity)
-        warnings.extend(f"observation {i}: {reason}" for i, reason in self.memory.last_report.rejected)
+        report = self.memory.last_report
+        warnings.extend(f"observation {i}: {reason}" for i, reason in report.rejected)
+        if report.note:                    # a clock jump the memory reset for: never silent
+            warnings.append(f"scene memory reset: {report.note}")
         _lap(timings, "memory", t)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
         return FrameResult(frame.stamp, list(objects), observations, gravity, warnings, timings)

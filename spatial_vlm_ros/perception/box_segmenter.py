@@ -23,7 +23,10 @@ All boxes of a frame are segmented jointly, inside the bounding rectangle of all
 4. A box left without pixels falls back to its largest unowned candidate segment. Low pixels enclosed by
    the mask (a plate's inside) are added, and so are pixels without depth within the mask's row or column
    span, next to it, or between it and a nearer surface on the same row (sensor holes, edge dropouts and
-   stereo shadows are part of the silhouette; lifting fills their depth from neighbours).
+   stereo shadows are part of the silhouette; lifting fills their depth from neighbours): within
+   ``max_shadow_px``, or at any width when that surface lies inside the box. Low pixels of a region closed
+   off by the object, occluders and holes (not reaching the box border) join it too (a plate's inside
+   where an occluder hides one side of its rim), with the stereo shadows beside them.
 
 Pixels: u right, v down, centre of pixel (u, v) at integer coordinates; boxes are ``core.frame.Detection2D``.
 Depth in metres along the camera optical z axis. Speed: ``benchmark_segmenter`` (figures in
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.depth import check_depth_image
@@ -228,7 +232,8 @@ class DepthBoxSegmenter(BoxSegmenter):
         with np.errstate(invalid="ignore"):
             low = valid & ~cand & (height < p.max_height_m)     # valid, but too low to be a candidate
         holes = ~valid
-        shadow = _shadow_owner(zf, valid, pix_owner, p.max_shadow_px, p.depth_tolerance_m) \
+        shadow = _shadow_owner(zf, valid, pix_owner, p.max_shadow_px, p.depth_tolerance_m, rel,
+                               p.box_margin_px) \
             if p.fill_holes else None
         kernel = np.ones((3, 3), np.uint8)
         for i, (c0, r0, c1, r1) in enumerate(rel):
@@ -242,11 +247,20 @@ class DepthBoxSegmenter(BoxSegmenter):
             if p.fill_low or p.fill_holes:
                 free = ~taken[roi]
                 rows, cols = _spans(own)
+                added = None
                 if p.fill_low:                              # low parts enclosed by the object (a plate's centre)
-                    own |= rows & cols & free & low[roi]
+                    added = _enclosed_low(rows, cols, free & low[roi])
+                    own |= added
                 if p.fill_holes:                            # pixels without depth inside the silhouette
                     near = cv2.dilate(own.view(np.uint8), kernel).view(bool)
-                    own |= free & ((holes[roi] & (rows | cols | near)) | (shadow[roi] == i))
+                    sh = shadow[roi] == i
+                    if added is not None and np.count_nonzero(added) >= \
+                            np.count_nonzero(rows & cols & free & low[roi]) + 50:
+                        # an enclosed inside beyond the spans (a plate behind occluders): its stereo shadows too
+                        sh |= _shadow_owner(zf[roi], valid[roi], np.where(own, 0, -1).astype(np.int16),
+                                            p.max_shadow_px, p.depth_tolerance_m,
+                                            np.array([[0, 0, c1 - c0, r1 - r0]]), 0) == 0
+                    own |= free & ((holes[roi] & (rows | cols | near)) | sh)
             taken[roi] |= own
             mask = np.zeros((H, W), dtype=bool)
             mask[y0 + r0:y0 + r1 + 1, x0 + c0:x0 + c1 + 1] = own
@@ -473,25 +487,55 @@ def _rejoin(labels: np.ndarray, pixels: np.ndarray, passes: int = 2) -> np.ndarr
     return out
 
 
-def _shadow_owner(zf: np.ndarray, valid: np.ndarray, owner: np.ndarray, max_run: int, tol: float) -> np.ndarray:
+def _shadow_owner(zf: np.ndarray, valid: np.ndarray, owner: np.ndarray, max_run: int, tol: float,
+                  rects: np.ndarray | None = None, margin: int = 0) -> np.ndarray:
     """Per pixel of the crop, the box (index, else -1) whose pixels a run without depth touches on its row
-    when the other end of the run, at most ``max_run`` pixels away, is a nearer surface: a stereo shadow or
-    edge dropout on the object next to an occluder (the silhouette reaches the occluder). ``zf`` depth (NaN
+    when the other end of the run is a nearer surface at most ``max_run`` pixels away, or anywhere inside
+    that box's rectangle (``rects``, inclusive crop pixels ``(col0, row0, col1, row1)``, grown by ``margin``):
+    a stereo shadow or edge dropout on the object next to an occluder (the silhouette reaches the occluder;
+    a tight box around an object mostly hidden in the shadow ends at the occluder). ``zf`` depth (NaN
     invalid), ``owner`` box index per pixel (-1 none)."""
     h, w = zf.shape
     col = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w))
     left = np.maximum.accumulate(np.where(valid, col, -1), axis=1)           # last valid column at or left
     right = np.minimum.accumulate(np.where(valid, col, w)[:, ::-1], axis=1)[:, ::-1]   # first at or right
-    ys, xs = np.nonzero(~valid & (left >= 0) & (right < w) & (right - left <= max_run + 1))
+    longest = max_run if rects is None or not len(rects) else max(max_run, int((rects[:, 2] - rects[:, 0]).max())
+                                                                  + 2 * margin)
+    ys, xs = np.nonzero(~valid & (left >= 0) & (right < w) & (right - left <= longest + 1))
     li, ri = left[ys, xs], right[ys, xs]
     lz, rz = zf[ys, li], zf[ys, ri]
     lo, ro = owner[ys, li], owner[ys, ri]
+    short = ri - li <= max_run + 1
     out = np.full((h, w), -1, dtype=np.int16)
-    to_left = (lo >= 0) & (lo != ro) & (rz < lz - tol)       # nearer surface on the right: the left box's
-    to_right = (ro >= 0) & (ro != lo) & (lz < rz - tol)
-    out[ys[to_left], xs[to_left]] = lo[to_left]
-    out[ys[to_right], xs[to_right]] = ro[to_right]
+    for this, other, near, far, oth_col in ((lo, ro, rz, lz, ri), (ro, lo, lz, rz, li)):
+        ok = (this >= 0) & (this != other) & (near < far - tol)   # a nearer surface at the run's other end
+        if rects is not None and len(rects) and not short.all():
+            r = rects[np.maximum(this, 0)]
+            ok &= short | ((oth_col >= r[:, 0] - margin) & (oth_col <= r[:, 2] + margin))
+        else:
+            ok &= short
+        out[ys[ok], xs[ok]] = this[ok]
     return out
+
+
+def _enclosed_low(rows: np.ndarray, cols: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Low pixels (``low``: valid, too low to be candidates, free) enclosed by the object: inside both its
+    row and column spans, plus (when some low pixels lie in its column span only) every region of low pixels
+    (8-connected) holding such a pixel that does not reach the border of the box, i.e. is closed off by the
+    object, occluders and pixels without depth: a plate's flat inside on rows where occluders in front hide
+    one side of its rim. Table seen beside the object reaches the box border and stays out."""
+    seed = rows & cols & low
+    if not seed.any() or not (cols & low & ~rows).any():     # nothing enclosed beyond the spans rule
+        return seed
+    lab, n = ndimage.label(low, structure=np.ones((3, 3), bool))
+    n += 1
+    border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    keep = np.bincount(border, minlength=n) == 0            # regions not reaching the box border ...
+    keep[0] = False
+    if not keep.any():
+        return seed
+    keep &= np.bincount(lab[seed], minlength=n) > 0          # ... holding a pixel of the spans rule
+    return seed | keep[lab]
 
 
 def _spans(own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -136,3 +136,15 @@ def test_a_new_view_is_lifted_with_its_own_gravity():
         for obs in result.observations:
             truth = next(t for t in other.objects if t.label == obs.label)
             assert np.linalg.norm(obs.center - truth.center_c) < 0.01, obs.label
+
+
+def test_a_replay_restart_resets_the_memory_and_says_so_in_the_warnings():
+    """A backwards clock jump (looped bag) is an explicit, reported reset, never a silent renumbering."""
+    pipeline = FramePipeline(PipelineConfig())
+    for stamp in (100.0, 100.1):
+        result = pipeline.process(_frame(stamp=stamp))
+    assert result.warnings == []
+    result = pipeline.process(_frame(stamp=10.0))
+    assert any(w.startswith("scene memory reset: clock jumped back") for w in result.warnings), result.warnings
+    assert sorted(o.id for o in result.objects) == ["book_1", "box_1", "mug_1"]
+    assert all(o.observations == 1 for o in result.objects)

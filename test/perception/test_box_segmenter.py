@@ -119,3 +119,37 @@ def test_without_a_support_plane_the_segmenter_fits_one():
     assert len(found) == 5
     ious = sorted(_iou(inst.mask, frame.mask == int(boxes[inst.instance_id - 1].id)) for inst in found)
     assert ious[2] > 0.9, ious                              # the larger, unoccluded objects
+
+
+def test_a_wide_stereo_shadow_inside_the_box_joins_the_object_behind_the_occluder():
+    """A run without depth between a box's pixels and a nearer surface joins that box when it is short
+    (max_run) or when the nearer surface lies inside the box (an object mostly hidden in the shadow)."""
+    from spatial_vlm_ros.perception.box_segmenter import _shadow_owner
+    zf = np.full((4, 70), np.nan, np.float32)
+    zf[:, :5] = 1.0                                           # the object's visible sliver (box 0)
+    zf[:, 45:] = 0.8                                          # a nearer occluder, 40 px to the right
+    valid = np.isfinite(zf)
+    owner = np.where(valid & (zf > 0.9), 0, -1).astype(np.int16)
+    inside = _shadow_owner(zf, valid, owner, 25, 0.02, np.array([[0, 0, 47, 3]]), 2)
+    assert (inside[:, 5:45] == 0).all() and (inside[:, 45:] == -1).all()
+    assert (_shadow_owner(zf, valid, owner, 25, 0.02) == -1).all()          # 40 px > max_run, no boxes
+    short_box = _shadow_owner(zf, valid, owner, 25, 0.02, np.array([[0, 0, 30, 3]]), 2)
+    assert (short_box == -1).all()                            # the occluder lies beyond the box: not joined
+
+
+def test_low_pixels_closed_off_by_the_object_and_occluders_join_it():
+    """A plate's flat inside where an occluder hides one side of the rim: enclosed low pixels join the mask;
+    table reaching the box border does not."""
+    from spatial_vlm_ros.perception.box_segmenter import _enclosed_low, _spans
+    own = np.zeros((30, 30), bool)
+    own[:5, :20] = own[25:, :20] = own[:, :5] = True          # rim: top, bottom, left
+    own[10, 19] = True                                        # one rim pixel on the right, row 10
+    occluder = np.zeros_like(own)
+    occluder[:, 20:] = True                                   # a nearer object covers the right side
+    low = ~own & ~occluder
+    rows, cols = _spans(own)
+    got = _enclosed_low(rows, cols, low)
+    assert got[5:25, 5:19].all() and not (got & (own | occluder)).any()
+    assert (rows & cols & low).sum() < got.sum()              # more than the row-and-column rule alone
+    open_low = ~own                                           # no occluder: the region reaches the border
+    assert (_enclosed_low(rows, cols, open_low) == (rows & cols & open_low)).all()
