@@ -174,9 +174,10 @@ class GravityParams:
                                         # stereo-like scenes: 0.1-0.2 deg), added to the fit's statistical error
     motion_sigma_deg: float = 1.0       # how far the up vector may turn between two frames (camera motion),
                                         # one sigma; with the floor above a new fit weighs ~0.9
-    max_tilt_deg: float = 60.0          # plane normals further than this from the prior up (the current
-                                        # estimate, else the fallback) are not support; 60 lets a level prior
-                                        # find the table under a camera pitched 30-60 deg down
+    max_tilt_deg: float = 75.0          # plane normals further than this from the prior up (the current
+                                        # estimate, else the fallback) are not support; 75 lets a level prior
+                                        # find the table under a camera pitched up to ~70 deg down (at 60, a
+                                        # camera pitched 60 deg lost its table to noise in some frames)
     max_jump_deg: float = 10.0          # a fitted up this far from the current one is taken at once when
                                         # the current up no longer explains a support plane (the camera
                                         # moved: see ``jump_support_fraction``), else it is an outlier ...
