@@ -120,14 +120,21 @@ def test_bad_boxes_are_skipped_with_warnings_and_memory_intact(harness):
     assert harness.call(GetRelation, "get_relation", subject="box", relation="left_of", reference="mug").success
 
 
+def _publish_until_diagnostic(harness, slots: list[str], text: str, timeout_s: float = 1.5):
+    """Publish frames with only ``slots`` until a diagnostics status containing ``text`` arrives (or None)."""
+    deadline = time.monotonic() + timeout_s
+    found = None
+    while time.monotonic() < deadline and found is None:
+        harness.publish(frame_messages(SCENE, _next_stamp()), slots=slots)
+        found = harness.diagnostic_matching(text, timeout=0.1)
+    return found
+
+
 def test_silent_detections_topic_is_named_in_diagnostics(harness):
     before = _memory(harness)
     processed = harness.node.stats.frames_processed
-    deadline = time.monotonic() + 1.5
-    found = None
-    while time.monotonic() < deadline and found is None:
-        harness.publish(frame_messages(SCENE, _next_stamp()), slots=["color", "depth", "camera_info"])
-        found = harness.diagnostic_matching("no messages on /camera/detections", timeout=0.1)
+    found = _publish_until_diagnostic(harness, ["color", "depth", "camera_info"],
+                                      "no messages on /camera/detections")
     assert found is not None and "every colour frame" in found.message
     assert harness.node.stats.frames_processed == processed
     assert _memory(harness) == before
@@ -137,11 +144,8 @@ def test_silent_detections_topic_is_named_in_diagnostics(harness):
 def test_rgb_only_frames_when_depth_is_expected_suggest_depth_source_model(harness):
     before = _memory(harness)
     processed = harness.node.stats.frames_processed
-    deadline = time.monotonic() + 1.5
-    found = None
-    while time.monotonic() < deadline and found is None:
-        harness.publish(frame_messages(SCENE, _next_stamp()), slots=["color", "camera_info", "detections"])
-        found = harness.diagnostic_matching("no messages on /camera/aligned_depth_to_color/image_raw", timeout=0.1)
+    found = _publish_until_diagnostic(harness, ["color", "camera_info", "detections"],
+                                      "no messages on /camera/aligned_depth_to_color/image_raw")
     assert found is not None and "depth_source: model" in found.message, found
     assert harness.node.stats.frames_processed == processed and _memory(harness) == before
     assert harness.publish_and_wait(frame_messages(SCENE, _next_stamp()))
