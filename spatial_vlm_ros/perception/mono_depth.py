@@ -313,9 +313,9 @@ def export_onnx(model: str, out_dir, fp16: bool = False, image_size: tuple[int, 
     symbolic sizes, so a camera of another resolution needs its own export. ``fp16`` exports a float16 graph
     (for GPUs; TensorRT builds fp16 engines from either). Uses the TorchScript exporter (seconds; the dynamo
     exporter takes about a minute for the same static graph)."""
-    import warnings
-
     import torch
+
+    from spatial_vlm_ros.runtime.onnx_export import export_graph
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -324,11 +324,8 @@ def export_onnx(model: str, out_dir, fp16: bool = False, image_size: tuple[int, 
         net = net.half()
     h, w = prep.network_size(*image_size)
     x = torch.zeros(1, 3, h, w, dtype=torch.float16 if fp16 else torch.float32)
-    with warnings.catch_warnings():
-        for category in (FutureWarning, UserWarning, DeprecationWarning, torch.jit.TracerWarning):
-            warnings.simplefilter("ignore", category)
-        torch.onnx.export(_Wrapper.build(net), (x,), str(out_dir / ONNX_FILE), input_names=["pixel_values"],
-                          output_names=["predicted_depth"], dynamo=False, opset_version=17)
+    export_graph(_Wrapper.build(net), (x,), out_dir / ONNX_FILE, ["pixel_values"], ["predicted_depth"],
+                 dynamic_axes={})
     meta = {"model": str(model), "image_size": list(image_size), "network_size": [h, w],
             "metric": predicts_metric(net.config), "fp16": bool(fp16), "preprocessing": asdict(prep)}
     (out_dir / ONNX_META).write_text(json.dumps(meta, indent=2))

@@ -480,7 +480,7 @@ def export_onnx(model: str, out_dir: str | Path, fp16: bool = False, image_hw: t
     import torch
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    from spatial_vlm_ros.perception.onnx_export_utils import export_graph, to_fp16
+    from spatial_vlm_ros.runtime.onnx_export import export_graph, to_fp16
     from spatial_vlm_ros.runtime.loading import from_pretrained
 
     out = Path(out_dir)
@@ -539,7 +539,7 @@ def export_onnx(model: str, out_dir: str | Path, fp16: bool = False, image_hw: t
 def check_onnx(model: str, onnx_dir: str | Path, seed: int = 0) -> float:
     """Largest absolute difference of logits and boxes, PyTorch (CPU, fp32) vs onnxruntime (CPU), on one
     random frame of the exported size (masked text positions, -inf in both, count as equal)."""
-    from spatial_vlm_ros.perception.onnx_export_utils import max_abs_diff
+    from spatial_vlm_ros.runtime.onnx_export import max_abs_diff
 
     meta = json.loads((Path(onnx_dir) / META_FILE).read_text())
     rgb = np.random.default_rng(seed).integers(0, 256, (*meta["image_hw"], 3), dtype=np.uint8)

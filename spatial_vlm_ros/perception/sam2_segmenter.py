@@ -278,7 +278,7 @@ def export_onnx(model: str, out_dir: str | Path, fp16: bool = False) -> Path:
     import torch
     from transformers import Sam2Model
 
-    from spatial_vlm_ros.perception.onnx_export_utils import export_graph, to_fp16
+    from spatial_vlm_ros.runtime.onnx_export import export_graph, to_fp16
     from spatial_vlm_ros.runtime.loading import from_pretrained, resolve_model
 
     out = Path(out_dir)

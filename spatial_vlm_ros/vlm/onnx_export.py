@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -129,20 +128,12 @@ def kv_names(num_layers: int) -> tuple[list[str], list[str]]:
 def _export(module, args, path: Path, input_names, output_names, dynamic_shapes, recipe) -> None:
     import torch
 
-    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        for category in (FutureWarning, UserWarning, DeprecationWarning):   # exporter chatter
-            warnings.simplefilter("ignore", category)
-        try:
-            torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                              dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=recipe.opset,
-                              external_data=True, optimize=recipe.optimize, verbose=False)
-        finally:
-            for q, level in zip(quiet, levels):
-                q.setLevel(level)
+    from spatial_vlm_ros.runtime.onnx_export import quiet_export
+
+    with quiet_export(disable_torch_checks=False):
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=recipe.opset,
+                          external_data=True, optimize=recipe.optimize, verbose=False)
 
 
 def export_model(recipe: ExportRecipe) -> Path:

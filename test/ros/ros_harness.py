@@ -33,6 +33,16 @@ TYPES = {"color": Image, "depth": Image, "camera_info": CameraInfo, "instances":
          "detections": Detections2D}
 
 
+def stamp_clock(start: float, step: float = 0.1):
+    """A function returning increasing header stamps (seconds): ``start + step``, ``start + 2 step``, ..."""
+    now = [float(start)]
+
+    def next_stamp() -> float:
+        now[0] += step
+        return now[0]
+    return next_stamp
+
+
 def wait_until(predicate, timeout: float = 10.0, period: float = 0.01) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

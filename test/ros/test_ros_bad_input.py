@@ -11,17 +11,12 @@ from spatial_vlm_interfaces.srv import GetRelation, ListObjects
 
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.ros import conversions as conv
-from ros_harness import NodeHarness, default_scene, frame_messages
+from ros_harness import NodeHarness, default_scene, frame_messages, stamp_clock
 
 SCENE = default_scene()
 SMALL = default_scene(160, 120)
 OVERRIDES = {"memory.timeout_s": 600.0, "diagnostics_period_s": 0.1, "stale_after_s": 0.4}
-_clock = [100.0]
-
-
-def _next_stamp() -> float:
-    _clock[0] += 0.1
-    return _clock[0]
+_next_stamp = stamp_clock(100.0)
 
 
 @pytest.fixture(scope="module")

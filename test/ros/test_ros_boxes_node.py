@@ -20,19 +20,14 @@ from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
-from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
+from ros_harness import NodeHarness, default_scene, frame_messages, stamp_clock, wait_until
 
 SCENE = default_scene()
 TRUTH = {t.label: t for t in SCENE.objects}
 OVERRIDES = {"detector": "boxes", "memory.timeout_s": 600.0, "diagnostics_period_s": 0.1,
              "stale_after_s": 0.4}
 SLOTS = ["color", "depth", "camera_info", "detections"]
-_clock = [200.0]
-
-
-def _next_stamp() -> float:
-    _clock[0] += 0.1
-    return _clock[0]
+_next_stamp = stamp_clock(200.0)
 
 
 @pytest.fixture(scope="module")

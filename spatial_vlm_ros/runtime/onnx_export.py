@@ -1,5 +1,5 @@
-"""Shared helpers of the perception ONNX exports (detector, SAM 2): one ``torch.onnx.export`` call with the
-exporter chatter silenced, fp16 conversion, and a NaN/inf-safe largest absolute difference."""
+"""Shared ONNX export helpers of every learned part (detector, SAM 2, depth model, VLM): the exporter chatter
+silenced, one ``torch.onnx.export`` call, fp16 conversion, and a NaN/inf-safe largest absolute difference."""
 from __future__ import annotations
 
 import logging
@@ -14,11 +14,14 @@ OPSET = 17
 
 
 @contextmanager
-def _quiet_export():
+def quiet_export(disable_torch_checks: bool = True):
+    """Silence the exporters' loggers and warnings for the block; ``disable_torch_checks`` also turns off
+    transformers' ``torch._check`` asserts, which some graphs cannot export."""
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [q.level for q in quiet]
     old_check = os.environ.get("TRANSFORMERS_DISABLE_TORCH_CHECK")
-    os.environ["TRANSFORMERS_DISABLE_TORCH_CHECK"] = "1"     # torch._check asserts do not export
+    if disable_torch_checks:
+        os.environ["TRANSFORMERS_DISABLE_TORCH_CHECK"] = "1"     # torch._check asserts do not export
     for q in quiet:
         q.setLevel(logging.ERROR)
     try:
@@ -50,7 +53,7 @@ def export_graph(module, args: tuple, path: Path, input_names: list[str], output
     import torch
 
     path = Path(path)
-    with _quiet_export():
+    with quiet_export():
         if dynamo:
             dims = {}
             shapes = tuple({axis: dims.setdefault(label, torch.export.Dim(label, min=2, max=4096))
