@@ -37,6 +37,7 @@ from spatial_vlm_ros.perception.open_vocab import OpenVocabParams
 from spatial_vlm_ros.perception.boxes import BoxesParams
 
 NODE_NAME = "spatial_perception"
+FRAME_WORKERS = ("process", "thread")
 LEVEL_CAMERA_XYZW = (-0.5, 0.5, -0.5, 0.5)   # optical frame of a level camera looking along world +x
 
 
@@ -83,6 +84,14 @@ def _g(name: str, field_name: str, description: str, range=None, choices=(), def
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     # ---- node
+    ParamSpec("autostart", True, "Configure and activate at start-up, so `ros2 run` just works (false: wait in "
+              "'unconfigured' for a lifecycle manager's transitions)"),
+    ParamSpec("frame_worker", "process", "Where frames are processed: 'process' (a worker process that "
+              "subscribes to the inputs itself, so services never wait for a frame) or 'thread' (a thread "
+              "of this process: one GIL for frames and services; for debugging and tests)",
+              choices=FRAME_WORKERS),
+    ParamSpec("worker_start_timeout_s", 300.0, "Longest wait for the frame worker to build its pipeline "
+              "(and load its models) on configure, s", (1.0, 3600.0)),
     ParamSpec("detector", "external", "Instance source: 'external' (masks on topics.instances), "
               "'tabletop' (weight-free support-plane clustering), 'boxes' (any 2D detector's boxes on "
               "topics.detections, segmented from depth) or 'open_vocab' (built-in open-vocabulary model)",
@@ -414,6 +423,12 @@ class NodeSettings:
     stale_after_s: float
     vlm_service: str
     vlm_timeout_s: float
+    detections_topic: str = "/camera/detections"
+    detections_msg: str = "spatial_vlm_interfaces/Detections2D"
+    depth_source: str = "sensor"
+    autostart: bool = True
+    frame_worker: str = "process"
+    worker_start_timeout_s: float = 300.0
 
 
 def node_settings(values: dict) -> NodeSettings:
@@ -424,7 +439,10 @@ def node_settings(values: dict) -> NodeSettings:
         sensor_qos_depth=values["qos.sensor_depth"], max_processing_rate_hz=values["max_processing_rate_hz"],
         publish_rate_hz=values["publish_rate_hz"], diagnostics_period_s=values["diagnostics_period_s"],
         stale_after_s=values["stale_after_s"], vlm_service=values["vlm_service"].strip(),
-        vlm_timeout_s=values["vlm_timeout_s"])
+        vlm_timeout_s=values["vlm_timeout_s"], detections_topic=values["topics.detections"],
+        detections_msg=values["detections_msg"], depth_source=values["depth_source"],
+        autostart=values["autostart"], frame_worker=values["frame_worker"],
+        worker_start_timeout_s=values["worker_start_timeout_s"])
 
 
 def _group_kwargs(values: dict, group: str) -> dict:

@@ -1,5 +1,5 @@
 """The ``spatial_perception`` node: synchronised RGB-D (+ instance masks or 2D boxes) in; scene objects, RViz
-markers, diagnostics and typed spatial-query services out.
+markers, diagnostics and typed spatial-query services out. A lifecycle (managed) node.
 
 Inputs, matched by header stamp: colour and camera info always; depth unless ``depth_source`` is ``model``
 (an RGB-only camera: the frame's depth is then None and comes from the depth model); instance masks with
@@ -8,15 +8,21 @@ where vision_msgs is installed: parameter ``detections_msg``) with ``detector: b
 publish a message for every colour frame, an empty one when it sees nothing, or no set is ever complete.
 ``~/set_classes`` sets the phrases of a detector that takes a class prompt (``open_vocab``).
 
-Threads: message callbacks (one mutually exclusive group) only file messages into the approximate-time
-synchroniser and hand complete sets to one worker thread (``handoff``), which always processes the newest
-set and drops stale ones. Services run in their own reentrant group and read an immutable memory snapshot,
-so they answer while a frame is processed. Run it with a ``MultiThreadedExecutor`` (``main`` does, through
-``ros.spin``).
+Where frames go (``ros.frame_worker``): with ``frame_worker: process`` (default) a worker process subscribes
+to the inputs, runs the pipeline and sends every new scene snapshot back; with ``thread`` the same
+``FrameProcessor`` runs in this process. Either way the services answer from the newest snapshot
+(``SceneMirror``), never waiting for a frame, and an answer never mixes two frames.
+
+Lifecycle (``lifecycle_msgs`` transitions; ``autostart: true`` runs configure + activate in the constructor):
+configure validates the parameters and starts the worker (pipeline built, models loaded), and creates the
+services and publishers; activate subscribes to the inputs; deactivate unsubscribes and keeps the memory
+(services still answer from it); cleanup stops the worker and frees the memory; shutdown cleans up from any
+state. A failed configure leaves the node unconfigured, alive, with the reason in the log.
 
 ``~/ask`` answers template questions from the geometry; a question no template matches is forwarded,
 unchanged, to the VLM node's ``Ask`` service (parameter ``vlm_service``) and its answer returned as is; see
-``ros.vlm_forwarding``.
+``ros.vlm_forwarding``. Nothing raised in a callback escapes: services answer ``success=false``, frames and
+timers report a diagnostics error.
 
 Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward),
 sizes in the gravity-aligned frame (z up), metres.
@@ -26,230 +32,306 @@ from __future__ import annotations
 import threading
 import time
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
-from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from spatial_vlm_interfaces.msg import SpatialObjectArray
 from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure, SetClasses
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from spatial_vlm_ros.core.errors import InputError, SpatialError
-from spatial_vlm_ros.core.frame import Frame
-from spatial_vlm_ros.core.pipeline import FramePipeline
+from spatial_vlm_ros.core.scene import Scene
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
 from spatial_vlm_ros.ros import conversions as conv
-from spatial_vlm_ros.ros import spin
+from spatial_vlm_ros.ros import lifecycle, spin
 from spatial_vlm_ros.ros.diagnostics import ProcessingStats, diagnostic_array
-from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue
+from spatial_vlm_ros.ros.frame_worker import (FrameEvents, FrameProcessor, FrameReport, SceneMirror, WorkerProcess,
+                                              WorkerSpec, detections_input, input_topics)
 from spatial_vlm_ros.ros.markers import scene_markers
 from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
-from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos, sensor_qos
-from spatial_vlm_ros.ros.sync import ApproximateTimeSynchronizer
+from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos
 from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
 
 LOG_THROTTLE_S = 5.0
-DETECTIONS_MSG_TYPES = ("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")
+RESTART_DELAY_S = 2.0            # a worker process that died is restarted after this long (while active)
+
+__all__ = ["SpatialPerceptionNode", "detections_input", "main"]
 
 
-def detections_input(msg_type: str):
-    """(message class, converter to ``Detection2D`` boxes) for the ``detections_msg`` parameter. Raises
-    ``InputError`` naming the fix when vision_msgs is asked for but not installed."""
-    if msg_type == "spatial_vlm_interfaces/Detections2D":
-        return Detections2D, conv.detections_from_msg
-    if msg_type == "vision_msgs/Detection2DArray":
-        if conv.VisionDetection2DArray is None:
-            raise InputError("detections_msg is 'vision_msgs/Detection2DArray' but vision_msgs is not installed "
-                             "here (install ros-$ROS_DISTRO-vision-msgs), or publish "
-                             "spatial_vlm_interfaces/Detections2D and set detections_msg to that")
-        return conv.VisionDetection2DArray, conv.detections_from_vision_msgs
-    raise InputError(f"detections_msg '{msg_type}' is not one of {', '.join(DETECTIONS_MSG_TYPES)}")
-
-
-class SpatialPerceptionNode(Node):
+class SpatialPerceptionNode(LifecycleNode, FrameEvents):
     """See the module docstring. Parameters: ``ros.parameters.PARAMETERS``."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
-        try:
-            self._setup()
-        except BaseException:
-            self.destroy_node()            # a rejected configuration leaves no half-built node in the graph
-            raise
-
-    def _setup(self) -> None:
-        values = declare_parameters(self)
-        self.settings = s = node_settings(values)
-        self.depth_source = values.get("depth_source", "sensor")
-        self.detections_topic = values["topics.detections"]
-        self.pipeline = FramePipeline(pipeline_config(values))
-        wants_boxes = bool(getattr(self.pipeline.detector, "needs_boxes", False))     # detector 'boxes'
-        detections_type, self._detections_from_msg = (detections_input(values["detections_msg"]) if wants_boxes
-                                                      else (None, None))
-        self.queries = SpatialQueries(self.pipeline.memory, self.pipeline.config.noise)
+        self.transition_error = ""
+        self.vlm: VLMForwarder | None = None
+        self.mirror = SceneMirror()
         self.stats = ProcessingStats()
-        self._pipeline_lock = threading.Lock()      # a reset waits for the frame in flight
+        self.frames: FrameProcessor | None = None        # frame_worker thread
+        self.worker_process: WorkerProcess | None = None  # frame_worker process
+        self.queries: SpatialQueries | None = None
+        self._entities: list = []                         # services, publishers, timers of the configured node
+        self._active = False
         self._frame_id = ""
-        self._camera = None                                     # CameraModel of the last frame (worker only)
-        self._last_frame: tuple[float, float] | None = None   # (header stamp, monotonic time) of the last frame
-        self._last_received: dict[str, float] = {}              # slot -> monotonic time of its last message
-        self._last_matched = time.monotonic()
+        self.worker_values: dict = {}
+        self._restart_at: float | None = None
+        self._transition_lock = threading.RLock()
+        try:
+            self._values = declare_parameters(self)
+            self._parameter_error = ""
+        except InputError as err:
+            self._values, self._parameter_error = None, str(err)
+        autostart = self.get_parameter("autostart").value if self.has_parameter("autostart") else True
+        if autostart:
+            try:
+                lifecycle.autostart(self)
+            except BaseException:
+                self.destroy_node()        # a rejected configuration leaves no half-built node in the graph
+                raise
 
-        slots = (["color"] + (["depth"] if self.depth_source != "model" else []) + ["camera_info"]
-                 + (["instances"] if s.detector == "external" else [])
-                 + (["detections"] if wants_boxes else []))
-        self.sync = ApproximateTimeSynchronizer(slots, s.sync_slop_s, s.sync_queue_size)
-        self.handoff = LatestOnlyQueue()
-        self.worker = FrameWorker(self.handoff, self._process_set, s.max_processing_rate_hz,
-                                  on_error=self._on_worker_error, name="spatial-perception-frames")
+    # -------------------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            try:
+                self._configure()
+            except SpatialError as err:
+                self._teardown()
+                return self._fail(str(err))
+            except Exception as err:  # noqa: BLE001 - a transition reports, never raises
+                self._teardown()
+                return self._fail(f"internal error: {type(err).__name__}: {err}")
+            return TransitionCallbackReturn.SUCCESS
 
-        inputs = MutuallyExclusiveCallbackGroup()
-        services = ReentrantCallbackGroup()
-        timers = MutuallyExclusiveCallbackGroup()
-        qos = sensor_qos(s.sensor_qos_depth)
-        topics = {"color": (Image, s.color_topic), "depth": (Image, s.depth_topic),
-                  "camera_info": (CameraInfo, s.camera_info_topic),
-                  "instances": (InstanceSegmentation, s.instances_topic),
-                  "detections": (detections_type, self.detections_topic)}
-        self._topic_names = {slot: name for slot, (_, name) in topics.items()}
-        self._subscriptions_by_slot = {
-            slot: self.create_subscription(topics[slot][0], topics[slot][1], self._input_callback(slot), qos,
-                                           callback_group=inputs)
-            for slot in slots}
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            try:
+                self._subscribe()
+            except SpatialError as err:
+                return self._fail(f"activate failed: {err}")
+            self._active = True
+            return TransitionCallbackReturn.SUCCESS
 
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            self._active = False
+            try:
+                if self.frames is not None:
+                    self.frames.unsubscribe()
+                elif self.worker_process is not None and self.worker_process.alive:
+                    self.worker_process.unsubscribe()
+            except SpatialError as err:
+                self.get_logger().warning(f"deactivate: {err}")
+            return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            self._teardown()
+            return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            self._active = False
+            self._teardown()
+            return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            self._active = False
+            self._teardown()
+            return TransitionCallbackReturn.SUCCESS
+
+    def _fail(self, reason: str) -> TransitionCallbackReturn:
+        self.transition_error = reason
+        self.get_logger().error(reason)
+        return TransitionCallbackReturn.FAILURE
+
+    def _configure(self) -> None:
+        if self._parameter_error:
+            raise InputError(self._parameter_error)
+        values = self._values
+        self.settings = s = node_settings(values)
+        self.depth_source = s.depth_source
+        config = pipeline_config(values)
+        if self.frames is not None or self.worker_process is not None:
+            self._teardown()
+        topics = {slot: self.resolve_topic_name(name) for slot, name in input_topics(s).items()}
+        namespace = self.get_namespace()
+        self._spec = WorkerSpec(settings=s, config=config, topics=topics, node_name=f"_{self.get_name()}_frames",
+                                namespace=namespace, log_level=int(self.get_logger().get_effective_level()))
+        self.vlm = VLMForwarder(self, s.vlm_service, s.vlm_timeout_s)     # own callback group
+        noise = self._start_worker()
+        self.queries = SpatialQueries(self.mirror, noise)
+
+        services, timers = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self.objects_pub = self.create_publisher(SpatialObjectArray, "~/objects", output_qos())
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", output_qos())
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
-
-        self.vlm = VLMForwarder(self, s.vlm_service, s.vlm_timeout_s)     # own callback group
-        self.create_service(ListObjects, "~/list_objects", self._list_objects, callback_group=services)
-        self.create_service(GetRelation, "~/get_relation", self._get_relation, callback_group=services)
-        self.create_service(Measure, "~/measure", self._measure, callback_group=services)
-        self.create_service(Ask, "~/ask", self._ask, callback_group=services)
-        self.create_service(Trigger, "~/reset", self._reset, callback_group=services)
-        self.create_service(SetClasses, "~/set_classes", self._set_classes, callback_group=services)
-
-        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, callback_group=timers)
+        self._entities = [self.objects_pub, self.markers_pub, self.diagnostics_pub] + [
+            self.create_service(srv, f"~/{name}", handler, callback_group=services) for srv, name, handler in (
+                (ListObjects, "list_objects", self._list_objects), (GetRelation, "get_relation", self._get_relation),
+                (Measure, "measure", self._measure), (Ask, "ask", self._ask), (Trigger, "reset", self._reset),
+                (SetClasses, "set_classes", self._set_classes))]
+        self._entities.append(self.create_timer(s.diagnostics_period_s, self._on_diagnostics_timer,
+                                                callback_group=timers))
         if s.publish_rate_hz > 0.0:
-            self.create_timer(1.0 / s.publish_rate_hz, self._publish_scene, callback_group=timers)
-        self.worker.start()
+            self._entities.append(self.create_timer(1.0 / s.publish_rate_hz, self._on_publish_timer,
+                                                    callback_group=timers))
         self.get_logger().info(
-            f"detector '{s.detector}', depth source '{self.depth_source}', "
-            f"inputs {', '.join(topics[x][1] for x in slots)}, "
-            f"slop {s.sync_slop_s * 1e3:.0f} ms, gravity '{self.pipeline.config.gravity.mode}', "
-            f"free-form questions to {self.vlm.service or '(off)'}")
+            f"detector '{s.detector}', depth source '{s.depth_source}', frames in a {s.frame_worker}, "
+            f"inputs {', '.join(topics[x] for x in self.slots)}, slop {s.sync_slop_s * 1e3:.0f} ms, "
+            f"gravity '{config.gravity.mode}', free-form questions to {self.vlm.service or '(off)'}")
 
-    # ----------------------------------------------------------------------------------------- inputs
-    def _input_callback(self, slot: str):
-        def callback(msg) -> None:
-            now = time.monotonic()
-            self._last_received[slot] = now
-            stamp = conv.stamp_to_seconds(msg.header.stamp)
-            complete = self.sync.add(slot, stamp, msg)
-            if complete is not None:
-                self._last_matched = now
-                self.handoff.put(complete)
-        return callback
+    def _start_worker(self):
+        """Start the configured frame worker; returns the noise model of relations and quantities."""
+        if self.settings.frame_worker == "thread":
+            self.frames = FrameProcessor(self, self._spec, self)
+            self.slots = tuple(self.frames.slots)
+            return self.frames.noise
+        self.worker_process = WorkerProcess(self._spec, self, on_exit=self._on_worker_exit)
+        noise = self.worker_process.start(self.settings.worker_start_timeout_s)
+        self.slots = self.worker_process.slots
+        return noise
 
-    def _frame_from_set(self, msgs: dict) -> Frame:
-        """Convert one matched set to a ``Frame``; raises ``InputError`` for unusable messages."""
-        camera = conv.camera_model_from_info(msgs["camera_info"])
-        if camera == self._camera:
-            camera = self._camera          # keep the model whose per-pixel ray grid is already cached
-        self._camera = camera
-        rgb = conv.color_to_rgb(msgs["color"])
-        depth_msg = msgs.get("depth")             # absent for an RGB-only camera (depth_source: model)
-        depth = conv.image_to_array(depth_msg, "depth image") if depth_msg is not None else None
-        segmentation = conv.segmentation_from_msg(msgs["instances"]) if "instances" in msgs else None
-        detections = self._detections_from_msg(msgs["detections"]) if "detections" in msgs else None
-        return Frame(rgb=rgb, depth=depth, depth_encoding=depth_msg.encoding if depth_msg is not None else "",
-                     camera=camera, stamp=conv.stamp_to_seconds(msgs["color"].header.stamp),
-                     segmentation=segmentation, detections=detections)
+    def _subscribe(self) -> None:
+        if self.frames is not None:
+            self.frames.subscribe()
+        elif self.worker_process is not None:
+            self.worker_process.subscribe()
+        else:
+            raise SpatialError("the node is not configured")
 
-    def _process_set(self, msgs: dict) -> None:
-        """Worker thread: one matched set through the pipeline, then publish. Never raises."""
-        t0 = time.perf_counter()
-        try:
-            frame = self._frame_from_set(msgs)
-            with self._pipeline_lock:
-                result = self.pipeline.process(frame)
-        except SpatialError as err:
-            self._frame_rejected(str(err))
-            return
-        self._frame_id = msgs["color"].header.frame_id or frame.camera.frame_id
-        self._last_frame = (frame.stamp, time.monotonic())
-        self.stats.record_frame(time.perf_counter() - t0, len(result.objects), result.warnings)
-        if result.warnings:
-            self.get_logger().warning("; ".join(result.warnings), throttle_duration_sec=LOG_THROTTLE_S)
+    def _teardown(self) -> None:
+        """Stop the worker and release what configure created (the memory goes)."""
+        self._active = False
+        frames, self.frames = self.frames, None
+        worker, self.worker_process = self.worker_process, None
+        if frames is not None:
+            frames.close()
+        if worker is not None:
+            worker.close()
+        vlm, self.vlm = getattr(self, "vlm", None), None
+        if vlm is not None:
+            vlm.close()
+            if vlm.client is not None:
+                self.destroy_client(vlm.client)
+        for entity in self._entities:
+            try:
+                self.destroy_timer(entity) if hasattr(entity, "timer_period_ns") else (
+                    self.destroy_publisher(entity) if hasattr(entity, "publish") else self.destroy_service(entity))
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._entities = []
+        self.queries = None
+        self.mirror.clear()
+        self._restart_at = None
+
+    @property
+    def pipeline(self):
+        """The frame pipeline (``frame_worker: thread`` only; with a worker process it lives there)."""
+        return self.frames.pipeline if self.frames is not None else None
+
+    @property
+    def sync(self):
+        """The stamp synchroniser (``frame_worker: thread`` only)."""
+        return self.frames.sync if self.frames is not None else None
+
+    @property
+    def handoff(self):
+        """The newest-only frame hand-off (``frame_worker: thread`` only)."""
+        return self.frames.handoff if self.frames is not None else None
+
+    # ---------------------------------------------------------------------- FrameEvents (worker side)
+    def frame(self, report: FrameReport) -> None:
+        self.mirror.update(report.scene)
+        self._frame_id = report.frame_id
+        self.stats.record_frame(report.latency_s, len(report.scene.objects), report.warnings)
+        if report.warnings:
+            self.get_logger().warning("; ".join(report.warnings), throttle_duration_sec=LOG_THROTTLE_S)
         if self.settings.publish_rate_hz <= 0.0:
-            self._publish_scene(msgs["color"].header.stamp)
+            self._publish_scene(Time(sec=report.stamp[0], nanosec=report.stamp[1]))
 
-    def _frame_rejected(self, message: str) -> None:
+    def rejected(self, message: str) -> None:
         self.stats.record_error(message)
-        self.get_logger().error(f"frame rejected: {message}", throttle_duration_sec=LOG_THROTTLE_S)
+        if self.context.ok():
+            self.get_logger().error(f"frame rejected: {message}", throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _on_worker_error(self, err: BaseException) -> None:
-        if not self.context.ok():          # shutting down: publishers are already invalid
-            return
-        self._frame_rejected(f"internal error: {type(err).__name__}: {err}")
+    def warning(self, message: str) -> None:
+        self.stats.record_warning(message)
+        if self.context.ok():
+            self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
+
+    def scene(self, scene: Scene) -> None:
+        self.mirror.update(scene)
+        self.stats.set_objects(len(scene.objects))
+        self._publish_scene()
+
+    def status(self, values: dict) -> None:
+        self.worker_values = dict(values)
+
+    def _on_worker_exit(self, exitcode) -> None:
+        """Receiver thread: the worker process ended unasked. The last scene stays readable; while active,
+        a new worker is started (with an empty memory) after ``RESTART_DELAY_S``."""
+        self.stats.record_error(f"the frame worker process died (exit code {exitcode})"
+                                + ("; restarting it" if self._active else ""))
+        if self.context.ok():
+            self.get_logger().error(f"the frame worker process died (exit code {exitcode})")
+        if self._active:
+            self._restart_at = time.monotonic() + RESTART_DELAY_S
+
+    def _restart_worker(self) -> None:
+        with self._transition_lock:
+            self._restart_at = None
+            if not self._active or self.worker_process is None or self.worker_process.alive:
+                return
+            old, self.worker_process = self.worker_process, None
+            old.close()
+            try:
+                self._start_worker()
+                self.worker_process.subscribe()
+                self.stats.record_warning("the frame worker process was restarted: the scene memory starts over")
+            except SpatialError as err:
+                self.stats.record_error(f"restarting the frame worker failed: {err}")
+                self._restart_at = time.monotonic() + 5 * RESTART_DELAY_S
 
     # ---------------------------------------------------------------------------------------- outputs
     def _publish_scene(self, stamp=None) -> None:
-        if not self.context.ok():
+        if not self.context.ok() or not self._entities:
             return
-        scene = self.pipeline.memory.snapshot()
+        scene = self.mirror.snapshot()
         header = Header(frame_id=self._frame_id)
         header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         out = SpatialObjectArray(header=header, objects=[conv.spatial_object_msg(o) for o in scene.objects])
         self.objects_pub.publish(out)
         self.markers_pub.publish(scene_markers(scene.objects, scene.gravity, header))
 
-    def _check_inputs(self) -> None:
-        """When no set was matched for ``stale_after_s`` although messages arrive, say why: some inputs are
-        silent (e.g. no camera_info) or their stamps are too far apart. Also expire remembered objects when
-        no frame has come for longer than the memory timeout."""
-        now = time.monotonic()
-        s = self.settings
-        if now - self._last_matched > s.stale_after_s:
-            live = [x for x in self.sync.slots if now - self._last_received.get(x, -1e18) <= s.stale_after_s]
-            silent = [x for x in self.sync.slots if x not in live]
-            spread = self.sync.stats.last_unmatched_spread
-            message = ""
-            if live and silent:
-                topics = self._topic_names
-                message = (f"no messages on {', '.join(topics[x] for x in silent)} for {s.stale_after_s:g} s "
-                           f"while {', '.join(topics[x] for x in live)} arrive: no frame can be processed")
-                if "depth" in silent:
-                    message += " (for an RGB-only camera set depth_source: model)"
-                if "detections" in silent:
-                    message += (" (the box detector must publish a message for every colour frame, an empty "
-                                "one when it sees nothing)")
-            elif live and spread is not None and spread > self.sync.slop:
-                message = (f"input stamps too far apart to be matched: the newest {'/'.join(self.sync.slots)} "
-                           f"stamps span {spread:.3f} s > slop {self.sync.slop:.3f} s")
-            if message:
-                self.stats.record_warning(message)
-                self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
-        if self._last_frame is not None:
-            stamp, seen = self._last_frame
-            if now - seen > self.pipeline.memory.params.timeout_s:
-                if self.pipeline.memory.expire(stamp + (now - seen)):
-                    self.stats.set_objects(len(self.pipeline.memory.snapshot().objects))
-                    self._publish_scene()          # RViz and planners see the objects go
+    def _on_publish_timer(self) -> None:
+        try:
+            if self._active:
+                self._publish_scene()
+        except Exception as err:  # noqa: BLE001 - a timer callback must not stop the executor
+            self.stats.record_error(f"internal error publishing the scene: {type(err).__name__}: {err}")
+
+    def _on_diagnostics_timer(self) -> None:
+        try:
+            if self._restart_at is not None and time.monotonic() >= self._restart_at:
+                self._restart_worker()
+            if self.frames is not None:
+                self.frames.check_inputs()
+                self.worker_values = self.frames.status_values()
+            self._publish_diagnostics()
+        except Exception as err:  # noqa: BLE001 - a timer callback must not stop the executor
+            self.stats.record_error(f"internal error in diagnostics: {type(err).__name__}: {err}")
 
     def _publish_diagnostics(self) -> None:
-        self._check_inputs()
         s = self.settings
-        sync = self.sync.stats
-        extra = {"dropped_stale_frames": self.handoff.dropped,
-                 "dropped_unmatched_messages": sync.dropped_total,
-                 "matched_sets": sync.matched_sets,
-                 "gravity": f"{self.pipeline.gravity.status}",
-                 "detector": s.detector,
-                 "depth_source": self.depth_source,
-                 "vlm_service": self.vlm.service or "off"}
+        extra = dict(self.worker_values)
+        extra.update({"detector": s.detector, "depth_source": s.depth_source, "frame_worker": s.frame_worker,
+                      "state": lifecycle.state_label(self), "vlm_service": (self.vlm.service if self.vlm else "") or "off"})
+        if self.worker_process is not None:
+            extra["worker_pid"] = self.worker_process.process.pid if self.worker_process.alive else "dead"
         msg = diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),
                                f"{self.get_fully_qualified_name()}: perception", self.get_fully_qualified_name(),
                                s.diagnostics_period_s, s.stale_after_s, extra)
@@ -275,7 +357,7 @@ class SpatialPerceptionNode(Node):
             res.success = True
             res.message = f"{len(objects)} object(s)"
             if label_filter and not objects:
-                known = ", ".join(o.id for o in self.pipeline.memory.snapshot().objects) or "none"
+                known = ", ".join(o.id for o in self.mirror.snapshot().objects) or "none"
                 res.message = f"no object matches '{label_filter}' (known: {known})"
         return self._guarded(response, fill)
 
@@ -308,39 +390,31 @@ class SpatialPerceptionNode(Node):
 
     def _reset(self, request, response):
         def fill(res):
-            with self._pipeline_lock:
-                removed = len(self.pipeline.memory.snapshot().objects)
-                self.handoff.clear()
-                self.pipeline.reset()
-            self.stats.set_objects(0)
-            res.success, res.message = True, f"scene memory cleared ({removed} object(s) removed)"
+            worker = self.frames or self.worker_process
+            if worker is None:
+                raise SpatialError("the node is not configured")
+            res.message = worker.reset()          # the worker reports the emptied scene first
+            res.success = True
         return self._guarded(response, fill)
 
     def _set_classes(self, request, response):
-        """The detector's class phrases; refused (success=false) by a detector without class prompts or, by
-        the detector, for an empty list."""
+        """The detector's class phrases, used from the next frame; refused (success=false) by a detector
+        without class prompts or, by the detector, for an empty list."""
         def fill(res):
-            set_classes = getattr(self.pipeline.detector, "set_classes", None)
-            if set_classes is None:
-                res.success = False
-                res.message = f"detector '{self.settings.detector}' takes no class prompt"
-                return
-            classes = [str(c) for c in request.classes]
-            with self._pipeline_lock:             # not while a frame is being detected
-                set_classes(classes)
+            worker = self.frames or self.worker_process
+            if worker is None:
+                raise SpatialError("the node is not configured")
+            res.message = worker.set_classes([str(c) for c in request.classes])
             res.success = True
-            res.message = f"detecting {len(classes)} class(es): {', '.join(classes)}"
         return self._guarded(response, fill)
 
     # --------------------------------------------------------------------------------------- shutdown
     def destroy_node(self):
-        """Stop and join the frame worker, then destroy the node (also for a half-constructed node)."""
-        worker = getattr(self, "worker", None)
-        if worker is not None:
-            worker.stop()
-        vlm = getattr(self, "vlm", None)
-        if vlm is not None:
-            vlm.close()
+        """Wind the lifecycle down (worker stopped and joined), then destroy the node (also a
+        half-constructed one)."""
+        lifecycle.wind_down(self)
+        with self._transition_lock:
+            self._teardown()
         return super().destroy_node()
 
 

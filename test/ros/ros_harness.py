@@ -124,15 +124,32 @@ class NodeHarness:
 
     def __enter__(self) -> "NodeHarness":
         self.thread.start()
+        self._wait_for_matching()
+        return self
+
+    def _wait_for_matching(self) -> None:
+        """Until the test publishers see the node's subscriptions AND the node's subscriptions (in its worker
+        process, if any) see a publisher on every input, so that the first frame is not lost to discovery."""
         assert wait_until(lambda: all(p.get_subscription_count() >= 1 for p in self.pubs.values()), 10.0), \
             "the node's subscriptions did not match the test publishers"
-        return self
+        topics = [TOPICS[slot] for slot in self.pubs]
+        assert wait_until(lambda: not any(t in self.node.worker_values.get("inputs_without_publisher", "(none yet)")
+                                          for t in topics + ["(not subscribed)", "(none yet)"]), 10.0), \
+            f"the node's subscriptions did not see the test publishers: {self.node.worker_values}"
 
     def __exit__(self, *exc) -> None:
         self.executor.shutdown()
         self.thread.join(10.0)
         self.tester.destroy_node()
         self.node.destroy_node()
+
+    def restart_inputs(self) -> None:
+        """Deactivate and re-activate the node: its subscriptions are re-created and half-matched messages
+        dropped, the memory stays."""
+        self.node.trigger_deactivate()
+        self.node.worker_values.clear()
+        self.node.trigger_activate()
+        self._wait_for_matching()
 
     # ----------------------------------------------------------------------------------------- frames
     def publish(self, msgs: FrameMessages, slots=None) -> None:

@@ -135,7 +135,7 @@ def test_stamps_far_apart_are_never_matched_and_reported(harness):
     assert status is not None and "span 0.550 s > slop 0.020 s" in " ".join(kv.value for kv in status.values)
     assert (harness.node.stats.frames_processed, harness.node.stats.frames_failed) == (processed, failed)
     assert _memory(harness) == before
-    harness.node.sync.reset()          # leave no half-matched depth messages for the next test
+    harness.restart_inputs()           # leave no half-matched depth messages for the next test
 
 
 def test_missing_camera_info_is_reported(harness):
@@ -150,7 +150,7 @@ def test_missing_camera_info_is_reported(harness):
 
 
 def test_partially_empty_masks_warn_and_keep_the_other_objects(harness):
-    harness.node.sync.reset()
+    harness.restart_inputs()
     before = {row[0]: row for row in _memory(harness)}
     msgs = frame_messages(SCENE, _next_stamp())
     mask = SCENE.mask.copy()

@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from spatial_vlm_interfaces.msg import Detections2D
 from spatial_vlm_interfaces.srv import GetRelation, ListObjects, Measure, SetClasses
 
-from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
@@ -54,7 +54,7 @@ def _with_boxes(boxes):
 
 
 def test_subscribes_detections_and_no_instances(harness):
-    assert set(harness.node.sync.slots) == set(SLOTS)
+    assert set(harness.node.slots) == set(SLOTS)
     info = harness.tester.get_subscriptions_info_by_topic("/camera/detections")
     assert [i.topic_type for i in info] == ["spatial_vlm_interfaces/msg/Detections2D"]
     assert not harness.tester.get_subscriptions_info_by_topic("/camera/instances")
@@ -153,7 +153,7 @@ def test_vision_msgs_requested_but_missing_is_a_startup_error():
         rclpy.init()
     params = [rclpy.parameter.Parameter("detector", value="boxes"),
               rclpy.parameter.Parameter("detections_msg", value="vision_msgs/Detection2DArray")]
-    with pytest.raises(InputError, match="vision_msgs is not installed"):
+    with pytest.raises(SpatialError, match="vision_msgs is not installed"):
         SpatialPerceptionNode(parameter_overrides=params, namespace="vision")
 
 

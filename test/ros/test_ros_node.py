@@ -148,9 +148,22 @@ def test_diagnostics_report_rate_latency_and_drops(harness):
     assert values["gravity"].startswith("support plane fitted")
 
 
-def test_services_answer_while_a_frame_is_processed_and_stale_frames_are_dropped(harness):
-    """Block the worker inside the pipeline; services still answer; of the frames that arrive meanwhile only
-    the newest is processed afterwards."""
+@pytest.fixture(scope="module")
+def thread_harness():
+    """The node with its frame worker in a thread of this process (``frame_worker: thread``), so the test
+    can reach into its pipeline."""
+    if not rclpy.ok():
+        rclpy.init()
+    with NodeHarness({**OVERRIDES, "frame_worker": "thread"}, namespace="it_thread") as h:
+        for k in range(3):
+            assert h.publish_and_wait(frame_messages(SCENE, 100.0 + 0.1 * k)), "frame not processed"
+        yield h
+
+
+def test_services_answer_while_a_frame_is_processed_and_stale_frames_are_dropped(thread_harness):
+    """Block the frame thread inside the pipeline; services still answer; of the frames that arrive meanwhile
+    only the newest is processed afterwards."""
+    harness = thread_harness
     node = harness.node
     entered, release = threading.Event(), threading.Event()
     original = node.pipeline.process

@@ -25,13 +25,13 @@ def harness(tiny_detector):
     if not rclpy.ok():
         rclpy.init()
     overrides = {"detector": "open_vocab", "open_vocab.model": str(tiny_detector), "open_vocab.device": "cpu",
-                 "open_vocab.classes": ["mug"], "diagnostics_period_s": 0.1}
+                 "open_vocab.classes": ["mug"], "diagnostics_period_s": 0.1, "frame_worker": "thread"}
     with NodeHarness(overrides, namespace="ov", with_instances=False) as h:
         yield h
 
 
 def test_subscribes_no_instances_or_boxes(harness):
-    assert set(harness.node.sync.slots) == {"color", "depth", "camera_info"}
+    assert set(harness.node.slots) == {"color", "depth", "camera_info"}
 
 
 def test_set_classes_refuses_an_empty_list_and_accepts_phrases(harness):

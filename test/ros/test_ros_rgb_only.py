@@ -24,7 +24,7 @@ def harness(request, tiny_depth_model, tmp_path_factory):
     if not rclpy.ok():
         rclpy.init()
     overrides = {"detector": "boxes", "depth_source": "model", "depth_model.model": str(tiny_depth_model),
-                 "depth_model.device": "cpu", "diagnostics_period_s": 0.1, "stale_after_s": 0.4}
+                 "depth_model.device": "cpu", "diagnostics_period_s": 0.1, "frame_worker": "thread", "stale_after_s": 0.4}
     if request.param == "onnx":
         onnx_dir = tmp_path_factory.mktemp("depth_onnx")
         mono_depth.export_onnx(str(tiny_depth_model), onnx_dir, image_size=(SCENE.camera.height,
@@ -35,10 +35,12 @@ def harness(request, tiny_depth_model, tmp_path_factory):
 
 
 def test_no_depth_topic_is_subscribed(harness):
-    assert "depth" not in harness.node.sync.slots
-    assert set(harness.node.sync.slots) == set(SLOTS)
+    assert "depth" not in harness.node.slots
+    assert set(harness.node.slots) == set(SLOTS)
     subscribers = harness.tester.get_subscriptions_info_by_topic(TOPICS["depth"])
-    assert not [s for s in subscribers if s.node_name == "spatial_perception"]
+    assert not [s for s in subscribers if "spatial_perception" in s.node_name]
+    colour = harness.tester.get_subscriptions_info_by_topic(TOPICS["color"])
+    assert [s for s in colour if "spatial_perception" in s.node_name]        # the look-up itself works
     assert harness.node.pipeline.depth_predictor is not None
 
 

@@ -31,7 +31,7 @@ def ros():
 def test_tabletop_detector_finds_and_names_the_objects():
     overrides = {"detector": "tabletop", "memory.timeout_s": 600.0}
     with NodeHarness(overrides, namespace="tt", with_instances=False) as h:
-        assert "instances" not in h.node.sync.slots
+        assert "instances" not in h.node.slots
         for k in range(2):
             assert h.publish_and_wait(frame_messages(SCENE, 10.0 + 0.1 * k))
         objects = h.call(ListObjects, "list_objects").objects
