@@ -38,6 +38,7 @@ demo: install
 bench: install
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_lifting.py
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_services.py
+	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_realtime.py --seconds 10 --clients 1 4
 	$(ROS) python benchmarks/bench_vlm.py
 	$(ROS) python benchmarks/bench_perception.py --repeats 5
 

@@ -1,15 +1,18 @@
 """Where is up? The gravity frame from the dominant support plane, a configured camera pose, or a default.
 
 SpatialVLM's canonicalisation: find the horizontal support surface (table, floor) with RANSAC and take its
-normal as up. Frames: points in the camera optical frame (x right, y down, z forward), metres; the result is
+normal as up; on a stream ``GravityEstimator`` tracks that plane between full fits (least squares on its
+inliers). Frames: points in the camera optical frame (x right, y down, z forward), metres; the result is
 a ``GravityFrame`` (``core.gravity_frame``: z up, origin at the camera centre).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import open3d as o3d
+from scipy.linalg import lapack
 from scipy.spatial.transform import Rotation
 
 from spatial_vlm_ros.core.camera import CameraModel
@@ -38,8 +41,9 @@ class SupportPlane:
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+    """Angle (degrees) between two 3-vectors (scalar maths: this runs several times per frame)."""
+    c = float(np.dot(a, b)) / math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    return math.degrees(math.acos(min(1.0, max(-1.0, c))))
 
 
 def _refine(points: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -52,6 +56,25 @@ def _refine(points: np.ndarray) -> tuple[np.ndarray, float, float]:
     n = max(points.shape[0], 4)
     rms = s[2] / np.sqrt(n - 3)
     sigma_deg = float(np.degrees(rms / max(s[1], 1e-12)))
+    return normal, -float(normal @ centroid), sigma_deg
+
+
+def _refine_homogeneous(points_h: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``_refine`` on (4, N) homogeneous points, rows ``x, y, z, 1`` (any float dtype): the same plane and
+    error from the 4x4 moment matrix (accumulated in float64) and a 3x3 eigen decomposition instead of an
+    SVD of the (N, 3) points (LAPACK ``dsyev`` directly: a fifth of ``np.linalg.eigh``'s overhead)."""
+    p = points_h.astype(np.float64)
+    m = p @ p.T
+    n = m[3, 3]
+    sums = m[:3, 3]
+    centroid = sums / n
+    scatter = m[:3, :3] - centroid[:, None] * sums
+    w, v, info = lapack.dsyev(scatter)                             # ascending eigenvalues
+    if info != 0:
+        w, v = np.linalg.eigh(scatter)
+    normal = v[:, 0]
+    rms = math.sqrt(max(float(w[0]), 0.0) / (max(n, 4.0) - 3.0))
+    sigma_deg = math.degrees(rms / max(math.sqrt(max(float(w[1]), 0.0)), 1e-12))
     return normal, -float(normal @ centroid), sigma_deg
 
 
@@ -119,7 +142,11 @@ def highest_support(points_c: np.ndarray, up_c, bin_m: float = 0.01, fraction: f
     that holds at least ``fraction`` as many points as the largest one: a table rather than the floor
     around it, but not the top of a box on the table. None if there are too few points."""
     h = np.asarray(points_c, dtype=np.float64).reshape(-1, 3) @ np.asarray(up_c, dtype=np.float64)
-    h = h[np.isfinite(h) & (np.abs(h) < 100.0)]          # bounded histogram
+    return _highest_surface(h[np.isfinite(h) & (np.abs(h) < 100.0)], bin_m, fraction)   # bounded histogram
+
+
+def _highest_surface(h: np.ndarray, bin_m: float, fraction: float) -> float | None:
+    """``highest_support`` on finite, bounded heights ``h`` (metres, any float dtype)."""
     if h.size < 3:
         return None
     lo = float(h.min())
@@ -127,10 +154,19 @@ def highest_support(points_c: np.ndarray, up_c, bin_m: float = 0.01, fraction: f
     counts = np.convolve(counts, np.ones(3, dtype=np.intp), mode="same")   # a noisy plane spans bins
     top = int(np.flatnonzero(counts >= fraction * counts.max())[-1])
     centre = lo + (top + 0.5) * bin_m
-    near = h[np.abs(h - centre) <= 2.0 * bin_m]              # the top bin or a neighbour holds points
-    mid = float(np.median(near))
-    core = near[np.abs(near - mid) <= bin_m]
-    return float(np.median(core)) if core.size else mid
+    near = h.compress(np.abs(h - centre) <= 2.0 * bin_m)      # the top bin or a neighbour holds points
+    mid = _median(near)
+    core = near.compress(np.abs(near - mid) <= bin_m)
+    return _median(core) if core.size else mid
+
+
+def _median(a: np.ndarray) -> float:
+    """``np.median`` of a non-empty 1-D array (the same value) without its overhead."""
+    k = a.size // 2
+    if a.size % 2:
+        return float(np.partition(a, k)[k])
+    part = np.partition(a, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2)
 
 
 def gravity_from_plane(plane: SupportPlane) -> GravityFrame:
@@ -194,9 +230,23 @@ class GravityParams:
     max_points: int = 3000              # RANSAC sample size
     min_inlier_ratio: float = 0.1       # of the sampled points
     seed: int | None = 0
+    refit_every_frames: int = 30        # the full RANSAC fit runs at least every this many frames (1 s at
+                                        # 30 Hz; 1 = every frame, no tracking); in between the last frame's
+                                        # plane is tracked (least squares on its inliers), see GravityEstimator
+    track_pixel_stride: int = 12        # tracking samples every this many rows and columns (a ninth of the
+                                        # full fit's points; ~1,000 on a table filling half a 640x480 view)
+    track_capture_m: float = 0.03       # tracking's first pass takes the points this close to the last plane
+                                        # (a camera turning 1 deg per frame moves table points 1.7 m away
+                                        # by 3 cm); the second pass uses ``distance_threshold_m``
+    track_min_inliers: float = 0.6      # the tracked plane is lost (full fit) when its inliers fall below this
+                                        # fraction of those of the last full fit ...
+    track_max_turn_deg: float = 3.0     # ... or its normal turned more than this since the last frame
 
 
 MODES = ("plane", "static", "camera")
+TRACK_MAX_REFITS = 3                    # tracking: least-squares passes within distance_threshold_m, at most ...
+TRACK_CONVERGED_DEG = 0.01              # ... until one turns the normal less than this and moves the plane less
+                                        # than a tenth of the threshold (static camera: one; 2-3 deg/frame: two)
 
 
 class GravityEstimator:
@@ -209,6 +259,23 @@ class GravityEstimator:
     ``plane_sigma_deg``^2 + its least-squares error^2, and its weight is never below ``smoothing``. One
     frame's fit is good to ~0.2 deg, so a new fit weighs ~0.9: the estimate follows a moving camera instead
     of lagging behind it, and only poorly supported fits (few, noisy inliers) are averaged down.
+
+    Tracking: RANSAC is the expensive part, and on a stream the support plane barely moves between frames.
+    So after a frame whose plane was accepted, the next frame starts from that plane instead, on a sparser
+    grid (``track_pixel_stride``, float32): least squares on the points within ``track_capture_m`` of it,
+    then again on those within ``distance_threshold_m`` of the result until the normal settles (the
+    refinement a full fit ends with; it converges to the full fit's plane, also for a camera turning 2-3 deg
+    per frame). The tracked plane is lost, and the full fit runs in the same frame, when it keeps fewer than
+    ``track_min_inliers`` of the last full fit's inliers (the camera was re-placed, the table left the view,
+    something covers it), turned more than ``track_max_turn_deg`` in one frame, or fails the full fit's
+    tests (inlier ratio, tilt from the prior). The full fit also runs on the first frame, after ``reset()``,
+    after a frame without an accepted plane (nothing found, a jump pending confirmation: the jump logic
+    below sees only full fits) and at least every ``refit_every_frames`` frames: tracking cannot see a
+    larger support surface entering the view (the full fit takes the largest) and could in principle follow
+    a plane that slowly bends into another surface; the periodic refit bounds either to one period, and as
+    one frame in 30 it leaves the p95 cost a tracked frame's. A tracked plane (its normal, its least-squares
+    error, the support height from ``highest_support`` on the tracking grid) is fused exactly like a fitted
+    one; ``tracked`` says which one the last frame had.
 
     A fitted up more than ``max_jump_deg`` from the running one is either a camera that was moved (taken at
     once, the average restarts) or a wrong fit (another large tilted surface; ignored). It is the former when
@@ -242,11 +309,20 @@ class GravityEstimator:
         if p.plane_sigma_deg <= 0.0 or p.motion_sigma_deg < 0.0 or p.jump_support_fraction <= 0.0:
             raise InputError("gravity: plane_sigma_deg and jump_support_fraction must be > 0, motion_sigma_deg "
                              ">= 0")
+        for name in ("refit_every_frames", "pixel_stride", "track_pixel_stride"):
+            value = getattr(p, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise InputError(f"gravity: {name} must be an integer >= 1, got {value}")
+        if p.track_capture_m < p.distance_threshold_m or not 0.0 < p.track_min_inliers <= 1.0 \
+                or p.track_max_turn_deg <= 0.0:
+            raise InputError("gravity: track_capture_m must be >= distance_threshold_m, track_min_inliers in "
+                             "(0, 1] and track_max_turn_deg > 0")
         self._static = None
         if p.static_orientation is not None:
             self._static = gravity_from_static(p.static_orientation, p.static_support_height)
         elif p.mode == "static":
             raise InputError("gravity: mode 'static' needs static_orientation (quaternion x, y, z, w)")
+        self._grids: dict = {}              # stride -> (intrinsics, flat sample indices, their rx, ry)
         self.reset()
 
     @property
@@ -260,14 +336,18 @@ class GravityEstimator:
         return self._current
 
     def reset(self) -> None:
-        """Forget the running estimate."""
+        """Forget the running estimate (and the tracked plane: the next frame runs the full fit)."""
         self._up: np.ndarray | None = None
         self._height: float | None = None
         self._var = 0.0                     # variance of the running up's tilt, deg^2
         self._missed = 0
         self._jumps = 0
         self._current: GravityFrame | None = None
-        self.last_plane: SupportPlane | None = None
+        self._track_plane: np.ndarray | None = None  # [nx, ny, nz, offset] float32, the last accepted plane
+        self._track_ref = 0                 # inliers of the last full fit
+        self._since_fit = 0                 # frames tracked since the last full fit
+        self.last_plane: SupportPlane | None = None   # its inlier_mask indexes the grid it was fitted on
+        self.tracked = False                # whether the last frame's plane was tracked (else fitted or none)
         self.status = "no estimate yet"
 
     def update(self, depth_m: np.ndarray, camera: CameraModel, exclude_mask: np.ndarray | None = None
@@ -283,12 +363,35 @@ class GravityEstimator:
             self.status = "configured static camera pose"
             self._current = self._static
             return self._current
-        plane, pts = self._fit(depth_m, camera, exclude_mask)
+        check_depth_image(depth_m, camera.shape)
+        if exclude_mask is not None and exclude_mask.shape != depth_m.shape:
+            raise InputError(f"gravity: exclude mask is {exclude_mask.shape[1]}x{exclude_mask.shape[0]}, "
+                             f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}")
+        track_pts = self._sample(depth_m, camera, exclude_mask, p.track_pixel_stride)
+        plane = None
+        if self._track_plane is not None and self._jumps == 0 and self._since_fit + 1 < p.refit_every_frames:
+            plane = self._track(track_pts)
+        self.tracked = plane is not None
+        if plane is None:                   # the full fit on the denser grid, in float64
+            pts_h = self._sample(depth_m, camera, exclude_mask, p.pixel_stride)
+            pts = np.ascontiguousarray(pts_h[:3].T, dtype=np.float64)   # (N, 3)
+            plane = self._fit(pts)
+            self._since_fit = 0
+            if plane is not None:           # what tracking compares with: its inliers on the tracking grid
+                plane_h = np.array((*plane.normal_c, plane.offset), dtype=np.float32)
+                self._track_ref = int(np.count_nonzero(np.abs(plane_h @ track_pts) <= p.distance_threshold_m))
+        else:
+            pts = track_pts[:3].T
+            self._since_fit += 1
         self.last_plane = plane
         if plane is None:
+            self._track_plane = None
             return self._hold("no support plane found")
         up_new = plane.normal_c
-        h_new = highest_support(pts, up_new, bin_m=p.distance_threshold_m, fraction=p.support_fraction)
+        h = up_new.astype(pts.dtype) @ pts.T                      # gravity heights of the sampled points
+        if not np.abs(h).max(initial=0.0) < 100.0:
+            h = np.compress(np.abs(h) < 100.0, h)                 # bounded histogram
+        h_new = _highest_surface(h, p.distance_threshold_m, p.support_fraction)
         h_new = -plane.offset if h_new is None else h_new
         fit_var = p.plane_sigma_deg ** 2 + plane.normal_sigma_deg ** 2
         if self._up is not None and _angle_deg(up_new, self._up) > p.max_jump_deg:
@@ -300,6 +403,7 @@ class GravityEstimator:
             self._up = None                 # the camera moved: restart the average
         self._jumps = 0
         self._missed = 0
+        self._track_plane = np.array((*plane.normal_c, plane.offset), dtype=np.float32)
         if self._up is None:
             self._up, self._height, self._var = up_new, h_new, fit_var
         else:
@@ -312,7 +416,8 @@ class GravityEstimator:
                 self._height = h_new
             else:
                 self._height = (1.0 - a) * self._height + a * h_new
-        self.status = f"support plane fitted ({plane.inlier_ratio:.0%} of sampled points)"
+        how = ", tracked" if self.tracked else ""
+        self.status = f"support plane fitted ({plane.inlier_ratio:.0%} of sampled points{how})"
         self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane")
         return self._current
 
@@ -341,25 +446,64 @@ class GravityEstimator:
             self._current = fb
         return self._current
 
-    def _fit(self, depth_m: np.ndarray, camera: CameraModel, exclude_mask: np.ndarray | None
-             ) -> tuple[SupportPlane | None, np.ndarray]:
-        p = self.params
-        check_depth_image(depth_m, camera.shape)
-        s = max(1, int(p.pixel_stride))
-        z = depth_m[::s, ::s]
-        rx, ry = camera.ray_grid()
-        rx, ry = rx[::s, ::s], ry[::s, ::s]
+    def _sample(self, depth_m: np.ndarray, camera: CameraModel, exclude_mask: np.ndarray | None, stride: int
+                ) -> np.ndarray:
+        """The depth cloud sampled every ``stride`` rows and columns, objects and far or invalid pixels left
+        out: (4, N) float32 homogeneous camera-frame points, rows ``x, y, z, 1`` (metres), in row-major pixel
+        order. Inputs are checked by ``update``."""
+        key = (camera.width, camera.height, camera.distortion_model, camera.K.tobytes(), camera.D.tobytes())
+        cached = self._grids.get(stride)
+        if cached is None or cached[0] != key:        # per intrinsics, not per CameraModel object
+            rx, ry = camera.ray_grid()
+            grid = np.arange(rx.size).reshape(rx.shape)[::stride, ::stride].ravel()   # flat sample indices
+            cached = self._grids[stride] = (key, grid, rx.ravel()[grid], ry.ravel()[grid])
+        _, grid, rxs, rys = cached
+        z = depth_m.ravel().take(grid)    # gathers of the strided samples: cheaper than strided views
         with np.errstate(invalid="ignore"):
-            keep = (z > 0.0) & (z < p.max_range_m)
+            keep = (z > 0.0) & (z < self.params.max_range_m)
         if exclude_mask is not None:
-            if exclude_mask.shape != depth_m.shape:
-                raise InputError(f"gravity: exclude mask is {exclude_mask.shape[1]}x{exclude_mask.shape[0]}, "
-                                 f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}")
-            keep &= ~exclude_mask[::s, ::s]
-        zk = z[keep]
-        pts = np.stack([rx[keep] * zk, ry[keep] * zk, zk], axis=1).astype(np.float64)
+            keep &= ~np.asarray(exclude_mask, dtype=bool).ravel().take(grid)
+        idx = keep.nonzero()[0]
+        pts = np.empty((4, idx.size), dtype=np.float32)
+        pts[2] = z.take(idx)
+        np.multiply(rxs.take(idx), pts[2], out=pts[0])
+        np.multiply(rys.take(idx), pts[2], out=pts[1])
+        pts[3] = 1.0
+        return pts
+
+    def _fit(self, pts: np.ndarray) -> SupportPlane | None:
+        p = self.params
         prior = self._up if self._up is not None else self.fallback.up
-        plane = fit_support_plane(pts, prior_up=prior, max_tilt_deg=p.max_tilt_deg,
-                                  distance_threshold_m=p.distance_threshold_m, max_points=p.max_points,
-                                  min_inlier_ratio=p.min_inlier_ratio, seed=p.seed)
-        return plane, pts
+        return fit_support_plane(pts, prior_up=prior, max_tilt_deg=p.max_tilt_deg,
+                                 distance_threshold_m=p.distance_threshold_m, max_points=p.max_points,
+                                 min_inlier_ratio=p.min_inlier_ratio, seed=p.seed)
+
+    def _track(self, pts_h: np.ndarray) -> SupportPlane | None:
+        """The last accepted plane refined on this frame's (4, N) homogeneous points, or None when it is lost
+        (see the class docstring)."""
+        p = self.params
+        n = pts_h.shape[1]
+        last = self._track_plane
+        plane, normal, offset = last, last[:3], float(last[3])
+        for k, band in enumerate((p.track_capture_m, *(p.distance_threshold_m,) * TRACK_MAX_REFITS)):
+            inlier = np.abs(plane @ pts_h) <= band
+            if np.count_nonzero(inlier) < 3:
+                return None
+            previous = normal, offset
+            normal, offset, sigma_deg = _refine_homogeneous(pts_h.compress(inlier, axis=1))
+            if offset < 0.0:                # orient towards the camera (the origin) side, as the full fit
+                normal, offset = -normal, -offset
+            plane = np.array((*normal, offset), dtype=np.float32)
+            if k >= 1 and _angle_deg(normal, previous[0]) < TRACK_CONVERGED_DEG \
+                    and abs(offset - previous[1]) < 0.1 * p.distance_threshold_m:
+                break                       # converged: this pass's inliers are the plane's
+        else:
+            inlier = np.abs(plane @ pts_h) <= p.distance_threshold_m
+        count = int(np.count_nonzero(inlier))
+        prior = self._up if self._up is not None else self.fallback.up
+        min_count = 100 * (p.pixel_stride / p.track_pixel_stride) ** 2   # the full fit's 100 on its grid
+        if count < max(min_count, p.track_min_inliers * self._track_ref, p.min_inlier_ratio * n) \
+                or _angle_deg(normal, last[:3]) > p.track_max_turn_deg \
+                or _angle_deg(normal, prior) > p.max_tilt_deg:
+            return None
+        return SupportPlane(normal, float(offset), inlier, count / n, sigma_deg)

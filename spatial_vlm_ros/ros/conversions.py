@@ -65,7 +65,8 @@ def image_to_array(msg: Image, name: str = "image") -> np.ndarray:
     """Pixels of a ``sensor_msgs/Image`` as a native-endian array, (H, W) or (H, W, C), unchanged values.
 
     Zero-copy where the data is already native-endian and unpadded. Raises ``InputError`` for an unsupported
-    encoding or a size/step that does not fit the data.
+    encoding, an empty size, a step shorter than a row, or data that is not exactly ``step * height`` bytes
+    (a longer buffer means the header does not describe the data, e.g. a wrong height: never guessed).
     """
     encoding = msg.encoding
     if encoding not in IMAGE_ENCODINGS:
@@ -79,9 +80,10 @@ def image_to_array(msg: Image, name: str = "image") -> np.ndarray:
     if step < row_bytes:
         raise InputError(f"{name}: step {step} is smaller than width*bytes_per_pixel = {row_bytes}")
     data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size < step * height:
-        raise InputError(f"{name}: data holds {data.size} bytes, expected step*height = {step * height}")
-    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    if data.size != step * height:        # shorter: truncated; longer: width/height/step do not describe it
+        raise InputError(f"{name}: data holds {data.size} bytes, expected step*height = {step * height} "
+                         f"({width}x{height}, step {step})")
+    rows = data.reshape(height, step)[:, :row_bytes]
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     pixels = np.ascontiguousarray(rows).view(wire)
     if not wire.isnative:

@@ -233,6 +233,12 @@ class FrameProcessor:
         t0 = time.perf_counter()
         try:
             frame = self._frame_from_set(msgs)
+            if self._last_frame is not None and frame.stamp == self._last_frame[0]:
+                message = (f"frame stamped {frame.stamp:.6f} s repeats the last processed frame (a republished "
+                           "or duplicated message): not used twice")
+                self.stats.record_warning(message)
+                self.events.warning(message)
+                return
             with self._lock:
                 result = self.pipeline.process(frame)
                 scene = self.pipeline.memory.snapshot()

@@ -12,17 +12,34 @@ understands and forwards the ones it cannot parse, unchanged, to this node's ``/
 ``Ask`` client (asynchronous call, its own timeout); the answer comes back with ``kind="free"`` (or
 ``"yes_no"`` when the model's answer starts with yes/no). Users may also call ``/spatial_vlm/ask`` directly.
 
+Lifecycle (an ``rclpy.lifecycle`` managed node; transitions through ``/spatial_vlm/change_state``,
+state from ``/spatial_vlm/get_state``, helpers in :mod:`spatial_vlm_ros.ros.lifecycle`):
+- configure: validate the parameters (invalid ones: the transition fails with the reason logged and
+  stored in ``transition_error``, the node stays 'unconfigured' and alive) and start the worker, which
+  loads the model in the background (the transition does not wait; a load failure is reported per
+  request);
+- activate: subscribe to the two topics and answer ``~/ask``; deactivate: unsubscribe and refuse, keeping
+  the loaded model and the last inputs (activating again does not reload); cleanup / shutdown: stop the
+  worker, drop the model and the cached inputs.
+- ``~/ask`` exists in every state and refuses (``success=false``, "... is not active (lifecycle state
+  ...)") unless active: a caller (the perception node's forwarder) gets that reason at once instead of a
+  missing server and a wait to its timeout, and a request cannot race the service's destruction.
+- ``autostart`` (default true): configure + activate in the constructor, as a plain node; with invalid
+  parameters the constructor raises ``SpatialError`` (``main`` exits 2).
+
 Scheduling (:class:`spatial_vlm_ros.vlm.request_queue.InferenceWorker`): the model loads on a worker thread
-at start-up; one request is in flight, at most ``queue_size`` wait, each caller waits at most
-``request_timeout_s``. ``success=false`` with a message when no model is configured, it failed to load, the
-queue is full, the request timed out, or no image has arrived yet (``require_image``).
+from configure; one request is in flight, at most ``queue_size`` wait, each caller waits at most
+``request_timeout_s``. ``success=false`` with a message when the node is not active, no model is configured,
+it failed to load, the queue is full, the request timed out, or no image has arrived yet (``require_image``).
 ``confidence`` is the geometric mean of the generated tokens' probabilities (a model-internal score, not a
 calibrated probability).
 
-Parameters (read-only; ``config/vlm.yaml``): see :data:`PARAMETERS`.
+Parameters (read-only: declared by the constructor, validated and applied by configure;
+``config/vlm.yaml``): see :data:`PARAMETERS`, and ``autostart``.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import threading
 import time
@@ -31,7 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
+from rclpy.exceptions import ParameterException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from spatial_vlm_interfaces.msg import SpatialObjectArray
 from spatial_vlm_interfaces.srv import Ask
@@ -39,11 +57,12 @@ from spatial_vlm_interfaces.srv import Ask
 from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros import spin
+from spatial_vlm_ros.ros.lifecycle import autostart, declare_autostart, state_label
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
 from spatial_vlm_ros.vlm.engine import BACKENDS, EngineSettings, GenerationOptions, VLMRequest, load_engine
 from spatial_vlm_ros.vlm.grounding import scene_facts
 from spatial_vlm_ros.vlm.interventions import VISION_NORM_MODES
-from spatial_vlm_ros.vlm.request_queue import InferenceWorker
+from spatial_vlm_ros.vlm.request_queue import InferenceWorker, ModelUnavailable, RequestTimeout
 
 NODE_NAME = "spatial_vlm"
 
@@ -104,15 +123,83 @@ class _FactObject:
     size: np.ndarray
 
 
-class SpatialVLMNode(Node):
-    """See the module docstring."""
+class SpatialVLMNode(LifecycleNode):
+    """See the module docstring. ``autostart`` (default true) runs configure + activate in the constructor
+    and raises ``SpatialError`` when configuring fails (invalid parameters)."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
-        self.values = v = self._declare()
-        self._lock = threading.Lock()
+        self.transition_error = ""                               # reason of the last failed transition
+        self._lock = threading.Lock()                            # inputs, activity, request submission
+        self._active = False
         self._image: tuple[np.ndarray, float] | None = None      # (rgb, monotonic receive time)
         self._objects: tuple[_FactObject, ...] = ()
+        self._inputs: list = []                                  # subscriptions while active
+        self.values: dict = {}
+        self.options: GenerationOptions | None = None
+        self.worker: InferenceWorker | None = None
+        self._declared, self._declare_errors = self._declare()
+        self.create_service(Ask, "~/ask", self._ask, callback_group=ReentrantCallbackGroup())
+        if declare_autostart(self):
+            try:
+                autostart(self)
+            except SpatialError:
+                self.destroy_node()                              # nobody else holds the half-built node
+                raise
+
+    def _declare(self) -> tuple[dict, list[str]]:
+        """Declare every parameter; a value rclpy rejects (wrong type, out of range) is reported by
+        on_configure, so that a node with bad parameters stays alive (unconfigured) when not autostarted."""
+        values, errors = {}, []
+        for p in PARAMETERS:
+            try:
+                values[p.name] = self.declare_parameter(p.name, p.default, _descriptor(p)).value
+            except ParameterException as err:           # rclpy's reason, without its prefix and suffix
+                reason = str(err).split("Reason: ", 1)[-1].removesuffix(f": {p.name}")
+                errors.append(f"parameter {p.name}: {reason}")
+        return values, errors
+
+    def _validated(self) -> dict:
+        """The parameter values, or ``SpatialError`` naming every invalid one (ranges are checked by rclpy
+        at declaration, from the descriptors)."""
+        errors = list(self._declare_errors)
+        for p in PARAMETERS:
+            value = self._declared.get(p.name)
+            if p.choices and p.name in self._declared and value not in p.choices:
+                errors.append(f"parameter {p.name}: {value!r} is not one of {', '.join(p.choices)}")
+        for name in ("image_topic", "objects_topic"):
+            if name not in self._declared:
+                continue
+            try:
+                self.resolve_topic_name(self._declared[name])
+            except RuntimeError as err:                  # rclpy's RCLError: rcl's reason, without its source
+                reason = str(err).removeprefix("failed to resolve name: ").split(", at /", 1)[0]
+                errors.append(f"parameter {name}: {self._declared[name]!r} is not a valid topic name ({reason})")
+        if errors:
+            raise SpatialError("; ".join(errors))
+        return dict(self._declared)
+
+    def _loader(self, settings: EngineSettings):
+        def load():
+            start = time.monotonic()
+            engine = load_engine(settings)
+            self.get_logger().info(f"VLM '{settings.model}' loaded in {time.monotonic() - start:.1f} s "
+                                   f"({engine.backend}{', ' + engine.provider if hasattr(engine, 'provider') else ''})")
+            return engine
+        return load
+
+    # -- lifecycle transitions (run on the default callback group, one at a time) ------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate the parameters and start the worker, which loads the model in the background (a load
+        failure is reported per request, the transition does not wait for it)."""
+        try:
+            v = self._validated()
+        except SpatialError as err:
+            self.transition_error = f"invalid parameters: {err}"
+            self.get_logger().error(f"configure failed: {self.transition_error}")
+            return TransitionCallbackReturn.FAILURE
+        self.transition_error = ""
+        self.values = v
         self.options = GenerationOptions(max_new_tokens=v["max_new_tokens"], return_logprobs=True)
         loader = None
         if v["model"]:
@@ -125,34 +212,57 @@ class SpatialVLMNode(Node):
         else:
             self.get_logger().warning("no VLM model configured (parameter 'model'): ~/ask will refuse requests")
         self.worker = InferenceWorker(loader, max_queue=v["queue_size"], name="spatial-vlm-worker").start()
-
-        inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, v["image_topic"], self._on_image, sensor_qos(1), callback_group=inputs)
-        self.create_subscription(SpatialObjectArray, v["objects_topic"], self._on_objects, output_qos(1),
-                                 callback_group=inputs)
-        self.create_service(Ask, "~/ask", self._ask, callback_group=ReentrantCallbackGroup())
         self.get_logger().info(f"model '{v['model'] or '-'}' ({v['backend']}, {v['device']}), image "
                                f"{v['image_topic']}, objects {v['objects_topic']}")
+        return TransitionCallbackReturn.SUCCESS
 
-    def _declare(self) -> dict:
-        values = {}
-        for p in PARAMETERS:
-            value = self.declare_parameter(p.name, p.default, _descriptor(p)).value
-            if p.choices and value not in p.choices:
-                raise SpatialError(f"parameter {p.name}: {value!r} is not one of {', '.join(p.choices)}")
-            if p.range is not None and not p.range[0] <= value <= p.range[1]:
-                raise SpatialError(f"parameter {p.name}: {value} is outside [{p.range[0]}, {p.range[1]}]")
-            values[p.name] = value
-        return values
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the image and objects topics and start answering ``~/ask``."""
+        v = self.values
+        inputs = MutuallyExclusiveCallbackGroup()
+        self._inputs = [
+            self.create_subscription(Image, v["image_topic"], self._on_image, sensor_qos(1), callback_group=inputs),
+            self.create_subscription(SpatialObjectArray, v["objects_topic"], self._on_objects, output_qos(1),
+                                     callback_group=inputs)]
+        with self._lock:
+            self._active = True
+        return super().on_activate(state)
 
-    def _loader(self, settings: EngineSettings):
-        def load():
-            start = time.monotonic()
-            engine = load_engine(settings)
-            self.get_logger().info(f"VLM '{settings.model}' loaded in {time.monotonic() - start:.1f} s "
-                                   f"({engine.backend}{', ' + engine.provider if hasattr(engine, 'provider') else ''})")
-            return engine
-        return load
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Refuse new questions and unsubscribe; the model, the running request and the last inputs stay."""
+        with self._lock:
+            self._active = False
+        self._unsubscribe()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker (queued requests are refused, the running one finishes), free the model and drop
+        the cached inputs."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: release everything and go back to 'unconfigured'."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _unsubscribe(self) -> None:
+        inputs, self._inputs = self._inputs, []
+        for sub in inputs:
+            self.destroy_subscription(sub)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._active = False
+            worker, self.worker = self.worker, None
+            self._image, self._objects = None, ()
+        self._unsubscribe()
+        if worker is not None:
+            worker.stop()                      # closes the engine and drops the worker's reference to it
 
     # -- inputs -------------------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -162,19 +272,21 @@ class SpatialVLMNode(Node):
             self.get_logger().warning(f"image dropped: {err}", throttle_duration_sec=5.0)
             return
         with self._lock:
-            self._image = (rgb, time.monotonic())
+            if self._active:
+                self._image = (rgb, time.monotonic())
 
     def _on_objects(self, msg: SpatialObjectArray) -> None:
         objects = tuple(_FactObject(o.id, o.label, np.array([o.center.x, o.center.y, o.center.z]),
                                     np.array([o.size.x, o.size.y, o.size.z])) for o in msg.objects)
         with self._lock:
-            self._objects = objects
+            if self._active:
+                self._objects = objects
 
     # -- service ------------------------------------------------------------------------------------------
     def _request(self, question: str) -> VLMRequest:
+        """The request from the newest inputs; call with ``self._lock`` held."""
         v = self.values
-        with self._lock:
-            image, objects = self._image, self._objects
+        image, objects = self._image, self._objects
         if image is None and v["require_image"]:
             raise SpatialError(f"no camera image received yet on {v['image_topic']}")
         if image is not None and v["max_image_age_s"] > 0 and time.monotonic() - image[1] > v["max_image_age_s"]:
@@ -182,11 +294,34 @@ class SpatialVLMNode(Node):
         facts = scene_facts(objects, max_objects=v["max_objects"]) if v["grounding"] and objects else ""
         return VLMRequest(question=question, image=None if image is None else image[0], facts=facts)
 
+    def _submit(self, question: str) -> tuple[InferenceWorker, concurrent.futures.Future]:
+        """Queue the question on the worker; raises ``SpatialError`` when the node is not active or the
+        worker refuses. Under the lock, so that nothing is queued after deactivate / cleanup."""
+        with self._lock:
+            if not self._active:
+                raise SpatialError(f"the {self.get_name()} node is not active (lifecycle state "
+                                   f"'{state_label(self)}'); activate it through "
+                                   f"{self.get_fully_qualified_name()}/change_state")
+            return self.worker, self.worker.submit(self._request(question), self.options)
+
+    def _answer(self, question: str):
+        """The worker's answer within ``request_timeout_s`` (as ``InferenceWorker.ask``), or ``SpatialError``."""
+        start = time.monotonic()
+        worker, future = self._submit(question)
+        timeout_s = self.values["request_timeout_s"]
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise RequestTimeout(f"no answer within {timeout_s:.1f} s (model {worker.state}, "
+                                 f"waited {time.monotonic() - start:.1f} s)") from None
+        except concurrent.futures.CancelledError:
+            raise ModelUnavailable("the VLM worker is shutting down") from None
+
     def _ask(self, request, response):
         response.kind = "free"
         try:
-            answer = self.worker.ask(self._request(request.question), self.options,
-                                     self.values["request_timeout_s"])
+            answer = self._answer(request.question)
         except SpatialError as err:
             response.success, response.message = False, str(err)
             return response
@@ -206,11 +341,10 @@ class SpatialVLMNode(Node):
         return response
 
     def destroy_node(self):
-        """Stop the worker (queued requests are refused, the running one finishes), then destroy the node
-        (also a half-constructed one, e.g. after invalid parameters)."""
-        worker = getattr(self, "worker", None)
-        if worker is not None:
-            worker.stop()
+        """Stop the worker if a transition has not (queued requests are refused, the running one finishes),
+        then destroy the node (also one whose constructor failed)."""
+        if hasattr(self, "_lock"):
+            self._release()
         return super().destroy_node()
 
 

@@ -62,6 +62,7 @@ def test_bgr_is_returned_as_rgb():
 @pytest.mark.parametrize("msg,needle", [
     (_raw_image(b"\0" * 12, 2, 2, "yuv422", 6), "unsupported encoding 'yuv422'"),
     (_raw_image(b"\0" * 6, 2, 2, "16UC1", 4), r"expected step\*height = 8"),
+    (_raw_image(b"\0" * 12, 2, 2, "16UC1", 4), r"data holds 12 bytes, expected step\*height = 8 \(2x2, step 4\)"),
     (_raw_image(b"\0" * 8, 2, 2, "16UC1", 2), "step 2 is smaller"),
     (_raw_image(b"", 0, 0, "16UC1", 0), "empty image"),
 ])
