@@ -37,6 +37,8 @@ demo: install
 
 bench: install
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_lifting.py
+	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_pipeline.py
+	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_gravity.py
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_services.py
 	SVR_ISOLATE=1 $(ROS) python benchmarks/bench_realtime.py --seconds 10 --clients 1 4
 	$(ROS) python benchmarks/bench_vlm.py

@@ -1,5 +1,6 @@
 """Per-frame latency of the geometry stages on one CPU core: lifting (target p95 < 15 ms for a 640x480 frame
-with 10 objects), splitting an instance-id mask, the gravity (support-plane) estimate and the tabletop detector.
+with 10 objects; the whole frame's budget is ``bench_pipeline.py``'s), splitting an instance-id mask (full
+masks, and the mask crops the pipeline lifts), the gravity (support-plane) estimate and the tabletop detector.
 
 Frames are analytic tabletop scenes (``sim.analytic``) with D435-like depth noise, edge holes and masks
 spilling 2 px over object edges, cycled over ``--frames`` iterations. The process is pinned to one core and
@@ -26,7 +27,7 @@ from spatial_vlm_ros.core.camera import CameraModel  # noqa: E402
 from spatial_vlm_ros.core.gravity import GravityEstimator  # noqa: E402
 from spatial_vlm_ros.core.lifting import LiftingParams, lift_instances  # noqa: E402
 from spatial_vlm_ros.core.noise import DepthNoiseModel  # noqa: E402
-from spatial_vlm_ros.perception.external import instances_from_mask  # noqa: E402
+from spatial_vlm_ros.perception.external import cropped_instances_from_mask, instances_from_mask  # noqa: E402
 from spatial_vlm_ros.perception.tabletop import TabletopDetector  # noqa: E402
 from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render  # noqa: E402
 
@@ -71,17 +72,22 @@ def main() -> int:
     params = LiftingParams()
     estimator = GravityEstimator()
     detector = TabletopDetector()
-    times = {"lift_instances": [], "instances_from_mask": [], "gravity.update": [], "tabletop.detect": []}
+    times = {"lift_instances": [], "lift (full masks)": [], "instances_from_mask": [],
+             "cropped_instances": [], "gravity.update": [], "tabletop.detect": []}
     n_obs = []
     for k in range(args.frames + 5):                 # 5 warm-up iterations
         f = scenes[k % len(scenes)]
         inst, t_split = timed(instances_from_mask, f.mask, f.ids, f.labels, None, f.depth.shape)
+        crops, t_crop = timed(cropped_instances_from_mask, f.mask, f.ids, f.labels, None, f.depth.shape)
         gravity, t_grav = timed(estimator.update, f.depth, camera)
-        (obs, _), t_lift = timed(lift_instances, f.depth, camera, inst, gravity, params, 0.0, f.rgb)
+        (obs, _), t_lift = timed(lift_instances, f.depth, camera, crops, gravity, params, 0.0, f.rgb)
+        _, t_full = timed(lift_instances, f.depth, camera, inst, gravity, params, 0.0, f.rgb)
         _, t_det = timed(detector.detect, f.rgb, f.depth, camera, gravity)
         if k >= 5:
             times["lift_instances"].append(t_lift)
+            times["lift (full masks)"].append(t_full)
             times["instances_from_mask"].append(t_split)
+            times["cropped_instances"].append(t_crop)
             times["gravity.update"].append(t_grav)
             times["tabletop.detect"].append(t_det)
             n_obs.append(len(obs))

@@ -9,6 +9,8 @@
                empty (default) keeps the file's value;
 - depth_source: 'sensor', 'model' (RGB-only camera: no depth topic is subscribed) or 'fuse';
                empty (default) keeps the file's value;
+- autostart:   'false' leaves both nodes unconfigured for a lifecycle manager (they are lifecycle nodes;
+               default 'true': configured and activated at start-up);
 - with_vlm:    'true' also starts the spatial VLM node (vlm_node) with vlm_params_file (default config/vlm.yaml).
 Without ``launch`` (PyPI ROS) the same is done by ``python -m spatial_vlm_ros.ros.run --params FILE``.
 """
@@ -33,15 +35,19 @@ def _perception_node(context):
             raise RuntimeError(f"{name}:={value} is not one of {', '.join(choices)}")
         if value:
             overrides[name] = value
-    if overrides:
-        parameters.append(overrides)
+    autostart = LaunchConfiguration("autostart").perform(context).lower()
+    if autostart not in ("true", "false"):
+        raise RuntimeError(f"autostart:={autostart} is not one of true, false")
+    overrides["autostart"] = autostart == "true"
+    parameters.append(overrides)
     nodes = [Node(package="spatial_vlm_ros", executable="perception_node", name="spatial_perception",
                   namespace=LaunchConfiguration("namespace"), parameters=parameters, output="screen",
                   emulate_tty=True)]
     if LaunchConfiguration("with_vlm").perform(context).lower() in ("true", "1", "yes"):
         nodes.append(Node(package="spatial_vlm_ros", executable="vlm_node", name="spatial_vlm",
                           namespace=LaunchConfiguration("namespace"),
-                          parameters=[LaunchConfiguration("vlm_params_file").perform(context)],
+                          parameters=[LaunchConfiguration("vlm_params_file").perform(context),
+                                      {"autostart": overrides["autostart"]}],
                           output="screen", emulate_tty=True))
     return nodes
 
@@ -57,6 +63,9 @@ def generate_launch_description():
         DeclareLaunchArgument("depth_source", default_value="",
                               description=f"{' | '.join(DEPTH_SOURCES)} ('model': RGB-only camera, no depth "
                               "topic); empty keeps the parameter file's value"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="true: configure and activate the (lifecycle) nodes at start-up; "
+                              "false: leave them to a lifecycle manager"),
         DeclareLaunchArgument("with_vlm", default_value="false", description="Also start vlm_node"),
         DeclareLaunchArgument("vlm_params_file", default_value=os.path.join(config_dir, "vlm.yaml"),
                               description="ROS 2 parameter file of the spatial_vlm node"),

@@ -1,6 +1,6 @@
 """Lifting: instance masks + metric depth -> 3D objects (``Observation``) with gravity-aligned boxes.
 
-Per instance, working inside the bounding rectangle of its mask (found with one cv2.boundingRect):
+Per instance, working inside the bounding rectangle of its mask (one cv2.boundingRect, or the crop itself):
 1. mask-edge bleeding: erode the mask by ``erosion_px`` but keep rim pixels whose depth agrees with the
    interior next to them (segmentation masks and aligned depth disagree at object edges; a blind erosion
    would also shrink every box by a pixel on each side);
@@ -20,20 +20,27 @@ Per instance, working inside the bounding rectangle of its mask (found with one 
    beneath them (support plane or another object's top, ``rest_snap_m``); the centre is the box centre,
    mapped back to the camera optical frame.
 
+Cost: step 1 runs per instance on its rectangle; steps 2-5 run once for the whole frame on the concatenated
+pixels of all instances (instance ``g`` of each, segment offsets ``off``; segment reductions such as
+``np.maximum.reduceat``, one ``np.bincount`` histogram for all instances, short per-instance loops only for
+order statistics), with the same results as lifting each instance alone (``test/core/test_lifting_batch.py``).
+
 Frames: camera optical (x right, y down, z forward) and gravity (z up, y forward horizontal), metres.
 Accuracy: ``test/core/test_lifting.py`` (analytic scenes) and ``benchmarks/accuracy_offline.py`` (rendered
-scenes with stereo-like noise through the whole pipeline); speed: ``benchmarks/bench_lifting.py``.
+scenes with stereo-like noise through the whole pipeline); speed: ``benchmarks/bench_lifting.py`` and
+``benchmarks/bench_pipeline.py`` (figures in ``docs/per_frame_cost.md``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
 from scipy.special import ndtri
 
 from spatial_vlm_ros.core.camera import CameraModel
-from spatial_vlm_ros.core.colors import color_name, median_color
+from spatial_vlm_ros.core.colors import color_name
 from spatial_vlm_ros.core.depth import check_depth_image
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.gravity_frame import GravityFrame
@@ -135,8 +142,15 @@ def _check_frame(depth_m, camera: CameraModel, instances, rgb) -> None:
         raise InputError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]} but the depth image is "
                          f"{depth_m.shape[1]}x{depth_m.shape[0]}" if rgb.ndim >= 2 else
                          f"colour image: expected (H, W, 3), got shape {rgb.shape}")
+    H, W = depth_m.shape
     for inst in instances:
-        if inst.mask.shape != depth_m.shape:
+        origin = getattr(inst, "origin", None)
+        if origin is not None:                           # a crop at (row, col): it must lie inside the image
+            h, w = inst.mask.shape
+            if not (0 <= origin[0] and 0 <= origin[1] and origin[0] + h <= H and origin[1] + w <= W):
+                raise InputError(f"mask crop of instance {inst.instance_id} '{inst.label}' ({w}x{h} at row "
+                                 f"{origin[0]}, column {origin[1]}) does not fit the {W}x{H} depth image")
+        elif inst.mask.shape != depth_m.shape:
             raise InputError(f"mask of instance {inst.instance_id} '{inst.label}' is "
                              f"{inst.mask.shape[1]}x{inst.mask.shape[0]} but the depth image is "
                              f"{depth_m.shape[1]}x{depth_m.shape[0]}")
@@ -144,19 +158,16 @@ def _check_frame(depth_m, camera: CameraModel, instances, rgb) -> None:
         raise InputError("depth image has no valid pixels (all zero, negative or NaN)")
 
 
-def _largest_depth_cluster(z: np.ndarray, gap: float) -> tuple[float, float]:
-    """Depth interval ``[lo, hi)`` of the most populated run of non-empty ``gap``-wide depth bins: depths
-    separated by an empty stretch of more than two gaps always split (more than one gap may), O(N)."""
-    z0 = float(z.min())
-    counts = np.bincount(((z - z0) * (1.0 / gap)).astype(np.intp))
-    empty = np.flatnonzero(counts == 0)
-    if empty.size == 0:
-        return z0, z0 + counts.size * gap
-    starts = np.concatenate(([0], empty + 1))
-    ends = np.concatenate((empty, [counts.size]))            # run = bins [start, end)
-    cum = np.concatenate(([0], np.cumsum(counts)))
-    j = int(np.argmax(cum[ends] - cum[starts]))
-    return z0 + starts[j] * gap, z0 + ends[j] * gap
+_NO_PIXELS = np.empty(0, np.intp)
+_ZERO_BORDER = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}   # cv2.erode: nothing outside the array
+
+
+@lru_cache(maxsize=8)
+def _square(size: int) -> np.ndarray:
+    """Square all-ones structuring element, ``size`` pixels wide (shared, read-only)."""
+    kernel = np.ones((size, size), np.uint8)
+    kernel.setflags(write=False)
+    return kernel
 
 
 def lift_instances(depth_m: np.ndarray, camera: CameraModel, instances, gravity: GravityFrame,
@@ -165,230 +176,430 @@ def lift_instances(depth_m: np.ndarray, camera: CameraModel, instances, gravity:
     """Lift each instance to an ``Observation``; instances with too little valid depth are skipped.
 
     ``depth_m`` (H, W) float metres with NaN (or <= 0) invalid; ``instances``: ``perception.base.Instance``
-    list with (H, W) bool masks; ``rgb`` optional (H, W, 3) uint8 for the colour. Returns the observations
-    and one warning string per skipped instance. Raises ``InputError`` for frame-level problems: depth not
-    a float image, depth/camera, colour or mask size mismatch, no valid depth at all.
+    list with (H, W) bool masks, or crops of them (an instance with an ``origin`` = (row, col): its ``mask``
+    is the tight bounding rectangle of the instance at that pixel, ``perception.external.CroppedInstance``);
+    ``rgb`` optional (H, W, 3) uint8 for the colour. Returns the observations (in instance order) and one
+    warning string per skipped instance. Raises ``InputError`` for frame-level problems: depth not a float
+    image, depth/camera, colour or mask size mismatch, no valid depth at all.
+
+    Step 1 (pixel selection) works per instance in its mask's rectangle (``_select_pixels``); steps 2-5 run
+    once over the concatenated pixels of all instances (segment reductions, a few short per-instance loops
+    for order statistics), so their cost grows with the pixels, not with numpy calls per instance.
     """
-    params = params or LiftingParams()
+    p = params or LiftingParams()
     _check_frame(depth_m, camera, instances, rgb)
     depth_m = np.ascontiguousarray(depth_m)        # no copy for the usual contiguous images
     rgb = np.ascontiguousarray(rgb) if rgb is not None else None
-    rx, ry = camera.ray_grid()
-    kernel = np.ones((2 * params.erosion_px + 1,) * 2, np.uint8) if params.erosion_px else None
-    observations, warnings = [], []
-    for inst in instances:
-        result = _lift_one(depth_m, camera, rx, ry, inst, gravity, params, kernel, rgb, stamp)
-        if isinstance(result, str):
-            warnings.append(f"instance {inst.instance_id} '{inst.label}': {result}; skipped")
+    results: list = [None] * len(instances)          # Observation or the reason it was skipped
+    H, W = depth_m.shape
+    items = []
+    for index, inst in enumerate(instances):
+        crop = _tight_crop(inst, H, W)
+        if crop is None:
+            results[index] = "empty mask"
         else:
-            observations.append(result)
-    if gravity.support_height is not None and params.rest_snap_m > 0.0:
-        observations = _rest_on_supports(observations, gravity, params)
+            items.append((index, inst) + crop)
+    picked = []
+    for item, sel in zip(items, _select_pixels(depth_m, items, p)):
+        if isinstance(sel, str):
+            results[item[0]] = sel
+        else:
+            picked.append((item[0], sel))
+    if picked:
+        for index, value in _lift_batch(depth_m, camera, gravity, p, picked, rgb, stamp):
+            results[index] = value
+    observations = [r for r in results if isinstance(r, Observation)]
+    warnings = [f"instance {inst.instance_id} '{inst.label}': {r}; skipped"
+                for inst, r in zip(instances, results) if isinstance(r, str)]
     return observations, warnings
 
 
-def _rest_on_supports(observations: list[Observation], gravity: GravityFrame, p: LiftingParams
-                      ) -> list[Observation]:
-    """Objects rest on something: a box bottom up to ``rest_snap_m`` above the highest surface beneath it
-    (the support plane, or the top of another object whose footprint holds this object's centre and which is
-    not above this object's bottom by more than ``snap_to_support_m``) is put on that surface. An object's
-    bottom is often unseen: hidden by objects in front, or by the object itself (a sphere's or a rounded
-    bottom curves away under its silhouette), and points just above the support are dropped as table.
-    Measured (``benchmarks/accuracy_offline.py``, tuning seeds, without -> with): heights within +-10 %
-    84 % -> 98.5 %, vertical distances between centres 74 % -> 98 %."""
+@dataclass
+class _Selected:
+    """Step 1 of one instance: its accepted pixels (row-major flat indices ``flat`` into its ROI, weights
+    ``w``), silhouette pixels without depth (``holes``, flat ROI indices), the ROI's width ``roi_width`` and
+    the image-flat index ``roi_shift`` of its corner (``_image_flat``), the mask's bounding rectangle
+    ``(x, y, w, h)`` in pixels and, for the amodal completion, sampled middle rows with their left/right mask
+    edges (image rows and columns)."""
+
+    inst: object
+    flat: np.ndarray
+    w: np.ndarray
+    holes: np.ndarray
+    roi_width: int
+    roi_shift: int
+    bbox: tuple[int, int, int, int]
+    edge_rows: np.ndarray | None = None
+    edge_left: np.ndarray | None = None
+    edge_right: np.ndarray | None = None
+
+
+def _tight_crop(inst, H: int, W: int):
+    """(x, y, w, h, crop): the bounding rectangle (pixels) of the instance's mask and the mask cut to it
+    (a view for full-size masks), or None for an empty mask."""
+    origin = getattr(inst, "origin", None)
+    mask = inst.mask if inst.mask.dtype == bool else inst.mask != 0
+    if origin is not None:                                   # a crop (perception.external.CroppedInstance)
+        y, x = int(origin[0]), int(origin[1])
+        if mask.size == 0:
+            return None
+        if not (mask[0].any() and mask[-1].any() and mask[:, 0].any() and mask[:, -1].any()):
+            rows, cols = np.nonzero(mask)                    # not tight (or empty): tighten it
+            if rows.size == 0:
+                return None
+            mask = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+            y, x = y + int(rows.min()), x + int(cols.min())
+        return x, y, mask.shape[1], mask.shape[0], mask
+    full = mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)
+    x, y, w, h = cv2.boundingRect(full.view(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    return x, y, w, h, full[y:y + h, x:x + w]
+
+
+def _select_pixels(depth_m: np.ndarray, items, p: LiftingParams) -> list:
+    """Step 1 for every instance (``items``: (index, instance, x, y, w, h, crop)), each in its mask's
+    rectangle grown by the erosion: per item a ``_Selected`` or the reason it cannot be lifted. Valid depth in
+    range inside the (depth-consistently eroded, ``_rim_samples``) mask, the silhouette decimated inside
+    (``_decimated_pixels``); the rim tests of all instances run as one vectorised test."""
+    H, W = depth_m.shape
+    e = max(p.erosion_px, 1)
+    reach = max(p.erosion_px, 2, p.mask_spill_px)          # the widest window radius used below
+    kernel = _square(2 * p.erosion_px + 1) if p.erosion_px else None
+    rois = []
+    for item in items:
+        _, inst, x, y, w, h, crop = item
+        if x >= reach and y >= reach and x + w + reach <= W and y + h + reach <= H:
+            # no window reaches past the image border: work on the crop itself, with nothing around it
+            x0, y0, mask, border = x, y, crop, _ZERO_BORDER
+        else:                                                 # the rectangle grown by the erosion
+            x0, y0, x1, y1 = max(x - e, 0), max(y - e, 0), min(x + w + e, W), min(y + h + e, H)
+            mask = np.zeros((y1 - y0, x1 - x0), bool)
+            mask[y - y0:y - y0 + h, x - x0:x - x0 + w] = crop
+            border = {}                                       # cv2's: the image goes on, all set
+        depth = depth_m[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]]
+        m = mask & (depth >= p.min_range_m) & (depth <= p.max_range_m)   # NaN compares False
+        core = rim = None
+        if kernel is not None:
+            core = cv2.erode(m.view(np.uint8), kernel, **border).view(bool)
+            if p.edge_tolerance_m > 0.0:
+                rim = _rim_samples(m, core, depth, kernel)
+        rois.append((item, x0, y0, mask, depth, m, core, rim, border))
+    agrees = _rim_agrees([roi[7] for roi in rois], p)
     out = []
-    for a in observations:
-        bottom = float(a.box_min[2])
-        centre = 0.5 * (a.box_min[:2] + a.box_max[:2])
-        target = float(gravity.support_height)
-        for b in observations:
-            if b is a:
-                continue
-            top = float(b.box_max[2])
-            if target < top <= bottom + p.snap_to_support_m and \
-                    np.all(centre >= b.box_min[:2]) and np.all(centre <= b.box_max[:2]):
-                target = top
-        if 0.0 < bottom - target <= p.rest_snap_m:
-            lo = a.box_min.copy()
-            lo[2] = target
-            a = replace(a, box_min=lo, size=a.box_max - lo, center=gravity.to_camera((lo + a.box_max) / 2.0))
-        out.append(a)
+    for (item, x0, y0, mask, depth, m, core, rim, border), ok in zip(rois, agrees):
+        _, inst, x, y, w, h, crop = item
+        if core is not None:
+            if ok is not None:                               # + rim pixels consistent with the core
+                core = core.copy()
+                core.ravel()[rim[0][ok]] = True
+            if np.count_nonzero(core) >= p.min_pixels:       # thin objects keep their un-eroded mask
+                m = core
+        # the interior grid starts at the corner of the rectangle grown by the erosion
+        phase = ((max(y - e, 0) - y0) % p.interior_stride, (max(x - e, 0) - x0) % p.interior_stride)
+        flat, wgt, inner = _decimated_pixels(m, p.interior_stride, phase, border)
+        total = wgt.sum()
+        if total < p.min_pixels:
+            out.append(f"only {int(total)} valid depth pixels (need {p.min_pixels})")
+            continue
+        holes = _NO_PIXELS
+        if p.fill_silhouette:
+            sil = mask
+            if p.mask_spill_px > 0:
+                sil = cv2.erode(mask.view(np.uint8), _square(2 * p.mask_spill_px + 1), **border).view(bool)
+            holes = np.flatnonzero((sil > inner) > (depth > 0.0))   # silhouette, not interior, no reading
+        sel = _Selected(inst, flat, wgt, holes, m.shape[1], y0 * W + x0, (x, y, w, h))
+        if p.amodal == "auto":
+            _edges(sel, crop, x, y, 0, h - 1)
+        out.append(sel)
     return out
 
 
-def _consistent_erosion(m, depth, kernel, p: LiftingParams) -> np.ndarray:
-    """Pixels of the valid mask ``m`` kept after erosion: the eroded core, plus rim pixels whose depth agrees
-    (within ``edge_tolerance_m`` or 4 sigma) with the mean depth of the core pixels around them. Rim pixels
-    that see the background or a mixed depth go; a rim on the object's own surface stays, so the box is not
-    shrunk by a pixel on every side. ``edge_tolerance_m = 0`` gives a plain erosion."""
-    core = cv2.erode(m.view(np.uint8), kernel).view(bool)
-    if p.edge_tolerance_m <= 0.0:
-        return core
-    rim = np.flatnonzero(m & ~core)                  # flat ROI indices (1-D gathers are the fast ones)
+def _edges(sel: _Selected, mask, x0: int, y0: int, r0: int, r1: int, rows_fraction: float = 0.6,
+           max_rows: int = 32) -> None:
+    """The middle ``rows_fraction`` of the rows ``r0..r1`` of ``mask`` (a crop of the instance mask whose
+    pixel (0, 0) is image pixel (``y0``, ``x0``); at most ``max_rows`` rows, evenly spread) with their
+    leftmost / rightmost mask column, in image coordinates, into ``sel`` (for ``_occluded_sides``)."""
+    pad = 0.5 * (1.0 - rows_fraction) * (r1 - r0)
+    lo, hi = int(np.ceil(r0 + pad)), int(r1 - pad)
+    rows = np.arange(lo, hi + 1, max(1, (hi - lo + 1) // max_rows))
+    sub = mask[rows]
+    keep = sub.any(axis=1)
+    if not keep.all():
+        rows, sub = rows[keep], sub[keep]
+    sel.edge_rows = rows + y0
+    sel.edge_left = sub.argmax(axis=1) + x0
+    sel.edge_right = (mask.shape[1] - 1 + x0) - sub[:, ::-1].argmax(axis=1)
+
+
+def _rim_samples(m, core, depth, kernel):
+    """Mask-edge bleeding, first half: the rim pixels of the valid ROI mask ``m`` (in ``m`` but not in its
+    erosion ``core``) as flat ROI indices, with the number and the depth sum of the core pixels in the
+    kernel window around each, and their own depth; None without rim."""
+    rim = np.flatnonzero(m > core)                   # flat ROI indices (1-D gathers are the fast ones)
     if rim.size == 0:
-        return core
+        return None
     ksize = kernel.shape[::-1]
-    core_depth = np.zeros(depth.shape, dtype=np.float32)
-    np.copyto(core_depth, depth, where=core)
-    total = cv2.boxFilter(core_depth, -1, ksize, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    total = cv2.boxFilter(np.where(core, depth, np.float32(0.0)), -1, ksize, normalize=False,
+                          borderType=cv2.BORDER_CONSTANT)
     count = cv2.boxFilter(core.view(np.uint8), cv2.CV_32F, ksize, normalize=False,
                           borderType=cv2.BORDER_CONSTANT)
-    n = count.ravel().take(rim)
+    return rim, count.ravel().take(rim), total.ravel().take(rim), depth[rim // m.shape[1], rim % m.shape[1]]
+
+
+def _rim_agrees(samples: list, p: LiftingParams) -> list:
+    """Mask-edge bleeding, second half, for all instances at once (``samples``: ``_rim_samples`` or None per
+    instance): which rim pixels are kept after the erosion, those whose depth agrees (within
+    ``edge_tolerance_m`` or 4 sigma) with the mean depth of the core pixels around them. Rim pixels that see
+    the background or a mixed depth go; a rim on the object's own surface stays, so the box is not shrunk
+    by a pixel on every side (``edge_tolerance_m = 0``: a plain erosion)."""
+    have = [s for s in samples if s is not None]
+    if not have:
+        return [None] * len(samples)
+    n, total, d = (np.concatenate([s[j] for s in have]) for j in (1, 2, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
-        ref = total.ravel().take(rim) / n
-        ok = (n > 0.5) & (np.abs(depth.ravel().take(rim) - ref) <= np.maximum(p.edge_tolerance_m,
-                                                                               4.0 * p.noise.sigma(ref)))
-    keep = core.copy()
-    keep.ravel()[rim[ok]] = True
-    return keep
+        ref = total / n
+        ok = (n > 0.5) & (np.abs(d - ref) <= np.maximum(p.edge_tolerance_m, 4.0 * p.noise.sigma(ref)))
+    parts = iter(np.split(ok, np.cumsum([s[0].size for s in have[:-1]])))
+    return [None if s is None else next(parts) for s in samples]
 
 
-def _silhouette_fill(mask, depth, inner, pix, z, y0, x0, W, p: LiftingParams):
-    """(flat image indices, depths) for the silhouette pixels of ``mask`` (ROI at ``y0, x0``; those not in
-    ``inner``, the interior of the valid pixels two pixels in; ``mask`` shrunk by ``mask_spill_px`` first
-    when masks are known to spill over object edges) that have no reading in ``depth`` (the ROI of the depth
-    image): each gets the depth of the nearest accepted
-    pixel IN ITS ROW (``pix``/``z``: row-major flat indices and depths of the accepted pixels). Stereo
-    shadows and edge dropouts are horizontal runs, and along a row the depth of a surface changes slowly
-    while across the rows of a surface seen at a grazing angle it changes fast. Only rows with at least
-    ``fill_min_row`` accepted pixels are used (a row's lone pixels may be outliers). Pixels WITH a reading
-    that was rejected are not filled: their depth says they are something else (background, the table, a
-    mixed edge pixel) or a steep side that another depth would misplace. Holes inside the silhouette do not
-    change the box and are left alone. None if nothing to fill."""
-    sil = mask
-    if p.mask_spill_px > 0:
-        k = np.ones((2 * p.mask_spill_px + 1,) * 2, np.uint8)
-        sil = cv2.erode(mask.view(np.uint8), k).view(bool)
-    tr, tc = np.nonzero(sil & ~inner & ~(depth > 0.0))         # NaN compares False: a hole
-    if tr.size == 0 or pix.size == 0:
-        return None
-    q = (tr + y0) * W + (tc + x0)
-    row_start = (tr + y0) * W
-    pos = np.searchsorted(pix, q)
-    n_row = np.searchsorted(pix, row_start + W) - np.searchsorted(pix, row_start)
-    left = pix[np.maximum(pos - 1, 0)]
-    right = pix[np.minimum(pos, pix.size - 1)]
-    has_left = (pos > 0) & (left >= row_start)
-    has_right = (pos < pix.size) & (right < row_start + W)
-    use_left = has_left & (~has_right | (q - left <= right - q))
-    ok = (has_left | has_right) & (n_row >= p.fill_min_row)
-    if not ok.any():
-        return None
-    src = np.where(use_left, pos - 1, np.minimum(pos, pix.size - 1))
-    return q[ok], z[src[ok]]
-
-
-def _decimated_pixels(m: np.ndarray, stride: int):
-    """(rows, cols, weights, interior) of the pixels of the ROI mask ``m`` to lift: all of them within two
-    pixels of its edge (the silhouette, where the box extremes and the amodal completion's anchors lie), one
-    in ``stride`` x ``stride`` further inside (``interior``), weighing ``stride**2`` so that counts stay pixel
-    counts. The interior holds points well inside the box; thinning it cuts the lifting time without
-    changing the boxes (measured on the tuning scenes, stride 1 against 3: the same accuracy to +-0.5 %)."""
-    inner = cv2.erode(m.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+def _decimated_pixels(m: np.ndarray, stride: int, phase: tuple[int, int] = (0, 0), border: dict | None = None):
+    """(flat ROI indices, weights, interior) of the pixels of the ROI mask ``m`` to lift: all of them within
+    two pixels of its edge (the silhouette, where the box extremes and the amodal completion's anchors lie),
+    one in ``stride`` x ``stride`` further inside (``interior``; the grid's first row and column: ``phase``),
+    weighing ``stride**2`` so that counts stay pixel counts. The interior holds points well inside the box;
+    thinning it cuts the lifting time without changing the boxes (measured on the tuning scenes, stride 1
+    against 3: the same accuracy to +-0.5 %). ``border``: ``cv2.erode``'s border arguments."""
+    inner = cv2.erode(m.view(np.uint8), _square(5), **(border or {})).view(bool)
     if stride <= 1:
-        rows, cols = np.nonzero(m)
-        return rows, cols, np.ones(rows.size, np.float32), inner
-    keep = m & ~inner
-    keep[::stride, ::stride] |= inner[::stride, ::stride]
+        flat = np.flatnonzero(m)
+        return flat, np.ones(flat.size, np.float32), inner
+    keep = m > inner
+    grid = (slice(phase[0], None, stride), slice(phase[1], None, stride))
+    keep[grid] |= inner[grid]
     flat = np.flatnonzero(keep)
-    rows, cols = np.divmod(flat, m.shape[1])
     wgt = np.where(inner.ravel().take(flat), np.float32(stride * stride), np.float32(1.0))
-    return rows, cols, wgt, inner
+    return flat, wgt, inner
+
+
+def _image_flat(sels, name: str, W: int) -> np.ndarray:
+    """The ROI-flat pixel indices ``name`` of all ``_Selected`` as row-major flat image indices (W columns),
+    concatenated (the order inside each instance kept)."""
+    parts = [getattr(s, name) for s in sels]
+    flat = np.concatenate(parts)
+    n = [a.size for a in parts]
+    rw = np.repeat(np.array([s.roi_width for s in sels]), n)
+    return flat + (flat // rw) * (W - rw) + np.repeat(np.array([s.roi_shift for s in sels]), n)
 
 
 def _subsample_step(n: int, limit: int) -> int:
     return max(1, -(-n // limit))
 
 
-def _lift_one(depth_m, camera, rx, ry, inst, gravity: GravityFrame, p: LiftingParams, kernel, rgb, stamp):
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """(K + 1,) segment offsets of segments with ``counts`` elements."""
+    out = np.zeros(counts.size + 1, np.intp)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _seg_offsets(g: np.ndarray, K: int) -> np.ndarray:
+    """(K + 1,) offsets of the segments of sorted segment numbers ``g`` (segments may be empty)."""
+    return np.searchsorted(g, np.arange(K + 1))
+
+
+def _seg_sum(values: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """(K,) float64 sums of the segments ``off`` of ``values`` (0 for empty segments)."""
+    if values.size == 0:
+        return np.zeros(off.size - 1)
+    sums = np.add.reduceat(values, np.minimum(off[:-1], values.size - 1)).astype(np.float64)
+    return np.where(off[1:] > off[:-1], sums, 0.0)
+
+
+def _seg_strided(off: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Indices of every ``step[k]``-th element of each segment ``k`` (``off``), from its first, in order."""
+    return np.concatenate([np.arange(off[k], off[k + 1], step[k]) for k in range(off.size - 1)])
+
+
+def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingParams, picked, rgb, stamp):
+    """Steps 2-5 for all selected instances at once; yields ``(instance index, Observation or reason)``.
+
+    Arrays are concatenated per instance in instance order (``g``: the instance's batch index, sorted;
+    ``off``: segment offsets), each segment in row-major pixel order as the per-instance algorithm has it."""
     H, W = depth_m.shape
-    full = inst.mask if inst.mask.flags.c_contiguous else np.ascontiguousarray(inst.mask)
-    x, y, w, h = cv2.boundingRect(full.view(np.uint8))
-    if w == 0 or h == 0:
-        return "empty mask"
-    e = max(p.erosion_px, 1)
-    x0, y0, x1, y1 = max(x - e, 0), max(y - e, 0), min(x + w + e, W), min(y + h + e, H)
-    roi = (slice(y0, y1), slice(x0, x1))
-    mask = full[roi]
-    depth = depth_m[roi]
+    K = len(picked)
+    sels = [s for _, s in picked]
+    counts = np.array([s.flat.size for s in sels])
+    pix = _image_flat(sels, "flat", W)
+    z = depth_m.ravel().take(pix)
+    wgt = np.concatenate([s.w for s in sels])
+    g = np.repeat(np.arange(K), counts)
+    off = _offsets(counts)
+    bw = np.array([s.bbox[2] for s in sels], np.float64)
 
-    # 1. Valid depth inside the (depth-consistently eroded) mask; flat pixel indices into the image.
-    m = mask & (depth >= p.min_range_m) & (depth <= p.max_range_m)   # NaN compares False
-    if kernel is not None:
-        core = _consistent_erosion(m, depth, kernel, p)
-        if np.count_nonzero(core) >= p.min_pixels:       # thin objects keep their un-eroded mask
-            m = core
-    rows, cols, wgt, inner = _decimated_pixels(m, p.interior_stride)
-    if wgt.sum() < p.min_pixels:
-        return f"only {int(wgt.sum())} valid depth pixels (need {p.min_pixels})"
-    pix = (rows + y0) * W + (cols + x0)
-    z = depth_m.ravel()[pix]
+    # 2. Outliers along the optical axis: median/MAD band (statistics on <= 2048 samples per instance), then
+    #    the largest depth cluster. The band is never narrower than the object's width (metres at the median
+    #    depth): objects seen at a grazing angle legitimately span a depth range about as large as they are.
+    z_med, mad = np.empty(K), np.empty(K)
+    for k in range(K):
+        zs = z[off[k]:off[k + 1]:_subsample_step(int(counts[k]), 2048)]
+        half = zs.size // 2
+        z_med[k] = np.partition(zs, half)[half]
+        dev = np.abs(zs - np.float32(z_med[k]))
+        mad[k] = np.partition(dev, half)[half]
+    sigma = np.asarray(p.noise.sigma(z_med), np.float64).reshape(K)
+    band = np.maximum(np.maximum(p.mad_k * 1.4826 * mad, p.min_depth_band_m), bw * z_med / camera.fx)
+    inband = np.abs(z - z_med.astype(np.float32)[g]) <= band.astype(np.float32)[g]
+    sel = _largest_depth_clusters(z, g, off, inband, np.maximum(p.cluster_gap_m, 6.0 * sigma))
+    if not sel.all():
+        pix, z, wgt, g = pix[sel], z[sel], wgt[sel], g[sel]
 
-    # 2. Outliers along the optical axis: median/MAD band (statistics on <= 2048 samples), then the largest
-    #    depth cluster. The band is never narrower than the object's width (metres at the median depth):
-    #    objects seen at a grazing angle legitimately span a depth range about as large as they are wide.
-    zs = z[::_subsample_step(z.size, 2048)]
-    z_med = float(np.partition(zs, zs.size // 2)[zs.size // 2])
-    dev = np.abs(zs - z_med)
-    mad = float(np.partition(dev, dev.size // 2)[dev.size // 2])
-    sigma = float(p.noise.sigma(z_med))
-    band = max(p.mad_k * 1.4826 * mad, p.min_depth_band_m, w * z_med / camera.fx)
-    inband = np.abs(z - z_med) <= band
-    lo, hi = _largest_depth_cluster(z[inband], max(p.cluster_gap_m, 6.0 * sigma))
-    sel = inband & (z >= lo) & (z < hi)
-    pix, z, wgt = pix[sel], z[sel], wgt[sel]
-
-    # 3. Back-project with the cached rays ((3, N) float32 layout) and rotate into the gravity frame.
+    # 3. Back-project with the cached per-pixel rays ((3, N) float32), rotate into the gravity frame, drop
+    #    points on the support surface; instances left with too few pixels are skipped.
     support = gravity.support_height
-    margin = max(p.support_margin_m, 2.5 * sigma)
+    margin = np.maximum(p.support_margin_m, 2.5 * sigma)
     R = gravity.rotation.astype(np.float32)
+    rx, ry = camera.ray_grid()
     pts = _backproject(rx, ry, pix, z)
     pts_g = R @ pts
-    if support is not None:                      # points on the support surface are not the object
-        above = pts_g[2] > support + margin
+    if support is not None:
+        above = pts_g[2] > (support + margin).astype(np.float32)[g]
         if not above.all():
             keep = np.flatnonzero(above)
-            pts, pts_g, pix, wgt = pts.take(keep, axis=1), pts_g.take(keep, axis=1), pix[keep], wgt[keep]
-    n = int(round(float(wgt.sum())))             # pixels the (decimated) points stand for
-    if n < p.min_pixels:
-        return (f"only {n} depth pixels left after outlier and support-plane rejection "
-                f"(need {p.min_pixels})")
-    all_pts, all_g, all_w = pts, pts_g, wgt      # + filled silhouette pixels + completed back
+            pts, pts_g = pts.take(keep, axis=1), pts_g.take(keep, axis=1)
+            pix, wgt, g = pix.take(keep), wgt.take(keep), g.take(keep)
+    off = _seg_offsets(g, K)
+    n_pix = np.rint(_seg_sum(wgt, off)).astype(np.intp)
+    alive = n_pix >= p.min_pixels
+    for k in np.flatnonzero(~alive):
+        yield picked[k][0], (f"only {n_pix[k]} depth pixels left after outlier and support-plane rejection "
+                             f"(need {p.min_pixels})")
+    if not alive.any():
+        return
+    if not alive.all():                                  # renumber the instances left
+        keep = np.flatnonzero(alive[g])
+        pts, pts_g, pix, wgt = pts.take(keep, axis=1), pts_g.take(keep, axis=1), pix.take(keep), wgt.take(keep)
+        remap = np.cumsum(alive) - 1
+        g = remap[g.take(keep)]
+        picked = [pk for pk, a in zip(picked, alive) if a]
+        sels = [s for s, a in zip(sels, alive) if a]
+        z_med, sigma, margin, n_pix = z_med[alive], sigma[alive], margin[alive], n_pix[alive]
+        K = len(picked)
+        off = _seg_offsets(g, K)
+    z = pts[2]
+
+    # ... silhouette pixels without depth, at the depth of their row's nearest accepted pixel
+    all_pts, all_g, all_w, ga = pts, pts_g, wgt, g
     if p.fill_silhouette:
-        fill = _silhouette_fill(mask, depth, inner, pix, pts[2], y0, x0, W, p)
+        fill = _silhouette_fill(sels, pix, z, g, H * W, W, p)
         if fill is not None:
-            fpts = _backproject(rx, ry, *fill)
-            all_pts, all_g = np.concatenate([pts, fpts], axis=1), np.concatenate([pts_g, R @ fpts], axis=1)
-            all_w = np.concatenate([wgt, np.ones(fpts.shape[1], np.float32)])
+            fq, fz, fg = fill
+            fpts = _backproject(rx, ry, fq, fz)
+            order = np.argsort(np.concatenate([g, fg]), kind="stable")   # per instance: accepted, filled
+            all_pts = np.concatenate([pts, fpts], axis=1).take(order, axis=1)
+            all_g = np.concatenate([pts_g, R @ fpts], axis=1).take(order, axis=1)
+            all_w = np.concatenate([wgt, np.ones(fq.size, np.float32)]).take(order)
+            ga = np.concatenate([g, fg]).take(order)
+    off_a = _seg_offsets(ga, K)
 
     # 4. Amodal completion, noise-aware box in the gravity frame, bottom on the support.
-    noise = _axis_sigmas(all_pts, all_g, p, _noise_scale(pix, pts[2], float(sigma)))
+    scale = _noise_scales(pix, z, g, K, sigma)
+    noise = (np.asarray(p.noise.sigma(all_pts[2]), np.float32) * scale.astype(np.float32)[ga]) / all_pts[2]
+    noise = noise * np.abs(all_g)
     if p.amodal == "auto":
-        occluded = _occluded_sides(mask, x0, y0, depth_m, sigma, p)
-        completion = _completion(all_g, occluded, z_med / camera.fx, p)
-        if completion is not None:
-            extra, src = completion
-            all_g, noise = np.concatenate([all_g, extra], axis=1), np.concatenate([noise, noise[:, src]], axis=1)
-            all_w = np.concatenate([all_w, np.zeros(src.size, np.float32)])   # copies are not measurements
-    bmin, bmax = _robust_box(all_g, noise, all_w, z_med, camera, gravity.rotation, p)
+        occluded = _occluded_sides(sels, depth_m, sigma, p)
+        comp = _completion(all_g, ga, off_a, occluded, z_med / camera.fx, p)
+        if comp is not None:
+            extra, src, cg = comp
+            order = np.argsort(np.concatenate([ga, cg]), kind="stable")   # per instance: ..., completed
+            all_g = np.concatenate([all_g, extra], axis=1).take(order, axis=1)
+            noise = np.concatenate([noise, noise.take(src, axis=1)], axis=1).take(order, axis=1)
+            all_w = np.concatenate([all_w, np.zeros(src.size, np.float32)]).take(order)   # copies: no data
+            ga = np.concatenate([ga, cg]).take(order)
+            off_a = _seg_offsets(ga, K)
+    bmin, bmax = _robust_boxes(all_g, noise, all_w, ga, off_a, z_med, camera, gravity.rotation, p)
     bmin, bmax = _amodal(bmin, bmax, p)
-    if support is not None and 0.0 < bmin[2] - support <= max(p.snap_to_support_m, margin + 0.005):
-        bmin[2] = support
-    center_c = gravity.to_camera((bmin + bmax) / 2.0)
+    if support is not None:
+        lift = bmin[:, 2] - support
+        snap = (lift > 0.0) & (lift <= np.maximum(p.snap_to_support_m, margin + 0.005))
+        bmin[snap, 2] = support
+        if p.rest_snap_m > 0.0:
+            _rest_on_supports(bmin, bmax, float(support), p)
+    centres = gravity.to_camera((bmin + bmax) / 2.0)
 
-    if p.amodal_points:
-        k = all_g.shape[1]
-        points = all_g[:, ::_subsample_step(k, p.max_points)].T.astype(np.float64) @ gravity.rotation
-    else:
-        points = pts[:, ::_subsample_step(pts.shape[1], p.max_points)].T.astype(np.float64)
-    color, name = (0, 0, 0), ""
-    if rgb is not None:
-        color = median_color(rgb.reshape(-1, 3)[pix[::_subsample_step(pix.size, 512)]])
-        name = color_name(color)
-    return Observation(label=inst.label, score=inst.score, center=center_c, size=bmax - bmin, box_min=bmin,
-                       box_max=bmax, points=points, n_pixels=int(n), instance_id=inst.instance_id,
-                       color_rgb=color, color_name=name, bbox_2d=(x, y, x + w - 1, y + h - 1),
-                       stamp=float(stamp))
+    # 5. Observations: points (subsampled), colour, 2D box.
+    source, src_off = (all_g, off_a) if p.amodal_points else (pts, off)
+    n_src = np.diff(src_off)
+    step = -(-n_src // p.max_points)                          # <= max_points per instance, evenly spread
+    points = source.take(_seg_strided(src_off, step), axis=1).T.astype(np.float64)
+    if p.amodal_points:                                       # gravity frame -> camera frame
+        points = points @ np.asarray(gravity.rotation, np.float64)
+    points = np.split(points, np.cumsum(-(-n_src // step))[:-1])
+    colors = _median_colors(rgb, pix, off) if rgb is not None else [(0, 0, 0)] * K
+    for k, (index, s) in enumerate(picked):
+        color = colors[k]
+        name = color_name(color) if rgb is not None else ""
+        x, y, w, h = s.bbox
+        inst = s.inst
+        yield index, Observation(label=inst.label, score=inst.score, center=centres[k].copy(),
+                                 size=bmax[k] - bmin[k], box_min=bmin[k].copy(), box_max=bmax[k].copy(),
+                                 points=points[k], n_pixels=int(n_pix[k]), instance_id=inst.instance_id,
+                                 color_rgb=color, color_name=name, bbox_2d=(x, y, x + w - 1, y + h - 1),
+                                 stamp=float(stamp))
+
+
+def _median_colors(rgb: np.ndarray, pix: np.ndarray, off: np.ndarray) -> list[tuple[int, int, int]]:
+    """Per instance (``off``: segments of the flat pixel indices ``pix``), the per-channel upper median of
+    the colour of <= 512 of its pixels, evenly spread (``colors.median_color``: an actual value per
+    channel)."""
+    n = np.diff(off)
+    step = -(-n // 512)
+    px = rgb.reshape(-1, 3).take(pix.take(_seg_strided(off, step)), axis=0)
+    out = []
+    for block in np.split(px, np.cumsum(-(-n // step))[:-1]):
+        med = np.partition(block, block.shape[0] // 2, axis=0)[block.shape[0] // 2]
+        out.append((int(med[0]), int(med[1]), int(med[2])))
+    return out
+
+
+def _largest_depth_clusters(z, g, off, inband, gap) -> np.ndarray:
+    """Per instance, the in-band depths in the most populated run of non-empty ``gap``-wide depth bins
+    (depths separated by an empty stretch of more than two gaps always split, more than one gap may): a bool
+    selection over ``z``. One ``np.bincount`` over all instances, an empty bin between them."""
+    K = off.size - 1
+    z0 = np.minimum.reduceat(np.where(inband, z, np.float32(np.inf)), off[:-1])
+    inv = (1.0 / gap).astype(np.float32)
+    b = ((z - z0[g]) * inv[g]).astype(np.intp)
+    b[~inband] = -1
+    nb = np.maximum.reduceat(b, off[:-1]) + 1                 # bins per instance (>= 1: the median is in)
+    base = _offsets(nb + 1)                                   # + 1 empty bin closing every instance
+    counts = np.bincount((b + base[:-1][g])[inband], minlength=int(base[-1]))
+    empty = counts == 0
+    z0 = z0.astype(np.float64)
+    if np.count_nonzero(empty) == K:                          # one run per instance: nothing to cut
+        lo, hi = z0.astype(np.float32), (z0 + nb * gap).astype(np.float32)
+        return inband & (z >= lo[g]) & (z < hi[g])
+    run = np.cumsum(empty)                                    # run id of each non-empty bin
+    full = np.flatnonzero(~empty)
+    rid = run[full]
+    size = np.bincount(rid, counts[full])[rid]                # points in the run of each non-empty bin
+    inst = np.repeat(np.arange(K), nb + 1)[full]
+    first = _seg_offsets(inst, K)[:-1]
+    best = np.maximum.reduceat(size, first)[inst]
+    cand = np.flatnonzero(size == best)                       # bins of the best runs; the first run wins
+    ci = inst[cand]
+    pick = cand[np.r_[True, ci[1:] != ci[:-1]]]
+    chosen = np.full(int(run[-1]) + 1, -1)
+    chosen[rid[pick]] = np.arange(K)
+    in_run = chosen[rid] >= 0
+    bins, owner = full[in_run], chosen[rid[in_run]]
+    starts = _seg_offsets(owner, K)[:-1]
+    lo_bin = np.minimum.reduceat(bins, starts) - base[:-1]
+    hi_bin = np.maximum.reduceat(bins, starts) - base[:-1] + 1
+    lo = (z0 + lo_bin * gap).astype(np.float32)
+    hi = (z0 + hi_bin * gap).astype(np.float32)
+    return inband & (z >= lo[g]) & (z < hi[g])
 
 
 def _backproject(rx, ry, pix, z) -> np.ndarray:
@@ -400,93 +611,117 @@ def _backproject(rx, ry, pix, z) -> np.ndarray:
     return pts
 
 
-def _axis_sigmas(pts, pts_g, p: LiftingParams, scale: float = 1.0) -> np.ndarray:
-    """(3, N) one-sigma displacement of each point along each gravity axis caused by its depth noise, metres:
-    a depth error ``dz`` moves a point along its ray, by ``p_g * dz / z``; ``dz`` is the noise model's
-    ``sigma(z)`` times ``scale`` (``_noise_scale``)."""
-    z = pts[2]
-    per_metre = (np.asarray(p.noise.sigma(z), dtype=np.float32) * np.float32(scale)) / z
-    return per_metre * np.abs(pts_g)
+def _silhouette_fill(sels, pix, z, g, hw: int, W: int, p: LiftingParams):
+    """(flat image indices, depths, instance) for the silhouette pixels of each instance (those not in the
+    interior of its valid pixels two pixels in; the mask shrunk by ``mask_spill_px`` first when masks are
+    known to spill over object edges) that have no depth reading (``_Selected.holes``): each gets the depth
+    of the nearest accepted pixel of its instance IN ITS ROW (``pix``/``z``/``g``: row-major flat indices,
+    depths and instance of the accepted pixels, grouped by instance). Stereo shadows and edge dropouts are
+    horizontal runs, and along a row the depth of a surface changes slowly while across the rows of a
+    surface seen at a grazing angle it changes fast. Only rows with at least ``fill_min_row`` accepted
+    pixels are used (a row's lone pixels may be outliers). Pixels WITH a reading that was rejected are not
+    filled: their depth says they are something else (background, the table, a mixed edge pixel) or a
+    steep side that another depth would misplace. Holes inside the silhouette do not change the box and are
+    left alone. None if nothing to fill."""
+    nh = np.array([s.holes.size for s in sels])
+    if not nh.any():
+        return None
+    q = _image_flat(sels, "holes", W)
+    qg = np.repeat(np.arange(len(sels)), nh)
+    key = g * hw + pix                                       # sorted: by instance, then row-major
+    qk = qg * hw + q
+    row_start = qk - q % W
+    n = key.size
+    pos = np.searchsorted(key, qk)
+    n_row = np.searchsorted(key, row_start + W) - np.searchsorted(key, row_start)
+    left = key[np.maximum(pos - 1, 0)]
+    right = key[np.minimum(pos, n - 1)]
+    has_left = (pos > 0) & (left >= row_start)
+    has_right = (pos < n) & (right < row_start + W)
+    use_left = has_left & (~has_right | (qk - left <= right - qk))
+    ok = (has_left | has_right) & (n_row >= p.fill_min_row)
+    if not ok.any():
+        return None
+    src = np.where(use_left, pos - 1, np.minimum(pos, n - 1))[ok]
+    return q[ok], z[src], qg[ok]
 
 
-def _noise_scale(pix: np.ndarray, z: np.ndarray, model_sigma: float, min_triples: int = 30) -> float:
-    """Measured depth noise of this object relative to the model's ``sigma(z)`` at its median depth, in
-    [0, 2]: second differences of accepted pixels that are three in a row, one or two pixels apart (``pix``
-    flat indices in row-major order, ``z`` their depths; ``z[u+d] - 2 z[u] + z[u-d]`` cancels the surface's
-    own slope, white noise gives it ``sqrt(6) sigma``), robust scale by the MAD. Noise-free depth gives ~0
-    (no trimming, so exact boxes stay exact); 1 when there are too few triples to tell. Measured on the
-    rendered stereo-like scenes: median 0.96 (5-95 %: 0.64-1.18) of the default model."""
-    if model_sigma <= 0.0 or pix.size < 3:
-        return 1.0
+def _noise_scales(pix, z, g, K: int, model_sigma: np.ndarray, min_triples: int = 30) -> np.ndarray:
+    """(K,) measured depth noise of each instance relative to the model's ``sigma(z)`` at its median depth,
+    in [0, 2]: second differences of accepted pixels that are three in a row, one or two pixels apart
+    (``pix`` flat indices in row-major order per instance, ``z`` their depths; ``z[u+d] - 2 z[u] + z[u-d]``
+    cancels the surface's own slope, white noise gives it ``sqrt(6) sigma``), robust scale by the MAD.
+    Noise-free depth gives ~0 (no trimming, so exact boxes stay exact); 1 when there are too few triples to
+    tell. Measured on the rendered stereo-like scenes: median 0.96 (5-95 %: 0.64-1.18) of the default
+    model."""
+    out = np.ones(K)
+    if pix.size < 3:
+        return out
     d1, d2_ = pix[1:-1] - pix[:-2], pix[2:] - pix[1:-1]
-    row3 = (d1 == d2_) & (d1 <= 2)                          # evenly spaced, 1 or 2 px (decimated interior)
-    d2 = (z[2:] - 2.0 * z[1:-1] + z[:-2])[row3]
-    if d2.size < min_triples:
-        return 1.0
-    d2 = d2[::_subsample_step(d2.size, 2048)]
-    med = float(np.partition(d2, d2.size // 2)[d2.size // 2])
-    dev = np.abs(d2 - med)
-    sigma = 1.4826 * float(np.partition(dev, dev.size // 2)[dev.size // 2]) / np.sqrt(6.0)
-    return float(np.clip(sigma / model_sigma, 0.0, 2.0))
-
-
-def _kth_largest(values: np.ndarray, k: int) -> float:
-    """The ``k``-th largest value (1 = the maximum)."""
-    if k <= 1:
-        return float(values.max())
-    return float(np.partition(values, values.size - k)[values.size - k])
-
-
-def _kth_largest_rows(values: np.ndarray, ks: np.ndarray) -> np.ndarray:
-    """Per row of (R, N) ``values`` (a temporary: it is overwritten), its ``ks[r]``-th largest value; small
-    ``k`` by repeated ``argmax`` (a partition costs more)."""
-    kmax = int(ks.max())
-    if kmax <= 1:
-        return values.max(axis=1).astype(np.float64)
-    if kmax > 8:
-        return np.array([_kth_largest(row, int(k)) for row, k in zip(values, ks)])
-    work = values                                            # a temporary of the caller's: changed in place
-    rows = np.arange(values.shape[0])
-    out = np.empty(values.shape[0])
-    for j in range(1, kmax + 1):
-        i = work.argmax(axis=1)
-        done = ks == j
-        out[done] = work[rows[done], i[done]]
-        work[rows, i] = -np.inf
+    row3 = (d1 == d2_) & (d1 <= 2) & (g[2:] == g[:-2])       # evenly spaced, 1 or 2 px, one instance
+    idx = np.flatnonzero(row3)
+    d2 = z[idx + 2] - 2.0 * z[idx + 1] + z[idx]
+    off = _seg_offsets(g.take(idx), K)
+    n = np.diff(off)
+    for k in np.flatnonzero((n >= min_triples) & (model_sigma > 0.0)):
+        d = d2[off[k]:off[k + 1]]
+        d = d[::_subsample_step(d.size, 2048)]
+        med = float(np.partition(d, d.size // 2)[d.size // 2])
+        dev = np.abs(d - med)
+        s = 1.4826 * float(np.partition(dev, dev.size // 2)[dev.size // 2]) / np.sqrt(6.0)
+        out[k] = float(np.clip(s / model_sigma[k], 0.0, 2.0))
     return out
 
 
-def _detached_counts(pts_g: np.ndarray, gap: float, max_count: int) -> np.ndarray:
-    """(3, 2) per gravity axis: how many of the largest / smallest coordinates (at most ``max_count``) are
-    cut off from the rest by an empty ``gap``-wide bin of a histogram of that coordinate: a few points of
-    another surface (a mask spilling onto an object behind, a flying pixel) that passed the depth tests. A
-    surface sampled by pixels leaves no such gaps: neighbouring pixels are millimetres apart. One
-    ``np.bincount`` for all three axes, O(N)."""
-    lo = pts_g.min(axis=1, keepdims=True)
-    idx = ((pts_g - lo) * np.float32(1.0 / gap)).astype(np.intp)
-    size = int(idx.max()) + 1
-    idx += size * np.arange(3)[:, None]
-    counts = np.bincount(idx.ravel(), minlength=3 * size).reshape(3, size)
-    below = np.cumsum(counts, axis=1)                        # points in this bin or lower
-    above = below[:, -1:] - below + counts                   # points in this bin or higher
+def _seg_kth_largest(values: np.ndarray, off: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """(R, K) float64: per row of (R, N) ``values`` and segment ``k`` (``off``), its ``ks[r, k]``-th largest
+    value (1 = the maximum)."""
+    out = np.maximum.reduceat(values, off[:-1], axis=1).astype(np.float64)
+    for r, k in zip(*np.nonzero(ks > 1)):
+        seg = values[r, off[k]:off[k + 1]]
+        j = seg.size - int(ks[r, k])
+        out[r, k] = float(np.partition(seg, j)[j])
+    return out
+
+
+def _detached_counts(pts_g, g, off, gap: np.ndarray, max_count: np.ndarray) -> np.ndarray:
+    """(3, K, 2) per gravity axis and instance: how many of the largest / smallest coordinates (at most
+    ``max_count``) are cut off from the rest by an empty ``gap``-wide bin of a histogram of that coordinate:
+    a few points of another surface (a mask spilling onto an object behind, a flying pixel) that passed the
+    depth tests. A surface sampled by pixels leaves no such gaps: neighbouring pixels are millimetres apart.
+    One ``np.bincount`` for all axes and instances (a row of bins per axis and instance), O(N)."""
+    K = off.size - 1
+    lo = np.minimum.reduceat(pts_g, off[:-1], axis=1)                     # (3, K)
+    idx = ((pts_g - lo.take(g, axis=1)) * (1.0 / gap).astype(np.float32)[g]).astype(np.intp)
+    size = np.maximum.reduceat(idx.max(axis=0), off[:-1]) + 1            # bins per row of instance k
+    row_len = np.repeat(size, 3)                                          # rows: instance-major, then axis
+    row_off = _offsets(row_len)
+    idx += row_off[:-1][3 * g] + np.arange(3)[:, None] * size[g]          # flat bin of each coordinate
+    counts = np.bincount(idx.ravel(), minlength=int(row_off[-1]))
+    cum = np.cumsum(counts)
+    start = np.concatenate(([0], cum))[row_off[:-1]]                     # points before each row
+    row = np.repeat(np.arange(3 * K), row_len)
+    below = cum - start[row]                                              # in this bin or lower
+    above = (cum[row_off[1:] - 1] - start)[row] - below + counts          # in this bin or higher
     empty = counts == 0
-    out = np.zeros((3, 2), np.intp)
-    rows = np.arange(3)
-    for j, (cum, order) in enumerate(((above, slice(None)), (below, slice(None, None, -1)))):
-        # the innermost empty bin that still has at most max_count points beyond it
-        cand = (empty & (cum <= max_count))[:, order]
-        first = cand.argmax(axis=1)
-        has = cand[rows, first]
-        pos = first if j == 0 else size - 1 - first
-        out[:, j] = np.where(has, cum[rows, pos], 0)
-    return out
+    limit = np.repeat(max_count, 3)[row]
+    out = np.zeros((3 * K, 2), np.intp)
+    for j, cum_side in enumerate((above, below)):
+        cand = np.flatnonzero(empty & (cum_side <= limit))
+        if cand.size == 0:
+            continue
+        r = row[cand]
+        # high side: the innermost (lowest) such bin of a row; low side: the highest
+        edge = np.r_[True, r[1:] != r[:-1]] if j == 0 else np.r_[r[1:] != r[:-1], True]
+        out[r[edge], j] = cum_side[cand[edge]]
+    return out.reshape(K, 3, 2).transpose(1, 0, 2)
 
 
-def _robust_box(pts_g, noise, weights, z_typical: float, camera: CameraModel, rotation, p: LiftingParams
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) corners of the noise-aware box of (3, N) gravity-frame points with one-sigma depth noise
-    ``noise`` (3, N), grown by half a pixel footprint per side at depth ``z_typical`` (pixel centres lie
-    inside the silhouette).
+def _robust_boxes(pts_g, noise, weights, g, off, z_typical, camera: CameraModel, rotation, p: LiftingParams
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 3) min and max corners of the noise-aware boxes of the instances' (3, N) gravity-frame points
+    (``g``/``off``: instance segments) with one-sigma depth noise ``noise`` (3, N), grown by half a pixel
+    footprint per side at depth ``z_typical`` (pixel centres lie inside the silhouette).
 
     Per axis and side: the ``k``-th extreme of the coordinates moved inwards by ``c`` sigmas, ``k`` leaving
     out the ``box_percentiles`` tail and ``_detached_counts`` strays, ``c = noise_trim_sigmas``. On the
@@ -497,137 +732,192 @@ def _robust_box(pts_g, noise, weights, z_typical: float, camera: CameraModel, ro
     extremes are silhouettes with few points there, whose depths are already biased inwards (a ray just
     inside a silhouette meets the surface in front of it), so the fixed trim serves them better (measured
     on the tuning scenes: box depth within +-10 % 66 % against 57 %)."""
-    n = pts_g.shape[1]
-    gap = max(p.detached_gap_m, p.detached_gap_px * z_typical / camera.fx)
-    detached = _detached_counts(pts_g, gap, max(2, int(p.detached_fraction * n)))   # far strays are ignored
-    k_hi = np.maximum(n - int(round(p.box_percentiles[1] / 100.0 * (n - 1))), detached[:, 0] + 1)
-    k_lo = np.maximum(1 + int(round(p.box_percentiles[0] / 100.0 * (n - 1))), detached[:, 1] + 1)
+    K = off.size - 1
+    n = np.diff(off)
+    gap = np.maximum(p.detached_gap_m, p.detached_gap_px * z_typical / camera.fx)
+    max_count = np.maximum(2, (p.detached_fraction * n).astype(np.intp))
+    detached = _detached_counts(pts_g, g, off, gap, max_count)              # far strays are ignored
+    k_hi = np.maximum(n - np.round(p.box_percentiles[1] / 100.0 * (n - 1)).astype(np.intp), detached[:, :, 0] + 1)
+    k_lo = np.maximum(1 + np.round(p.box_percentiles[0] / 100.0 * (n - 1)).astype(np.intp), detached[:, :, 1] + 1)
     c0 = p.noise_trim_sigmas
     trim = c0 * noise
-    bmax = _kth_largest_rows(pts_g - trim, k_hi)
-    bmin = -_kth_largest_rows(-(pts_g + trim), k_lo)
+    bmax = _seg_kth_largest(pts_g - trim, off, k_hi)                        # (3, K)
+    bmin = -_seg_kth_largest(-(pts_g + trim), off, k_lo)
     v, s = pts_g[2], noise[2]
-    for sign, k, out in ((1.0, int(k_hi[2]), bmax), (-1.0, int(k_lo[2]), bmin)):
+    for sign, ks, out in ((1.0, k_hi[2], bmax), (-1.0, k_lo[2], bmin)):
         vs, first = sign * v, sign * out[2]
-        m = float(weights[vs >= first - 2.0 * s].sum())
-        c = float(ndtri(1.0 - 0.5 / max(m, 1.0)))
-        if c > c0:
-            out[2] = sign * _kth_largest(vs - c * s, k)
-    half = 0.5 * z_typical * np.array([1.0 / camera.fx, 1.0 / camera.fy])
-    pad = np.abs(np.asarray(rotation, dtype=np.float64)[:, :2]) @ half
-    return bmin - pad, bmax + pad
+        near = vs >= first[g] - 2.0 * s
+        m = _seg_sum(np.where(near, weights, np.float32(0.0)), off)
+        c = ndtri(1.0 - 0.5 / np.maximum(m, 1.0))
+        grow = c > c0
+        if grow.any():
+            redo = _seg_kth_largest((vs - c.astype(np.float32)[g] * s)[None], off, ks[None])[0]
+            out[2] = np.where(grow, sign * redo, out[2])
+    half = 0.5 * z_typical[:, None] * np.array([1.0 / camera.fx, 1.0 / camera.fy])
+    pad = half @ np.abs(np.asarray(rotation, dtype=np.float64)[:, :2]).T     # (K, 3)
+    return bmin.T - pad, bmax.T + pad
 
 
-def _occluded_sides(mask, x0: int, y0: int, depth_m, sigma: float, p: LiftingParams, rows_fraction: float = 0.6,
-                    reach_in: int = 16, reach_out: int = 6, max_rows: int = 32) -> tuple[bool, bool]:
-    """(left, right): is the object's silhouette on that image side an occlusion boundary rather than its
-    own outline? ``mask`` is the ROI of the instance mask at ``(x0, y0)`` in ``depth_m``. True when the mask
-    touches the image border there, or when, on at least ``occlusion_fraction`` of the middle rows of the
-    mask (at most ``max_rows`` of them, evenly spread), the first valid depth outside the edge (within
-    ``reach_out`` pixels) is nearer than the first valid depth inside (within ``reach_in``: the object's
-    pixels next to a nearer object are often in its stereo shadow, without depth) by more than
+def _occluded_sides(sels, depth_m, sigma: np.ndarray, p: LiftingParams, reach_in: int = 16,
+                    reach_out: int = 6) -> np.ndarray:
+    """(K, 2) bool (left, right): is the instance's silhouette on that image side an occlusion boundary
+    rather than its own outline? True when the mask touches the image border there, or when, on at least
+    ``occlusion_fraction`` of its sampled middle rows (``_edges``), the first valid depth outside the edge
+    (within ``reach_out`` pixels) is nearer than the first valid depth inside (within ``reach_in``: the
+    object's pixels next to a nearer object are often in its stereo shadow, without depth) by more than
     ``max(edge_tolerance_m, 5 sigma)``: another object in front hides that side."""
     H, W = depth_m.shape
-    r_idx = np.flatnonzero(mask.any(axis=1))
-    r0, r1 = int(r_idx[0]), int(r_idx[-1])
-    pad = 0.5 * (1.0 - rows_fraction) * (r1 - r0)
-    lo, hi = int(np.ceil(r0 + pad)), int(r1 - pad)
-    rows = np.arange(lo, hi + 1, max(1, (hi - lo + 1) // max_rows))
-    sub = mask[rows]
-    keep = sub.any(axis=1)
-    rows, sub = rows[keep], sub[keep]
-    n = rows.size
-    if n == 0:
-        return False, False
-    left = sub.argmax(axis=1) + x0
-    right = mask.shape[1] - 1 - sub[:, ::-1].argmax(axis=1) + x0
-    # per row and side: reach_in columns from the edge inwards, then reach_out outwards; one gather
+    K = len(sels)
+    nr = np.array([s.edge_rows.size for s in sels])
+    out = np.zeros((K, 2), bool)
+    if not nr.any():
+        return out
+    rows = np.concatenate([s.edge_rows for s in sels])
+    left = np.concatenate([s.edge_left for s in sels])
+    right = np.concatenate([s.edge_right for s in sels])
+    owner = np.repeat(np.arange(K), nr)
     offsets = np.concatenate([-np.arange(reach_in), np.arange(1, reach_out + 1)])   # inwards, then outwards
     cols = np.concatenate([left[:, None] - offsets, right[:, None] + offsets])        # (2n, reach_in+reach_out)
     valid = (cols >= 0) & (cols < W)
-    flat = (np.concatenate([rows, rows]) + y0)[:, None] * W + np.clip(cols, 0, W - 1)
+    flat = np.concatenate([rows, rows])[:, None] * W + np.clip(cols, 0, W - 1)
     vals = depth_m.ravel().take(flat)
     valid &= vals > 0.0                                          # NaN compares False
     inner_ok, outer_ok = valid[:, :reach_in], valid[:, reach_in:]
-    every = np.arange(2 * n)
+    every = np.arange(flat.shape[0])
     inside = np.where(inner_ok.any(axis=1), vals[every, inner_ok.argmax(axis=1)], np.nan)
     outside = np.where(outer_ok.any(axis=1), vals[every, reach_in + outer_ok.argmax(axis=1)], np.nan)
+    thr = np.maximum(p.edge_tolerance_m, 5.0 * sigma).astype(np.float32)
     with np.errstate(invalid="ignore"):
-        nearer = outside < inside - max(p.edge_tolerance_m, 5.0 * sigma)
-    need = p.occlusion_fraction * n
-    return (bool(left.min() == 0 or np.count_nonzero(nearer[:n]) >= need),
-            bool(right.max() == W - 1 or np.count_nonzero(nearer[n:]) >= need))
+        nearer = outside < inside - np.concatenate([thr[owner], thr[owner]])
+    m = rows.size
+    need = p.occlusion_fraction * nr
+    out[:, 0] = (np.bincount(owner[left == 0], minlength=K) > 0) | \
+        (np.bincount(owner[nearer[:m]], minlength=K) >= need)
+    out[:, 1] = (np.bincount(owner[right == W - 1], minlength=K) > 0) | \
+        (np.bincount(owner[nearer[m:]], minlength=K) >= need)
+    out[nr == 0] = False
+    return out
 
 
-def _mid_range(values: np.ndarray) -> float:
-    """Midpoint of the 10th-90th percentile range (a side seen edge-on spans the object's whole depth)."""
-    srt = np.sort(values)
-    n = srt.size - 1
-    return 0.5 * float(srt[int(round(0.1 * n))] + srt[int(round(0.9 * n))])
+def _seg_mid_ranges(values: np.ndarray, seg: np.ndarray, K: int) -> np.ndarray:
+    """(K,) per segment ``0..K-1`` (``seg``: each value's), the midpoint of the 10th-90th percentile range of
+    its float32 ``values`` (a side seen edge-on spans the object's whole depth); NaN for an empty one."""
+    out = np.full(K, np.nan)
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, seg))
+    vals = values.take(order)
+    off = np.searchsorted(seg.take(order), np.arange(K + 1))
+    has = off[1:] > off[:-1]
+    last = np.maximum(off[1:] - off[:-1] - 1, 0)
+    lo = np.minimum(off[:-1] + np.round(0.1 * last).astype(np.intp), vals.size - 1)
+    hi = np.minimum(off[:-1] + np.round(0.9 * last).astype(np.intp), vals.size - 1)
+    out[has] = 0.5 * (vals[lo] + vals[hi]).astype(np.float64)[has]
+    return out
 
 
-def _completion(pts_g, occluded: tuple[bool, bool], tie_m: float, p: LiftingParams):
-    """Amodal completion of the unseen back (see ``LiftingParams``): (3, M) gravity-frame points and the
-    indices of the points they were made from, or None.
+def _completion(pts_g, g, off, occluded: np.ndarray, tie_m: np.ndarray, p: LiftingParams):
+    """Amodal completion of the unseen backs (see ``LiftingParams``): (3, M) gravity-frame points, the
+    indices (into ``pts_g``) of the points they were made from and their instances, or None.
 
-    The horizontal line of sight ``d`` to the object gives along-sight ``u`` and across-sight ``v``
-    coordinates (at most ``2 * amodal_max_points`` points, evenly thinned). Each left/right extreme is the
-    ``amodal_band`` fraction of points furthest out, plus every point within ``tie_m`` (a pixel footprint)
-    of them, so a box side seen edge-on comes whole; it is located at the midpoint of their 10-90 % range
-    along the line of sight (such a side spans the depth). The centre is midway between the two extremes;
-    points in front of it (smaller ``u``, at most ``amodal_max_points``) are turned half a turn about the
-    vertical axis through it. With one side an occlusion boundary, ``u`` of the centre comes from the other
-    side and the front is mirrored about the plane ``u = u_c``; with both, None."""
-    if occluded[0] and occluded[1]:
+    Per instance: the horizontal line of sight ``d`` to the object gives along-sight ``u`` and across-sight
+    ``v`` coordinates (at most ``2 * amodal_max_points`` points, evenly thinned). Each left/right extreme is
+    the ``amodal_band`` fraction of points furthest out, plus every point within ``tie_m`` (a pixel
+    footprint) of them, so a box side seen edge-on comes whole; it is located at the midpoint of their 10-90 %
+    range along the line of sight (such a side spans the depth). The centre is midway between the two
+    extremes; points in front of it (smaller ``u``, at most ``amodal_max_points``) are turned half a turn
+    about the vertical axis through it. With one side an occlusion boundary, ``u`` of the centre comes from
+    the other side and the front is mirrored about the plane ``u = u_c``; with both, nothing."""
+    K = off.size - 1
+    lo = np.minimum.reduceat(pts_g[:2], off[:-1], axis=1)
+    hi = np.maximum.reduceat(pts_g[:2], off[:-1], axis=1)
+    c = 0.5 * (lo + hi)                                       # (2, K) float32
+    nrm = np.hypot(c[0], c[1])
+    ok = ~(occluded[:, 0] & occluded[:, 1]) & (nrm >= 1e-6)
+    if not ok.any():
         return None
-    c = 0.5 * (pts_g[:2].min(axis=1) + pts_g[:2].max(axis=1))
-    nrm = float(np.hypot(c[0], c[1]))
-    if nrm < 1e-6:
+    d = c / np.where(ok, nrm, np.float32(1.0))
+    step = -(-np.diff(off) // (2 * p.amodal_max_points))      # evenly thinned: <= 2x the budget
+    thin = None
+    if step.max() > 1:
+        thin = _seg_strided(off, step)
+        tg, gx, gy = g.take(thin), pts_g[0].take(thin), pts_g[1].take(thin)
+    else:
+        tg, gx, gy = g, pts_g[0], pts_g[1]
+    dx, dy = d[0][tg], d[1][tg]
+    u = dx * gx + dy * gy                                     # along the line of sight
+    v = dx * gy - dy * gx                                     # across it, positive to the left
+    t_off = _seg_offsets(tg, K)
+    n = np.diff(t_off)
+    kb = np.maximum(1, (p.amodal_band * n).astype(np.intp))   # points in each extreme band
+    todo = ok & (2 * kb < n)
+    if not todo.any():
         return None
-    d = (c / nrm).astype(np.float32)
-    step = _subsample_step(pts_g.shape[1], 2 * p.amodal_max_points)   # evenly thinned: <= 2x the budget
-    g = pts_g[:2, ::step]
-    u = d[0] * g[0] + d[1] * g[1]                          # along the line of sight
-    v = d[0] * g[1] - d[1] * g[0]                          # across it, positive to the left
-    n = u.size
-    k = max(1, int(p.amodal_band * n))
-    if 2 * k >= n:
-        return None
-    part = np.partition(v, (k - 1, n - k))
-    right = np.flatnonzero(v <= part[k - 1] + tie_m)     # smallest v = rightmost in the image
-    left = np.flatnonzero(v >= part[n - k] - tie_m)
-    sides = [idx for idx, occ in ((left, occluded[0]), (right, occluded[1])) if not occ]
-    u_c = sum(_mid_range(u[idx]) for idx in sides) / len(sides)
-    src = np.flatnonzero(u < u_c)
-    if src.size == 0:
-        return None
-    src = src[::_subsample_step(src.size, p.amodal_max_points)]
-    u_new = 2.0 * u_c - u[src]
-    if len(sides) == 2:                                     # half turn about the vertical axis at the centre
-        v_new = (_mid_range(v[left]) + _mid_range(v[right])) - v[src]
-    else:                                                   # mirror about the plane across the line of sight
-        v_new = v[src]
-    out = np.empty((3, src.size), np.float32)
-    out[0] = d[0] * u_new - d[1] * v_new
-    out[1] = d[1] * u_new + d[0] * v_new
-    src = src * step                                        # indices into ``pts_g``
+    thr_right = np.full(K, -np.inf, np.float32)
+    thr_left = np.full(K, np.inf, np.float32)
+    for k in np.flatnonzero(todo):                            # the band edges, plus a pixel footprint
+        part = np.partition(v[t_off[k]:t_off[k + 1]], (kb[k] - 1, n[k] - kb[k]))
+        thr_right[k] = part[kb[k] - 1] + float(tie_m[k])     # smallest v = rightmost in the image
+        thr_left[k] = part[n[k] - kb[k]] - float(tie_m[k])
+    right = np.flatnonzero(v <= thr_right[tg])
+    left = np.flatnonzero(v >= thr_left[tg])
+    use_left, use_right = todo & ~occluded[:, 0], todo & ~occluded[:, 1]
+    lg, rg = tg.take(left), tg.take(right)                   # mid-ranges of u and v on each side, at once
+    mids = _seg_mid_ranges(np.concatenate([u.take(left), u.take(right), v.take(left), v.take(right)]),
+                           np.concatenate([lg, rg + K, lg + 2 * K, rg + 3 * K]), 4 * K).reshape(4, K)
+    with np.errstate(invalid="ignore"):
+        u_c = (np.where(use_left, mids[0], 0.0) + np.where(use_right, mids[1], 0.0)) / (use_left * 1 + use_right)
+    u_c = np.where(todo, u_c, np.nan)
+    two = use_left & use_right
+    v_sum = mids[2] + mids[3]
+    with np.errstate(invalid="ignore"):
+        front = np.flatnonzero(u < u_c.astype(np.float32)[tg])
+    f_off = _seg_offsets(tg.take(front), K)
+    step2 = -(-np.diff(f_off) // p.amodal_max_points)
+    if step2.max(initial=0) > 1:
+        front = front.take(_seg_strided(f_off, np.maximum(step2, 1)))
+    cg = tg.take(front)
+    u_new = 2.0 * u_c.astype(np.float32)[cg] - u[front]
+    v_new = np.where(two[cg], v_sum.astype(np.float32)[cg] - v[front], v[front])
+    dx, dy = d[0][cg], d[1][cg]
+    out = np.empty((3, front.size), np.float32)
+    out[0] = dx * u_new - dy * v_new
+    out[1] = dy * u_new + dx * v_new
+    src = thin[front] if thin is not None else front          # indices into ``pts_g``
     out[2] = pts_g[2, src]
-    return out, src
+    return out, src, cg
 
 
 def _amodal(bmin: np.ndarray, bmax: np.ndarray, p: LiftingParams) -> tuple[np.ndarray, np.ndarray]:
-    """The ``"symmetric"`` rule (``"auto"``: only for tops seen below ``amodal_min_elevation_deg``): extend
-    the box backwards (+y, away from the camera) to at least its width; see ``LiftingParams``."""
+    """The ``"symmetric"`` rule (``"auto"``: only for tops seen below ``amodal_min_elevation_deg``) on (K, 3)
+    boxes: extend each box backwards (+y, away from the camera) to at least its width; see ``LiftingParams``."""
     if p.amodal == "none":
         return bmin, bmax
-    width, depth = bmax[0] - bmin[0], bmax[1] - bmin[1]
-    if depth >= width:
-        return bmin, bmax
+    width, depth = bmax[:, 0] - bmin[:, 0], bmax[:, 1] - bmin[:, 1]
+    extend = depth < width
     if p.amodal == "auto":
-        horizontal = float(np.hypot((bmin[0] + bmax[0]) / 2.0, bmin[1]))
-        elevation = np.degrees(np.arctan2(-bmax[2], horizontal))   # camera height above the top, as an angle
-        if elevation >= p.amodal_min_elevation_deg:
-            return bmin, bmax
-    bmax = bmax.copy()
-    bmax[1] = bmin[1] + width
+        horizontal = np.hypot((bmin[:, 0] + bmax[:, 0]) / 2.0, bmin[:, 1])
+        elevation = np.degrees(np.arctan2(-bmax[:, 2], horizontal))   # camera height above the top, as an angle
+        extend &= elevation < p.amodal_min_elevation_deg
+    if extend.any():
+        bmax = bmax.copy()
+        bmax[extend, 1] = bmin[extend, 1] + width[extend]
     return bmin, bmax
+
+
+def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: LiftingParams) -> None:
+    """Objects rest on something: a box bottom up to ``rest_snap_m`` above the highest surface beneath it
+    (the support plane, or the top of another object whose footprint holds this object's centre and which is
+    not above this object's bottom by more than ``snap_to_support_m``) is put on that surface, in place on
+    the (K, 3) corners. An object's bottom is often unseen: hidden by objects in front, or by the object
+    itself (a sphere's or a rounded bottom curves away under its silhouette), and points just above the
+    support are dropped as table. Measured (``benchmarks/accuracy_offline.py``, tuning seeds, without ->
+    with): heights within +-10 % 84 % -> 98.5 %, vertical distances between centres 74 % -> 98 %."""
+    bottom, top = bmin[:, 2].copy(), bmax[:, 2]
+    centre = 0.5 * (bmin[:, :2] + bmax[:, :2])
+    inside = np.all((centre[:, None] >= bmin[None, :, :2]) & (centre[:, None] <= bmax[None, :, :2]), axis=2)
+    beneath = (top[None, :] > support) & (top[None, :] <= bottom[:, None] + p.snap_to_support_m) & inside
+    np.fill_diagonal(beneath, False)
+    target = np.max(np.where(beneath, top[None, :], support), axis=1, initial=support)
+    rest = (bottom - target > 0.0) & (bottom - target <= p.rest_snap_m)
+    bmin[rest, 2] = target[rest]

@@ -85,7 +85,7 @@ class MemoryParams:
     #                                      rejected as a clock jump; 0 = no check
     max_backwards_jump_s: float = 1.0    # older frames within this are out-of-order; beyond it: replay restart
     jump_confirm_frames: int = 3         # consecutive far-future frames that confirm a forward clock jump
-    restart_confirm_frames: int = 1      # consecutive frames this far back that confirm a replay restart
+    restart_confirm_frames: int = 3      # consecutive frames this far back that confirm a replay restart
 
     def validate(self) -> "MemoryParams":
         checks = [
@@ -153,6 +153,16 @@ def _frozen(array, shape=None) -> np.ndarray:
     return out
 
 
+def _readonly(array: np.ndarray) -> np.ndarray:
+    """``array`` (a fresh float64 array nobody else holds) made read-only, without a copy."""
+    array.setflags(write=False)
+    return array
+
+
+_EYE = np.eye(3)
+_ORTHO_TOL = 1e-6 + 1e-5 * _EYE            # np.allclose(R @ R.T, I, atol=1e-6) with its default rtol
+
+
 def label_key(label: str) -> str:
     return " ".join(label.strip().lower().split())
 
@@ -161,6 +171,11 @@ def id_prefix(label: str) -> str:
     """"red object" -> "red_object"; anything but letters and digits becomes one underscore."""
     slug = re.sub(r"[^a-z0-9]+", "_", label.strip().lower()).strip("_")
     return slug or "object"
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN or inf in float array ``a``."""
+    return bool(np.isfinite(a).all())
 
 
 def _check_observation(obs, params: MemoryParams) -> tuple[dict | None, str]:
@@ -178,11 +193,11 @@ def _check_observation(obs, params: MemoryParams) -> tuple[dict | None, str]:
         n_pixels = int(obs.n_pixels)
     except (TypeError, ValueError) as err:
         return None, f"unreadable fields ({err})"
-    if center.shape != (3,) or not np.all(np.isfinite(center)):
+    if center.shape != (3,) or not _all_finite(center):
         return None, "centre is not a finite 3-vector"
     if center[2] <= 0.0:
         return None, "centre is not in front of the camera (z <= 0)"
-    if size.shape != (3,) or not np.all(np.isfinite(size)) or np.any(size < 0):
+    if size.shape != (3,) or not _all_finite(size) or size.min() < 0:
         return None, "size is not a finite non-negative 3-vector"
     if not math.isfinite(score):
         return None, "score is not finite"
@@ -191,7 +206,8 @@ def _check_observation(obs, params: MemoryParams) -> tuple[dict | None, str]:
     if points.size and (points.ndim != 2 or points.shape[1] != 3):
         return None, "points are not an (N, 3) array"
     points = points.reshape(-1, 3)
-    points = points[np.all(np.isfinite(points), axis=1)]
+    if not _all_finite(points):
+        points = points.take(np.flatnonzero(np.isfinite(points).all(axis=1)), axis=0)
     if len(points) > params.max_points:
         points = points[np.linspace(0, len(points) - 1, params.max_points).astype(int)]
     return {
@@ -453,8 +469,8 @@ class SceneMemory:
         if not isinstance(gravity, GravityFrame):
             raise InputError(f"gravity must be a GravityFrame, not {type(gravity).__name__}")
         rot = np.asarray(gravity.rotation, dtype=np.float64)
-        if rot.shape != (3, 3) or not np.all(np.isfinite(rot)) or \
-                not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
+        if rot.shape != (3, 3) or not _all_finite(rot) or \
+                not bool((np.abs(rot @ rot.T - _EYE) <= _ORTHO_TOL).all()):    # np.allclose(atol=1e-6)
             raise InputError("gravity rotation is not a finite 3x3 rotation matrix")
         return gravity
 
@@ -463,8 +479,8 @@ class SceneMemory:
         return replace(
             track,
             score=(1 - w) * track.score + w * fields["score"],
-            center=_frozen((1 - w) * track.center + w * fields["center"]),
-            size=_frozen((1 - w) * track.size + w * fields["size"]),
+            center=_readonly((1 - w) * track.center + w * fields["center"]),
+            size=_readonly((1 - w) * track.size + w * fields["size"]),
             points=_frozen(fields["points"], (-1, 3)),
             observations=track.observations + 1,
             last_seen=stamp,
@@ -487,17 +503,18 @@ class SceneMemory:
         return moved, message
 
     def _build_scene(self, tracks: Sequence[_Track], gravity: GravityFrame, stamp: float) -> Scene:
-        objects = []
-        for t in tracks:
-            if not t.id:
-                continue
-            g = gravity.to_gravity(t.center)
-            objects.append(TrackedObject(
-                id=t.id, label=t.label, score=float(t.score), center=t.center, size=t.size,
-                box_min=_frozen(g - t.size / 2), box_max=_frozen(g + t.size / 2), points=t.points,
-                observations=t.observations, first_seen=t.first_seen, last_seen=t.last_seen,
-                color_rgb=t.color_rgb, color_name=t.color_name, n_pixels=t.n_pixels,
-                extra={"visible": t.last_seen == stamp, "carried": t.carried}))
+        shown = [t for t in tracks if t.id]
+        if not shown:
+            return Scene((), gravity, stamp)
+        g = gravity.to_gravity(np.array([t.center for t in shown]))     # all boxes at once, read-only rows
+        half = np.array([t.size for t in shown]) / 2
+        box_min, box_max = _readonly(g - half), _readonly(g + half)
+        objects = [TrackedObject(
+            id=t.id, label=t.label, score=float(t.score), center=t.center, size=t.size,
+            box_min=box_min[i], box_max=box_max[i], points=t.points,
+            observations=t.observations, first_seen=t.first_seen, last_seen=t.last_seen,
+            color_rgb=t.color_rgb, color_name=t.color_name, n_pixels=t.n_pixels,
+            extra={"visible": t.last_seen == stamp, "carried": t.carried}) for i, t in enumerate(shown)]
         objects.sort(key=lambda o: _id_sort_key(o.id))
         return Scene(tuple(objects), gravity, stamp)
 

@@ -25,7 +25,7 @@ from spatial_vlm_ros.core.memory import MemoryParams, SceneMemory
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.core.observation import Observation, TrackedObject
 from spatial_vlm_ros.perception.base import Detector, Instance
-from spatial_vlm_ros.perception.external import instances_from_mask
+from spatial_vlm_ros.perception.external import cropped_instances_from_mask
 from spatial_vlm_ros.perception.tabletop import TabletopDetector, TabletopParams
 from spatial_vlm_ros.perception.mono_depth import DepthModelParams   # no torch: the model is imported lazily
 from spatial_vlm_ros.perception.boxes import BoxesDetector, BoxesParams, check_detections
@@ -61,7 +61,8 @@ class FrameResult:
     observations: list[Observation]      # this frame's lifted objects
     gravity: GravityFrame
     warnings: list[str]                  # per-instance skip reasons and other non-fatal problems
-    timings_ms: dict[str, float]         # per step: decode, gravity, detect, lift, memory, total
+    timings_ms: dict[str, float]         # per step: decode, gravity, detect, lift, memory, total (wall)
+    cpu_ms: dict[str, float] = field(default_factory=dict)   # the same steps in CPU time of this thread
 
 
 def make_detector(config: PipelineConfig) -> Detector | None:
@@ -126,23 +127,28 @@ class FramePipeline:
     def process(self, frame: Frame) -> FrameResult:
         """Run one frame. Raises ``InputError`` (memory untouched) when the frame cannot be used."""
         timings: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         t0 = t = time.perf_counter()
+        c0 = c = time.thread_time()
 
         depth_m = self._validated_depth(frame, timings)
         external = self._external_instances(frame) if self.detector is None else None
         warnings = list(external[1]) if external is not None else []
-        t = _lap(timings, "decode", t)
+        t, c = _lap(timings, cpu, "decode", t, c)
 
         exclude = None
         if external is not None and external[0]:
-            exclude = np.logical_or.reduce([inst.mask for inst in external[0]])
+            exclude = np.zeros(depth_m.shape, bool)      # the instances' pixels, from their crops
+            for inst in external[0]:
+                (r, col), (h, w) = inst.origin, inst.mask.shape
+                exclude[r:r + h, col:col + w] |= inst.mask
         if self.detector is not None and self.detector.needs_boxes:
             if frame.detections is None:
                 raise InputError(f"detector '{self.config.detector}' needs 2D detections with every frame "
                                  "(Frame.detections, the /camera/detections topic); none came with this one")
             exclude = _box_exclusion(frame.detections, depth_m.shape)
         gravity = self.gravity.update(depth_m, frame.camera, exclude_mask=exclude)
-        t = _lap(timings, "gravity", t)
+        t, c = _lap(timings, cpu, "gravity", t, c)
 
         if external is not None:
             instances = external[0]
@@ -150,7 +156,7 @@ class FramePipeline:
             instances = list(self.detector.detect(frame.rgb, depth_m, frame.camera, gravity,
                                                   boxes=frame.detections))
             warnings.extend(getattr(self.detector, "warnings", []))
-        t = _lap(timings, "detect", t)
+        t, c = _lap(timings, cpu, "detect", t, c)
 
         observations, lift_warnings = lift_instances(depth_m, frame.camera, instances, gravity,
                                                      self.config.lifting, stamp=frame.stamp, rgb=frame.rgb)
@@ -158,16 +164,17 @@ class FramePipeline:
         if instances and not observations:
             raise InputError(f"none of the {len(instances)} instances could be lifted to 3D: "
                              + "; ".join(lift_warnings or ["no valid depth inside the masks"]))
-        t = _lap(timings, "lift", t)
+        t, c = _lap(timings, cpu, "lift", t, c)
 
         objects = self.memory.update(observations, frame.stamp, gravity)
         report = self.memory.last_report
         warnings.extend(f"observation {i}: {reason}" for i, reason in report.rejected)
         if report.note:                    # a clock jump the memory reset for: never silent
             warnings.append(f"scene memory reset: {report.note}")
-        _lap(timings, "memory", t)
+        _lap(timings, cpu, "memory", t, c)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
-        return FrameResult(frame.stamp, list(objects), observations, gravity, warnings, timings)
+        cpu["total"] = 1e3 * (time.thread_time() - c0)
+        return FrameResult(frame.stamp, list(objects), observations, gravity, warnings, timings, cpu)
 
     # ------------------------------------------------------------------------------------------ checks
     def _validated_depth(self, frame: Frame, timings: dict | None = None) -> np.ndarray:
@@ -220,13 +227,15 @@ class FramePipeline:
 
     @staticmethod
     def _external_instances(frame: Frame) -> tuple[list[Instance], list[str]]:
+        """The frame's segmentation as ``CroppedInstance``s (no full-size mask per instance) and warnings
+        for listed ids without pixels."""
         seg = frame.segmentation
         if seg is None:
             raise InputError("detector 'external' needs an instance segmentation with every frame")
         if seg.mask_ids.shape != frame.rgb.shape[:2]:
             raise InputError(f"instance mask is {seg.mask_ids.shape[1]}x{seg.mask_ids.shape[0]} but the "
                              f"colour image is {frame.rgb.shape[1]}x{frame.rgb.shape[0]}")
-        instances = instances_from_mask(seg.mask_ids, seg.ids, seg.labels, seg.scores)
+        instances = cropped_instances_from_mask(seg.mask_ids, seg.ids, seg.labels, seg.scores)
         found = {inst.instance_id for inst in instances}
         missing = [f"'{label}' (id {i})" for i, label in zip(seg.ids, seg.labels) if i not in found]
         if seg.ids and not instances:
@@ -247,7 +256,9 @@ def _box_exclusion(detections, shape: tuple[int, int], max_fraction: float = 0.5
     return mask if 0 < np.count_nonzero(mask) <= max_fraction * mask.size else None
 
 
-def _lap(timings: dict, name: str, start: float) -> float:
-    now = time.perf_counter()
+def _lap(timings: dict, cpu: dict, name: str, start: float, cpu_start: float) -> tuple[float, float]:
+    """Record step ``name`` (ms, wall and this thread's CPU time) since the starts; the new starts."""
+    now, cpu_now = time.perf_counter(), time.thread_time()
     timings[name] = 1e3 * (now - start)
-    return now
+    cpu[name] = 1e3 * (cpu_now - cpu_start)
+    return now, cpu_now

@@ -77,7 +77,7 @@ class FrameEvents:
     def frame(self, report: FrameReport) -> None: ...
     def rejected(self, message: str) -> None: ...
     def warning(self, message: str) -> None: ...
-    def scene(self, scene: Scene) -> None: ...         # memory changed without a frame (expiry, reset)
+    def scene(self, scene: Scene, reason: str) -> None: ...   # memory changed without a frame: "expired" | "reset"
     def status(self, values: dict) -> None: ...        # diagnostics key/values of the processor
 
 
@@ -269,7 +269,7 @@ class FrameProcessor:
             self.pipeline.reset()
             scene = self.pipeline.memory.snapshot()
         self.stats.set_objects(0)
-        self.events.scene(scene)
+        self.events.scene(scene, "reset")
         return f"scene memory cleared ({removed} object(s) removed)"
 
     def set_classes(self, classes) -> str:
@@ -322,7 +322,7 @@ class FrameProcessor:
                     scene = self.pipeline.memory.snapshot()
                 if expired:
                     self.stats.set_objects(len(scene.objects))
-                    self.events.scene(scene)          # RViz and planners see the objects go
+                    self.events.scene(scene, "expired")   # RViz and planners see the objects go
 
     def status_values(self) -> dict:
         """Diagnostics key/values of the inputs and the pipeline."""
@@ -364,8 +364,8 @@ class _PipeEvents(FrameEvents):
     def warning(self, message: str) -> None:
         self.send("warning", message)
 
-    def scene(self, scene: Scene) -> None:
-        self.send("scene", scene)
+    def scene(self, scene: Scene, reason: str) -> None:
+        self.send("scene", scene, reason)
 
     def status(self, values: dict) -> None:
         self.send("status", values)
@@ -609,7 +609,7 @@ class WorkerProcess:
         elif kind == "warning":
             self.events.warning(message[1])
         elif kind == "scene":
-            self.events.scene(message[1])
+            self.events.scene(message[1], message[2])
         elif kind == "status":
             self.events.status(message[1])
 

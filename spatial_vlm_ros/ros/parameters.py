@@ -153,6 +153,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _g("gravity.max_points", "max_points", "RANSAC sample size (points)", (100, 1000000)),
     _g("gravity.min_inlier_ratio", "min_inlier_ratio", "Smallest fraction of sampled points on the plane",
        (0.0, 1.0)),
+    _g("gravity.refit_every_frames", "refit_every_frames", "The full RANSAC plane fit runs at least every this many "
+       "frames (and whenever the tracked plane is lost); in between the last plane is tracked by least squares on "
+       "a sparse grid (1 = a full fit every frame)", (1, 100000)),
     # ---- depth noise (core.noise.DepthNoiseModel): sigma(z) = sigma0 + k z^2
     _g("noise.sigma0_m", "sigma0", "Depth noise floor sigma0 in sigma(z) = sigma0 + k z^2, m", (0.0, 1.0)),
     _g("noise.k_per_m", "k", "Depth noise growth k in sigma(z) = sigma0 + k z^2, 1/m", (0.0, 1.0)),

@@ -111,6 +111,8 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
                 self._subscribe()
             except SpatialError as err:
                 return self._fail(f"activate failed: {err}")
+            except Exception as err:  # noqa: BLE001 - a transition reports, never raises
+                return self._fail(f"activate failed: internal error: {type(err).__name__}: {err}")
             self._active = True
             return TransitionCallbackReturn.SUCCESS
 
@@ -122,7 +124,7 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
                     self.frames.unsubscribe()
                 elif self.worker_process is not None and self.worker_process.alive:
                     self.worker_process.unsubscribe()
-            except SpatialError as err:
+            except Exception as err:  # noqa: BLE001 - deactivating always succeeds; the worker may be gone
                 self.get_logger().warning(f"deactivate: {err}")
             return TransitionCallbackReturn.SUCCESS
 
@@ -263,10 +265,13 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         if self.context.ok():
             self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
 
-    def scene(self, scene: Scene) -> None:
+    def scene(self, scene: Scene, reason: str) -> None:
+        """The memory changed without a frame: expired objects are published (stamped now), a reset is not
+        (the next frame's objects follow; an output stamped now would pass for a newer frame)."""
         self.mirror.update(scene)
         self.stats.set_objects(len(scene.objects))
-        self._publish_scene()
+        if reason == "expired":
+            self._publish_scene()
 
     def status(self, values: dict) -> None:
         self.worker_values = dict(values)

@@ -150,7 +150,11 @@ def test_out_of_order_frames_raise_and_clock_jumps_back_clear():
     with pytest.raises(InputError, match="older than"):
         mem.update([obs("bowl", 0.3)], 9.5, G)
     assert mem.snapshot().ids == ("mug_1",)
-    mem.update([obs("bowl", 0.3)], 1.0, G)             # bag restarted: 9 s back
+    for stamp in (1.0, 1.1):                            # bag restarted: 9 s back, not yet confirmed
+        with pytest.raises(InputError, match="replay restart is assumed after 3"):
+            mem.update([obs("bowl", 0.3)], stamp, G)
+        assert mem.snapshot().ids == ("mug_1",)
+    mem.update([obs("bowl", 0.3)], 1.2, G)              # the third frame in a row confirms it
     assert mem.snapshot().ids == ("bowl_1",) and "clock jumped back" in mem.last_report.note
 
 
@@ -267,3 +271,13 @@ def test_id_prefix_and_bad_params():
         SceneMemory(MemoryParams(timeout_s=0))
     with pytest.raises(InputError):
         SceneMemory(MemoryParams(alpha=1.5))
+
+
+def test_huge_finite_points_are_kept_and_only_non_finite_rows_dropped():
+    o = obs("mug", 0.0)
+    o.points[:] = 1e308
+    o.points[0] = np.nan
+    mem = SceneMemory()
+    mem.update([o], 0.0, G)
+    pts = mem.snapshot().objects[0].points
+    assert len(pts) == len(o.points) - 1 and np.all(pts == 1e308)

@@ -119,19 +119,21 @@ def test_max_future_s_zero_disables_the_check():
 
 
 def test_a_looped_bag_never_stalls_the_memory():
-    """Three passes over the same 2 s of stamps (a looped bag without stamp shifting)."""
+    """Three passes over the same 2 s of stamps (a looped bag without stamp shifting): the first
+    ``restart_confirm_frames - 1`` frames of a new pass are refused, the next one resets the memory."""
     mem, clock = _memory()
+    confirm = mem.params.restart_confirm_frames
     one_pass = [100.0 + k / 30 for k in range(60)]
     notes = []
     rejected = 0
     for _ in range(3):
-        rejected += _run(mem, clock, one_pass[:1])
+        rejected += _run(mem, clock, one_pass[:confirm])
         notes.append(mem.last_report.note)
-        rejected += _run(mem, clock, one_pass[1:])
-    assert rejected == 0
+        rejected += _run(mem, clock, one_pass[confirm:])
+    assert rejected == 2 * (confirm - 1)
     assert notes[0] == "" and all("clock jumped back" in n and "memory reset" in n for n in notes[1:])
     assert mem.snapshot().ids == ("bowl_1", "mug_1", "mug_2")
-    assert mem.snapshot().objects[0].observations == 60
+    assert mem.snapshot().objects[0].observations == 60 - (confirm - 1)
 
 
 def test_small_backwards_jumps_are_out_of_order_and_stall_at_most_that_long():

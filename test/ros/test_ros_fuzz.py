@@ -31,9 +31,6 @@ REQUEST_TIMEOUT_S = 10.0
 PACE_S = 0.004                            # between storm items (DDS best effort drops what we outrun)
 OVERRIDES = {
     "memory.timeout_s": 3600.0,            # nothing expires during the test
-    # A single frame stamped far in the past must be refused, not taken as a replay restart (the default, 1,
-    # resets the memory on one such frame); the storm's far stamps can never confirm a run of 3.
-    "memory.restart_confirm_frames": 3,
     "sync.slop_s": 0.02,                   # < fz.GRID_S / 4: the storm's stamp grid relies on it
     "vlm_service": "",                     # ~/ask never waits for a VLM
     "diagnostics_period_s": 0.05,

@@ -118,7 +118,8 @@ def test_launch_file_parses_and_declares_its_arguments():
     assert "generate_launch_description" in names
     declared = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
                 and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"params_file", "namespace", "detector", "depth_source", "with_vlm", "vlm_params_file"}
+    assert declared == {"params_file", "namespace", "detector", "depth_source", "autostart", "with_vlm",
+                        "vlm_params_file"}
     assert "executable=\"perception_node\"" in source and "name=\"spatial_perception\"" in source
     assert "executable=\"vlm_node\"" in source and "name=\"spatial_vlm\"" in source
 

@@ -39,8 +39,8 @@ def test_no_depth_topic_is_subscribed(harness):
     assert set(harness.node.slots) == set(SLOTS)
     subscribers = harness.tester.get_subscriptions_info_by_topic(TOPICS["depth"])
     assert not [s for s in subscribers if "spatial_perception" in s.node_name]
-    colour = harness.tester.get_subscriptions_info_by_topic(TOPICS["color"])
-    assert [s for s in colour if "spatial_perception" in s.node_name]        # the look-up itself works
+    assert wait_until(lambda: [s for s in harness.tester.get_subscriptions_info_by_topic(TOPICS["color"])
+                               if "spatial_perception" in s.node_name], 5.0)   # the look-up itself works
     assert harness.node.pipeline.depth_predictor is not None
 
 
