@@ -8,9 +8,10 @@ The worker process has its own rclpy context and a hidden node (``_<node name>_f
 to the inputs itself, so the images never pass through the node's process; after every frame it sends the
 new scene snapshot (a few kB) back over a pipe, and the node answers every service from the newest snapshot.
 
-- ``FrameProcessor``: the inputs -> frames -> pipeline part, in whichever process it runs. Subscription
-  callbacks only file messages into the ``ApproximateTimeSynchronizer`` and hand complete sets to one frame
-  thread (``handoff``: always the newest set, stale ones dropped). It reports through ``FrameEvents``.
+- ``FrameProcessor``: the inputs -> frames -> pipeline -> ``~/objects``/``~/markers`` part, in whichever
+  process it runs. Subscription callbacks only file messages into the ``ApproximateTimeSynchronizer`` and
+  hand complete sets to one frame thread (``handoff``: always the newest set, stale ones dropped). It
+  publishes the scene outputs itself and reports to the node through ``FrameEvents``.
 - ``WorkerProcess``: the node's handle on a worker process running a ``FrameProcessor``: start (pipeline
   built, models loaded, or the reason it failed), activate/deactivate (subscriptions), reset, set_classes,
   close. Its receiver thread turns the worker's messages back into ``FrameEvents`` calls.
@@ -54,10 +55,12 @@ class WorkerSpec:
 
     settings: NodeSettings
     config: PipelineConfig
-    topics: dict                       # slot -> fully resolved topic name (the node's remappings applied)
+    topics: dict                       # slot -> fully resolved topic name (the node's remappings applied);
+                                       # also "objects" and "markers", the node's ~/objects and ~/markers
     node_name: str                     # the worker process's own (hidden) node
     namespace: str = "/"
     log_level: int = 20                # rclpy.logging.LoggingSeverity value
+    use_sim_time: bool = False         # the node's, for the stamps of outputs not tied to a frame
 
 
 @dataclass
@@ -151,6 +154,15 @@ class FrameProcessor:
         self._last_received: dict[str, float] = {}
         self._last_matched = time.monotonic()
         self._subscriptions: list = []
+        self._publish_timer = None
+        self._objects_pub = self._markers_pub = None
+        if "objects" in spec.topics:
+            from spatial_vlm_interfaces.msg import SpatialObjectArray
+            from visualization_msgs.msg import MarkerArray
+
+            from spatial_vlm_ros.ros.qos import output_qos
+            self._objects_pub = node.create_publisher(SpatialObjectArray, spec.topics["objects"], output_qos())
+            self._markers_pub = node.create_publisher(MarkerArray, spec.topics["markers"], output_qos())
         self.worker = FrameWorker(self.handoff, self._process_set, s.max_processing_rate_hz,
                                   on_error=self._on_worker_error, name="spatial-perception-frames")
         self.worker.start()
@@ -182,12 +194,18 @@ class FrameProcessor:
             self.node.create_subscription(types[slot], self.spec.topics[slot], self._input_callback(slot), qos,
                                           callback_group=group)
             for slot in self.slots]
+        if self.settings.publish_rate_hz > 0.0 and self._publish_timer is None:
+            self._publish_timer = self.node.create_timer(1.0 / self.settings.publish_rate_hz, self._on_publish_timer,
+                                                         callback_group=MutuallyExclusiveCallbackGroup())
 
     def unsubscribe(self) -> None:
         """Stop the inputs; half-matched and waiting sets are dropped, the memory stays."""
         subs, self._subscriptions = self._subscriptions, []
         for sub in subs:
             self.node.destroy_subscription(sub)
+        timer, self._publish_timer = self._publish_timer, None
+        if timer is not None:
+            self.node.destroy_timer(timer)
         self.sync.reset()
         self.handoff.clear()
         self._last_frame = None
@@ -250,6 +268,8 @@ class FrameProcessor:
         self._last_frame = (frame.stamp, time.monotonic())
         latency = time.perf_counter() - t0
         self.stats.record_frame(latency, len(result.objects), result.warnings)
+        if self.settings.publish_rate_hz <= 0.0:
+            self.publish_scene(scene, header.stamp)
         self.events.frame(FrameReport(scene, (int(header.stamp.sec), int(header.stamp.nanosec)), self._frame_id,
                                       latency, list(result.warnings)))
 
@@ -259,6 +279,29 @@ class FrameProcessor:
 
     def _on_worker_error(self, err: BaseException) -> None:
         self._report_error(f"internal error: {type(err).__name__}: {err}")
+
+    # ----------------------------------------------------------------------------------- outputs
+    def publish_scene(self, scene: Scene, stamp=None) -> None:
+        """``~/objects`` and ``~/markers`` for ``scene``, stamped ``stamp`` (the frame's capture stamp; default:
+        now). Here, in the process that has the scene, so the node's own process never builds them."""
+        if self._objects_pub is None or not self.node.context.ok():
+            return
+        from std_msgs.msg import Header
+        from spatial_vlm_interfaces.msg import SpatialObjectArray
+
+        from spatial_vlm_ros.ros import conversions as conv
+        from spatial_vlm_ros.ros.markers import scene_markers
+        header = Header(frame_id=self._frame_id)
+        header.stamp = stamp if stamp is not None else self.node.get_clock().now().to_msg()
+        self._objects_pub.publish(SpatialObjectArray(header=header,
+                                                     objects=[conv.spatial_object_msg(o) for o in scene.objects]))
+        self._markers_pub.publish(scene_markers(scene.objects, scene.gravity, header))
+
+    def _on_publish_timer(self) -> None:
+        try:
+            self.publish_scene(self.pipeline.memory.snapshot())
+        except Exception as err:  # noqa: BLE001 - a timer callback must not stop the executor
+            self._report_error(f"internal error publishing the scene: {type(err).__name__}: {err}")
 
     # ---------------------------------------------------------------------------------- commands
     def reset(self) -> str:
@@ -322,7 +365,8 @@ class FrameProcessor:
                     scene = self.pipeline.memory.snapshot()
                 if expired:
                     self.stats.set_objects(len(scene.objects))
-                    self.events.scene(scene, "expired")   # RViz and planners see the objects go
+                    self.publish_scene(scene)             # RViz and planners see the objects go
+                    self.events.scene(scene, "expired")
 
     def status_values(self) -> dict:
         """Diagnostics key/values of the inputs and the pipeline."""
@@ -339,6 +383,10 @@ class FrameProcessor:
             self.unsubscribe()
         finally:
             self.worker.stop()
+            for pub in (self._objects_pub, self._markers_pub):
+                if pub is not None:
+                    self.node.destroy_publisher(pub)
+            self._objects_pub = self._markers_pub = None
 
 
 # ============================================================================= the worker process
@@ -384,8 +432,10 @@ def _worker_main(conn, spec: WorkerSpec) -> None:
     context = rclpy.Context()
     rclpy.init(args=["spatial_vlm_ros_frames", "--ros-args", "--disable-external-lib-logs"], context=context,
                signal_handler_options=SignalHandlerOptions.NO)
+    from rclpy.parameter import Parameter
     node = rclpy.create_node(spec.node_name, namespace=spec.namespace, context=context,
-                             start_parameter_services=False)
+                             start_parameter_services=False,
+                             parameter_overrides=[Parameter("use_sim_time", value=spec.use_sim_time)])
     node.get_logger().set_level(spec.log_level)
     try:
         processor = FrameProcessor(node, spec, events)

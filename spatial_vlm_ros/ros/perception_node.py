@@ -32,15 +32,11 @@ from __future__ import annotations
 import threading
 import time
 
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from spatial_vlm_interfaces.msg import SpatialObjectArray
 from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure, SetClasses
-from std_msgs.msg import Header
 from std_srvs.srv import Trigger
-from visualization_msgs.msg import MarkerArray
 
 from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.scene import Scene
@@ -50,9 +46,8 @@ from spatial_vlm_ros.ros import lifecycle, spin
 from spatial_vlm_ros.ros.diagnostics import ProcessingStats, diagnostic_array
 from spatial_vlm_ros.ros.frame_worker import (FrameEvents, FrameProcessor, FrameReport, SceneMirror, WorkerProcess,
                                               WorkerSpec, detections_input, input_topics)
-from spatial_vlm_ros.ros.markers import scene_markers
 from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
-from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos
+from spatial_vlm_ros.ros.qos import diagnostics_qos
 from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
 
 LOG_THROTTLE_S = 5.0
@@ -75,7 +70,6 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         self.queries: SpatialQueries | None = None
         self._entities: list = []                         # services, publishers, timers of the configured node
         self._active = False
-        self._frame_id = ""
         self.worker_values: dict = {}
         self._restart_at: float | None = None
         self._transition_lock = threading.RLock()
@@ -160,27 +154,24 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         if self.frames is not None or self.worker_process is not None:
             self._teardown()
         topics = {slot: self.resolve_topic_name(name) for slot, name in input_topics(s).items()}
+        topics.update({name: self.resolve_topic_name(f"~/{name}") for name in ("objects", "markers")})
         namespace = self.get_namespace()
         self._spec = WorkerSpec(settings=s, config=config, topics=topics, node_name=f"_{self.get_name()}_frames",
-                                namespace=namespace, log_level=int(self.get_logger().get_effective_level()))
+                                namespace=namespace, log_level=int(self.get_logger().get_effective_level()),
+                                use_sim_time=bool(self.get_parameter("use_sim_time").value))
         self.vlm = VLMForwarder(self, s.vlm_service, s.vlm_timeout_s)     # own callback group
         noise = self._start_worker()
         self.queries = SpatialQueries(self.mirror, noise)
 
         services, timers = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
-        self.objects_pub = self.create_publisher(SpatialObjectArray, "~/objects", output_qos())
-        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", output_qos())
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
-        self._entities = [self.objects_pub, self.markers_pub, self.diagnostics_pub] + [
+        self._entities = [self.diagnostics_pub] + [
             self.create_service(srv, f"~/{name}", handler, callback_group=services) for srv, name, handler in (
                 (ListObjects, "list_objects", self._list_objects), (GetRelation, "get_relation", self._get_relation),
                 (Measure, "measure", self._measure), (Ask, "ask", self._ask), (Trigger, "reset", self._reset),
                 (SetClasses, "set_classes", self._set_classes))]
         self._entities.append(self.create_timer(s.diagnostics_period_s, self._on_diagnostics_timer,
                                                 callback_group=timers))
-        if s.publish_rate_hz > 0.0:
-            self._entities.append(self.create_timer(1.0 / s.publish_rate_hz, self._on_publish_timer,
-                                                    callback_group=timers))
         self.get_logger().info(
             f"detector '{s.detector}', depth source '{s.depth_source}', frames in a {s.frame_worker}, "
             f"inputs {', '.join(topics[x] for x in self.slots)}, slop {s.sync_slop_s * 1e3:.0f} ms, "
@@ -248,12 +239,9 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
     # ---------------------------------------------------------------------- FrameEvents (worker side)
     def frame(self, report: FrameReport) -> None:
         self.mirror.update(report.scene)
-        self._frame_id = report.frame_id
         self.stats.record_frame(report.latency_s, len(report.scene.objects), report.warnings)
         if report.warnings:
             self.get_logger().warning("; ".join(report.warnings), throttle_duration_sec=LOG_THROTTLE_S)
-        if self.settings.publish_rate_hz <= 0.0:
-            self._publish_scene(Time(sec=report.stamp[0], nanosec=report.stamp[1]))
 
     def rejected(self, message: str) -> None:
         self.stats.record_error(message)
@@ -266,12 +254,10 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
             self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def scene(self, scene: Scene, reason: str) -> None:
-        """The memory changed without a frame: expired objects are published (stamped now), a reset is not
-        (the next frame's objects follow; an output stamped now would pass for a newer frame)."""
+        """The memory changed without a frame (the worker published expired objects itself; a reset is not
+        published: an output stamped now would pass for a newer frame)."""
         self.mirror.update(scene)
         self.stats.set_objects(len(scene.objects))
-        if reason == "expired":
-            self._publish_scene()
 
     def status(self, values: dict) -> None:
         self.worker_values = dict(values)
@@ -302,23 +288,6 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
                 self._restart_at = time.monotonic() + 5 * RESTART_DELAY_S
 
     # ---------------------------------------------------------------------------------------- outputs
-    def _publish_scene(self, stamp=None) -> None:
-        if not self.context.ok() or not self._entities:
-            return
-        scene = self.mirror.snapshot()
-        header = Header(frame_id=self._frame_id)
-        header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
-        out = SpatialObjectArray(header=header, objects=[conv.spatial_object_msg(o) for o in scene.objects])
-        self.objects_pub.publish(out)
-        self.markers_pub.publish(scene_markers(scene.objects, scene.gravity, header))
-
-    def _on_publish_timer(self) -> None:
-        try:
-            if self._active:
-                self._publish_scene()
-        except Exception as err:  # noqa: BLE001 - a timer callback must not stop the executor
-            self.stats.record_error(f"internal error publishing the scene: {type(err).__name__}: {err}")
-
     def _on_diagnostics_timer(self) -> None:
         try:
             if self._restart_at is not None and time.monotonic() >= self._restart_at:

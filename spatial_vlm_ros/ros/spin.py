@@ -10,6 +10,7 @@ single-node executable.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Callable
 
@@ -19,6 +20,11 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from spatial_vlm_ros.core.errors import SpatialError
+
+
+#: GIL switch interval while spinning, s (Python's default is 5 ms): a thread that holds the GIL in Python
+#: code (frame conversion, the scene receiver) makes a service callback wait at most this long.
+SWITCH_INTERVAL_S = 0.001
 
 
 def init(args=None) -> None:
@@ -38,6 +44,8 @@ def _spin(executor, stop: threading.Event) -> None:
 def spin_until_shutdown(nodes, num_threads: int = 4) -> int:
     """Spin ``nodes`` in a ``MultiThreadedExecutor`` until SIGINT/SIGTERM (or the context is shut down),
     then clean up in the order above. Returns the exit code (0)."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
     executor = MultiThreadedExecutor(num_threads=num_threads)
     for node in nodes:
         executor.add_node(node)
@@ -61,6 +69,7 @@ def spin_until_shutdown(nodes, num_threads: int = 4) -> int:
         rclpy.try_shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.setswitchinterval(switch_interval)
     return 0
 
 
