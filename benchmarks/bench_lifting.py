@@ -8,12 +8,10 @@ BLAS/OpenMP/OpenCV run single-threaded. Usage: ``python benchmarks/bench_lifting
 """
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[_var] = "1"
+from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,15 +30,6 @@ from spatial_vlm_ros.perception.tabletop import TabletopDetector  # noqa: E402
 from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render  # noqa: E402
 
 TARGET_MS = 15.0
-
-
-def pin_to_one_core(cpu: int | None) -> str:
-    cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0)) if cpu is None else cpu
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
 
 
 def timed(fn, *args, **kwargs):

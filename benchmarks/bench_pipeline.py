@@ -13,12 +13,10 @@ pinned to one core, BLAS/OpenMP/OpenCV run single-threaded. Per step: wall time 
 """
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[_var] = "1"
+from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -37,15 +35,6 @@ from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render  # 
 
 TARGET_MS = 5.0
 STEPS = ("decode", "gravity", "lift", "memory", "total")
-
-
-def pin_to_one_core(cpu: int | None) -> str:
-    cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        cpu = max(os.sched_getaffinity(0)) if cpu is None else cpu
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
 
 
 def make_frames(n_objects: int, n_frames: int, seed: int, width: int, height: int):
@@ -84,7 +73,7 @@ def main() -> int:
     ap.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last allowed)")
     ap.add_argument("--node-params", action="store_true", help="config/perception.yaml, not PipelineConfig()")
     args = ap.parse_args()
-    where = pin_to_one_core(args.cpu)
+    where = pin_to_one_core(args.cpu, last=True)
     frames = make_frames(args.objects, args.renders, args.seed, args.width, args.height)
     pipeline = FramePipeline(pipeline_config(args.node_params))
 

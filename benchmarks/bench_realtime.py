@@ -1,7 +1,7 @@
 """Real-time benchmark of the spatial_perception node: a camera stream and planners' queries at once.
 
 Starts the node as its own process (``python -m spatial_vlm_ros.ros.run --params config/perception.yaml``,
-external masks; ``--node-root`` runs another checkout's node), a camera process that publishes an analytic
+external masks or ``--detector tabletop``; ``--node-root`` runs another checkout's node), a camera process that publishes an analytic
 tabletop (N objects, 640x480 or 1280x720; rgb8, 16UC1 mm depth, camera info, instance masks) at ``--rate`` Hz
 over DDS with wall-clock capture stamps, and K planner client processes (each its own rclpy context) that
 call get_relation / measure / list_objects back to back. Phases, ``--seconds`` each:
@@ -167,8 +167,9 @@ def _scene(n_objects: int, width: int, height: int):
                            camera=analytic.default_camera(width, height))
 
 
-def camera_main(conn, n_objects: int, width: int, height: int) -> None:
-    """The camera process: publishes the scene at the commanded rate, capture stamps = wall clock at publish.
+def camera_main(conn, n_objects: int, width: int, height: int, with_masks: bool = True) -> None:
+    """The camera process: publishes the scene (instance masks too with ``with_masks``) at the commanded rate,
+    capture stamps = wall clock at publish.
 
     Commands on ``conn``: ("start", rate_hz) ... ("stop",) -> ("stopped", [stamp ns], late_frames); ("quit",).
     """
@@ -186,8 +187,10 @@ def camera_main(conn, n_objects: int, width: int, height: int) -> None:
         scene = _scene(n_objects, width, height)
         msgs = scene_messages(scene, 0.0)
         types = {"color": Image, "depth": Image, "camera_info": CameraInfo, "instances": InstanceSegmentation}
-        pubs = {k: node.create_publisher(types[k], TOPICS[k], sensor_qos(10)) for k in TOPICS}
-        order = ["camera_info", "depth", "instances", "color"]
+        slots = [k for k in TOPICS if with_masks or k != "instances"]
+        msgs = {k: msgs[k] for k in slots}
+        pubs = {k: node.create_publisher(types[k], TOPICS[k], sensor_qos(10)) for k in slots}
+        order = [k for k in ["camera_info", "depth", "instances", "color"] if k in slots]
         deadline = time.monotonic() + 60.0
         while not all(p.get_subscription_count() for p in pubs.values()):
             if time.monotonic() > deadline:
@@ -487,7 +490,8 @@ def print_table(report: dict) -> None:
     m, a = report["machine"], report["args"]
     print(f"\nmachine: {m['nproc']} CPU(s), {m['cpu_model']}; load average {report['load_start']} at start, "
           f"{report['load_end']} at end")
-    print(f"node: {report['node_root']} ({report['node_commit']}), external masks, {a['resolution']}, "
+    print(f"node: {report['node_root']} ({report['node_commit']}), detector {a.get('detector', 'external')}, "
+          f"{a['resolution']}, "
           f"{a['objects']} objects, camera at {a['rate']:g} Hz, clients in own processes ({a['client_executor']} "
           f"executor), query mix {'/'.join(QUERY_MIX)}")
     head = (f"{'phase':<10}{'frames':>7}{'proc%':>7}{'drop%':>7}{'lat50':>7}{'lat95':>7}{'svc50':>7}"
@@ -617,7 +621,7 @@ def node_command(args, node_root: Path) -> tuple[list[str], dict]:
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
     env["PYTHONPATH"] = os.pathsep.join([str(node_root)] + rest)
     cmd = [sys.executable, "-m", "spatial_vlm_ros.ros.run", "--params", str(node_root / "config/perception.yaml"),
-           "--namespace", NODE_NAMESPACE, "--detector", "external", "--ros-args",
+           "--namespace", NODE_NAMESPACE, "--detector", args.detector, "--ros-args",
            "-p", "memory.timeout_s:=3600.0", "--log-level", args.node_log_level]
     return cmd, env
 
@@ -649,6 +653,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
     p.add_argument("--objects", type=int, default=10, help="objects on the table")
+    p.add_argument("--detector", choices=["external", "tabletop"], default="external",
+                   help="external: the camera's instance masks; tabletop: the node finds the objects itself")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4], help="planner client counts, one idle and "
                    "one loaded phase each")
     p.add_argument("--resolution", choices=["640x480", "1280x720"], default="640x480")
@@ -690,7 +696,8 @@ def main(argv=None) -> int:
     camera, clients, rss, node_rc = None, [], None, None
     try:
         parent, child = ctx.Pipe()
-        camera = {"proc": ctx.Process(target=camera_main, args=(child, args.objects, width, height),
+        camera = {"proc": ctx.Process(target=camera_main, args=(child, args.objects, width, height,
+                                                                     args.detector == "external"),
                                       name="bench-camera"), "conn": parent}
         camera["proc"].start()
         if not monitor.list_client.wait_for_service(timeout_sec=90.0):
@@ -704,18 +711,22 @@ def main(argv=None) -> int:
         # populate the memory (and warm the node up) with frames until it holds every instance
         camera["conn"].send(("start", args.rate))
         deadline, known = time.monotonic() + 30.0, []
+        # tabletop finds the objects itself (touching objects of one colour are one): any object will do
+        needed = info["instances"] if args.detector == "external" else 1
         while time.monotonic() < deadline:
             time.sleep(0.5)
             known = monitor.list_objects() or []
-            if len(known) >= info["instances"]:
+            if len(known) >= needed:
                 break
         time.sleep(1.0)
         camera["conn"].send(("stop",))
         camera["conn"].recv()
-        if len(known) < info["instances"]:
+        if len(known) < needed:
             raise RuntimeError(f"the node's memory holds {len(known)} of {info['instances']} objects after 30 s "
                                f"of frames (diagnostics: {monitor.diagnostics})")
-        labels = sorted(o.label for o in known)
+        # the objects by label (external: the scene's unique labels) or by id (tabletop names them by colour,
+        # which may repeat)
+        labels = sorted(o.label if args.detector == "external" else o.id for o in known)
         print(f"memory holds {len(labels)} objects ({args.resolution}, {info['instances']} instances); "
               f"starting {max(args.clients)} client process(es)", flush=True)
         for i in range(max(args.clients)):

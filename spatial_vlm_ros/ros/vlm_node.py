@@ -62,7 +62,7 @@ from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
 from spatial_vlm_ros.vlm.engine import BACKENDS, EngineSettings, GenerationOptions, VLMRequest, load_engine
 from spatial_vlm_ros.vlm.grounding import scene_facts
 from spatial_vlm_ros.vlm.interventions import VISION_NORM_MODES
-from spatial_vlm_ros.vlm.request_queue import InferenceWorker, ModelUnavailable, RequestTimeout
+from spatial_vlm_ros.vlm.request_queue import InferenceWorker
 
 NODE_NAME = "spatial_vlm"
 
@@ -308,15 +308,7 @@ class SpatialVLMNode(LifecycleNode):
         """The worker's answer within ``request_timeout_s`` (as ``InferenceWorker.ask``), or ``SpatialError``."""
         start = time.monotonic()
         worker, future = self._submit(question)
-        timeout_s = self.values["request_timeout_s"]
-        try:
-            return future.result(timeout=timeout_s)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise RequestTimeout(f"no answer within {timeout_s:.1f} s (model {worker.state}, "
-                                 f"waited {time.monotonic() - start:.1f} s)") from None
-        except concurrent.futures.CancelledError:
-            raise ModelUnavailable("the VLM worker is shutting down") from None
+        return worker.result(future, self.values["request_timeout_s"], start)
 
     def _ask(self, request, response):
         response.kind = "free"

@@ -98,9 +98,12 @@ class InferenceWorker:
     def ask(self, request: VLMRequest, options: GenerationOptions, timeout_s: float) -> VLMAnswer:
         """Answer ``request`` within ``timeout_s`` seconds or raise (see the module doc)."""
         start = time.monotonic()
-        future = self.submit(request, options)
+        return self.result(self.submit(request, options), timeout_s, start)
+
+    def result(self, future, timeout_s: float, start: float) -> VLMAnswer:
+        """The answer of a ``submit``-ted request, waiting until ``start + timeout_s`` (monotonic) at most."""
         try:
-            return future.result(timeout=timeout_s)
+            return future.result(timeout=max(0.0, start + timeout_s - time.monotonic()))
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise RequestTimeout(f"no answer within {timeout_s:.1f} s (model {self.state}, "
