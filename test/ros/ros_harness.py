@@ -112,8 +112,10 @@ class NodeHarness:
         self.objects: list[SpatialObjectArray] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.markers: list[MarkerArray] = []
-        self.tester.create_subscription(MarkerArray, f"{self.ns}/markers", self.markers.append, output_qos())
-        self.tester.create_subscription(SpatialObjectArray, f"{self.ns}/objects", self.objects.append, output_qos())
+        self._outputs = [
+            self.tester.create_subscription(MarkerArray, f"{self.ns}/markers", self.markers.append, output_qos()),
+            self.tester.create_subscription(SpatialObjectArray, f"{self.ns}/objects", self.objects.append,
+                                            output_qos())]
         self.tester.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append,
                                         diagnostics_qos())
         self._clients = {}
@@ -132,6 +134,9 @@ class NodeHarness:
         process, if any) see a publisher on every input, so that the first frame is not lost to discovery."""
         assert wait_until(lambda: all(p.get_subscription_count() >= 1 for p in self.pubs.values()), 10.0), \
             "the node's subscriptions did not match the test publishers"
+        if self.node.frames is not None or self.node.worker_process is not None:     # configured: outputs exist
+            assert wait_until(lambda: all(sub.get_publisher_count() >= 1 for sub in self._outputs), 10.0), \
+                "the test's ~/objects and ~/markers subscriptions did not see the node's publishers"
         topics = [TOPICS[slot] for slot in self.pubs]
         assert wait_until(lambda: not any(t in self.node.worker_values.get("inputs_without_publisher", "(none yet)")
                                           for t in topics + ["(not subscribed)", "(none yet)"]), 10.0), \
