@@ -55,9 +55,12 @@ def _with_boxes(boxes):
 
 def test_subscribes_detections_and_no_instances(harness):
     assert set(harness.node.slots) == set(SLOTS)
-    info = harness.tester.get_subscriptions_info_by_topic("/camera/detections")
-    assert [i.topic_type for i in info] == ["spatial_vlm_interfaces/msg/Detections2D"]
-    assert not harness.tester.get_subscriptions_info_by_topic("/camera/instances")
+    ns = harness.node.get_namespace()            # other tests' nodes may still be in the graph
+
+    def ours(topic):
+        return [i for i in harness.tester.get_subscriptions_info_by_topic(topic) if i.node_namespace == ns]
+    assert [i.topic_type for i in ours("/camera/detections")] == ["spatial_vlm_interfaces/msg/Detections2D"]
+    assert not ours("/camera/instances")
 
 
 def test_objects_from_boxes_match_the_scene(harness):

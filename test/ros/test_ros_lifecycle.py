@@ -42,8 +42,9 @@ def _fingerprint(harness):
 
 
 def _perception_subscribers(harness, slot="color"):
+    ns = harness.node.get_namespace()            # other tests' nodes may still be in the graph
     return [s for s in harness.tester.get_subscriptions_info_by_topic(TOPICS[slot])
-            if "spatial_perception" in s.node_name]
+            if "spatial_perception" in s.node_name and s.node_namespace == ns]
 
 
 def _service_up(harness, name="list_objects") -> bool:

@@ -38,9 +38,13 @@ def test_no_depth_topic_is_subscribed(harness):
     assert "depth" not in harness.node.slots
     assert set(harness.node.slots) == set(SLOTS)
     subscribers = harness.tester.get_subscriptions_info_by_topic(TOPICS["depth"])
-    assert not [s for s in subscribers if "spatial_perception" in s.node_name]
-    assert wait_until(lambda: [s for s in harness.tester.get_subscriptions_info_by_topic(TOPICS["color"])
-                               if "spatial_perception" in s.node_name], 5.0)   # the look-up itself works
+    ns = harness.node.get_namespace()            # other tests' nodes may still be in the graph
+
+    def ours(infos):
+        return [s for s in infos if "spatial_perception" in s.node_name and s.node_namespace == ns]
+    assert not ours(subscribers)
+    assert wait_until(lambda: ours(harness.tester.get_subscriptions_info_by_topic(TOPICS["color"])), 5.0), \
+        "the look-up itself finds the node's colour subscription"
     assert harness.node.pipeline.depth_predictor is not None
 
 
