@@ -31,7 +31,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
@@ -776,12 +775,8 @@ def main(argv=None) -> int:
             rss.stop()
         monitor.close()
         rclpy.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        try:
-            node_rc = node.wait(30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node_rc = f"killed after 30 s without exiting ({node.wait()})"
+        from bench_services import interrupt
+        node_rc = interrupt(node, 30.0)
         report["node_exit_code"] = node_rc
         report["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if "error" in report:

@@ -220,14 +220,19 @@ def main() -> int:
     finally:
         client.close()
         rclpy.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        try:
-            node_rc = node.wait(15)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node_rc = node.wait()
+        node_rc = interrupt(node, 15.0)
         print(f"node process exit code {node_rc}")
     return 1 if any(fails for *_, fails in rows) or node_rc != 0 else 0
+
+
+def interrupt(proc: subprocess.Popen, timeout_s: float):
+    """Ctrl-C ``proc`` and wait for it: its exit code, or a sentence when it had to be killed."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return f"killed after {timeout_s:g} s without exiting ({proc.wait()})"
 
 
 if __name__ == "__main__":
