@@ -13,7 +13,6 @@ from __future__ import annotations
 from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
@@ -21,7 +20,6 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spatial_vlm_ros.core.gravity import GravityEstimator  # noqa: E402

@@ -18,7 +18,6 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spatial_vlm_ros.core.camera import CameraModel  # noqa: E402

@@ -24,7 +24,6 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spatial_vlm_ros.core.depth import encode_depth_mm  # noqa: E402

@@ -30,21 +30,28 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from dataclasses import dataclass, field
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from sensor_msgs.msg import CameraInfo, Image
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.frame import Frame
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.core.scene import Scene
-from spatial_vlm_ros.ros.diagnostics import ProcessingStats
+from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue
-from spatial_vlm_ros.ros.parameters import NodeSettings
+from spatial_vlm_ros.ros.markers import scene_markers
+from spatial_vlm_ros.ros.parameters import DETECTIONS_MSG_TYPES, NodeSettings
+from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
 from spatial_vlm_ros.ros.sync import ApproximateTimeSynchronizer
 
-DETECTIONS_MSG_TYPES = ("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")
 REQUEST_TIMEOUT_S = 30.0          # longest wait for the worker to answer a command (reset waits for a frame)
 STOP_TIMEOUT_S = 10.0
 
@@ -68,8 +75,6 @@ class FrameReport:
     """One processed frame: the memory's scene after it, and what the diagnostics need."""
 
     scene: Scene
-    stamp: tuple[int, int]             # header stamp of the colour image (sec, nanosec)
-    frame_id: str
     latency_s: float                   # conversion + pipeline, seconds
     warnings: list[str] = field(default_factory=list)
 
@@ -103,9 +108,6 @@ class SceneMirror:
 def detections_input(msg_type: str):
     """(message class, converter to ``Detection2D`` boxes) for the ``detections_msg`` parameter. Raises
     ``InputError`` naming the fix when vision_msgs is asked for but not installed."""
-    from spatial_vlm_interfaces.msg import Detections2D
-
-    from spatial_vlm_ros.ros import conversions as conv
     if msg_type == "spatial_vlm_interfaces/Detections2D":
         return Detections2D, conv.detections_from_msg
     if msg_type == "vision_msgs/Detection2DArray":
@@ -146,7 +148,6 @@ class FrameProcessor:
         self.slots = input_slots(s, self.wants_boxes)
         self.sync = ApproximateTimeSynchronizer(self.slots, s.sync_slop_s, s.sync_queue_size)
         self.handoff = LatestOnlyQueue()
-        self.stats = ProcessingStats()          # this processor's own counts (the node keeps its own too)
         self._lock = threading.Lock()           # one frame or one reset at a time
         self._camera = None
         self._frame_id = ""
@@ -157,10 +158,6 @@ class FrameProcessor:
         self._publish_timer = None
         self._objects_pub = self._markers_pub = None
         if "objects" in spec.topics:
-            from spatial_vlm_interfaces.msg import SpatialObjectArray
-            from visualization_msgs.msg import MarkerArray
-
-            from spatial_vlm_ros.ros.qos import output_qos
             self._objects_pub = node.create_publisher(SpatialObjectArray, spec.topics["objects"], output_qos())
             self._markers_pub = node.create_publisher(MarkerArray, spec.topics["markers"], output_qos())
         self.worker = FrameWorker(self.handoff, self._process_set, s.max_processing_rate_hz,
@@ -178,11 +175,6 @@ class FrameProcessor:
 
     # ----------------------------------------------------------------------------- subscriptions
     def subscribe(self) -> None:
-        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-        from sensor_msgs.msg import CameraInfo, Image
-        from spatial_vlm_interfaces.msg import InstanceSegmentation
-
-        from spatial_vlm_ros.ros.qos import sensor_qos
         if self._subscriptions:
             return
         types = {"color": Image, "depth": Image, "camera_info": CameraInfo, "instances": InstanceSegmentation,
@@ -215,8 +207,6 @@ class FrameProcessor:
         return bool(self._subscriptions)
 
     def _input_callback(self, slot: str):
-        from spatial_vlm_ros.ros import conversions as conv
-
         def callback(msg) -> None:
             try:
                 now = time.monotonic()
@@ -232,7 +222,6 @@ class FrameProcessor:
     # ------------------------------------------------------------------------------------ frames
     def _frame_from_set(self, msgs: dict) -> Frame:
         """Convert one matched set to a ``Frame``; raises ``InputError`` for unusable messages."""
-        from spatial_vlm_ros.ros import conversions as conv
         camera = conv.camera_model_from_info(msgs["camera_info"])
         if camera == self._camera:
             camera = self._camera          # keep the model whose per-pixel ray grid is already cached
@@ -254,7 +243,6 @@ class FrameProcessor:
             if self._last_frame is not None and frame.stamp == self._last_frame[0]:
                 message = (f"frame stamped {frame.stamp:.6f} s repeats the last processed frame (a republished "
                            "or duplicated message): not used twice")
-                self.stats.record_warning(message)
                 self.events.warning(message)
                 return
             with self._lock:
@@ -267,14 +255,11 @@ class FrameProcessor:
         self._frame_id = header.frame_id or frame.camera.frame_id
         self._last_frame = (frame.stamp, time.monotonic())
         latency = time.perf_counter() - t0
-        self.stats.record_frame(latency, len(result.objects), result.warnings)
         if self.settings.publish_rate_hz <= 0.0:
             self.publish_scene(scene, header.stamp)
-        self.events.frame(FrameReport(scene, (int(header.stamp.sec), int(header.stamp.nanosec)), self._frame_id,
-                                      latency, list(result.warnings)))
+        self.events.frame(FrameReport(scene, latency, list(result.warnings)))
 
     def _report_error(self, message: str) -> None:
-        self.stats.record_error(message)
         self.events.rejected(message)
 
     def _on_worker_error(self, err: BaseException) -> None:
@@ -286,11 +271,6 @@ class FrameProcessor:
         now). Here, in the process that has the scene, so the node's own process never builds them."""
         if self._objects_pub is None or not self.node.context.ok():
             return
-        from std_msgs.msg import Header
-        from spatial_vlm_interfaces.msg import SpatialObjectArray
-
-        from spatial_vlm_ros.ros import conversions as conv
-        from spatial_vlm_ros.ros.markers import scene_markers
         header = Header(frame_id=self._frame_id)
         header.stamp = stamp if stamp is not None else self.node.get_clock().now().to_msg()
         self._objects_pub.publish(SpatialObjectArray(header=header,
@@ -311,7 +291,6 @@ class FrameProcessor:
             self.handoff.clear()
             self.pipeline.reset()
             scene = self.pipeline.memory.snapshot()
-        self.stats.set_objects(0)
         self.events.scene(scene, "reset")
         return f"scene memory cleared ({removed} object(s) removed)"
 
@@ -355,7 +334,6 @@ class FrameProcessor:
                 message = (f"input stamps too far apart to be matched: the newest {'/'.join(self.slots)} "
                            f"stamps span {spread:.3f} s > slop {self.sync.slop:.3f} s")
             if message:
-                self.stats.record_warning(message)
                 self.events.warning(message)
         if self._last_frame is not None:
             stamp, seen = self._last_frame
@@ -364,7 +342,6 @@ class FrameProcessor:
                     expired = self.pipeline.memory.expire(stamp + (now - seen))
                     scene = self.pipeline.memory.snapshot()
                 if expired:
-                    self.stats.set_objects(len(scene.objects))
                     self.publish_scene(scene)             # RViz and planners see the objects go
                     self.events.scene(scene, "expired")
 
@@ -390,6 +367,9 @@ class FrameProcessor:
 
 
 # ============================================================================= the worker process
+EVENTS = ("frame", "rejected", "warning", "scene", "status")     # the methods of FrameEvents
+
+
 class _PipeEvents(FrameEvents):
     """``FrameEvents`` sent over the worker's pipe (any thread; one lock per pipe)."""
 
@@ -645,23 +625,15 @@ class WorkerProcess:
             self._on_exit(self._wait(2.0) if self.process is not None else None)
 
     def _dispatch(self, message) -> None:
-        kind = message[0]
+        kind, *args = message
         if kind == "reply":
             with self._pending_lock:
-                slot = self._pending.get(message[1])
+                slot = self._pending.get(args[0])
             if slot is not None:
-                slot[1] = (message[2], message[3])
+                slot[1] = (args[1], args[2])
                 slot[0].set()
-        elif kind == "frame":
-            self.events.frame(message[1])
-        elif kind == "rejected":
-            self.events.rejected(message[1])
-        elif kind == "warning":
-            self.events.warning(message[1])
-        elif kind == "scene":
-            self.events.scene(message[1], message[2])
-        elif kind == "status":
-            self.events.status(message[1])
+        elif kind in EVENTS:
+            getattr(self.events, kind)(*args)
 
     def _release_pending(self) -> None:
         with self._pending_lock:

@@ -38,6 +38,7 @@ from spatial_vlm_ros.perception.boxes import BoxesParams
 
 NODE_NAME = "spatial_perception"
 FRAME_WORKERS = ("process", "thread")
+DETECTIONS_MSG_TYPES = ("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")
 LEVEL_CAMERA_XYZW = (-0.5, 0.5, -0.5, 0.5)   # optical frame of a level camera looking along world +x
 
 
@@ -108,7 +109,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "without objects"),
     ParamSpec("detections_msg", "spatial_vlm_interfaces/Detections2D",
               "Message type on topics.detections ('vision_msgs/Detection2DArray' needs vision_msgs installed)",
-              choices=("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")),
+              choices=DETECTIONS_MSG_TYPES),
     ParamSpec("sync.slop_s", 0.02, "Largest header-stamp spread of a matched colour/depth/info/instances set, s",
               (0.0, 1.0)),
     ParamSpec("sync.queue_size", 10, "Messages kept per input while waiting for a match", (1, 100)),

@@ -68,7 +68,7 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         self.frames: FrameProcessor | None = None        # frame_worker thread
         self.worker_process: WorkerProcess | None = None  # frame_worker process
         self.queries: SpatialQueries | None = None
-        self._entities: list = []                         # services, publishers, timers of the configured node
+        self._entities: list = []          # (destroy method, entity): what configure created on this node
         self._active = False
         self.worker_values: dict = {}
         self._restart_at: float | None = None
@@ -165,13 +165,14 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
 
         services, timers = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
-        self._entities = [self.diagnostics_pub] + [
-            self.create_service(srv, f"~/{name}", handler, callback_group=services) for srv, name, handler in (
+        self._entities = [(self.destroy_publisher, self.diagnostics_pub)] + [
+            (self.destroy_service, self.create_service(srv, f"~/{name}", handler, callback_group=services))
+            for srv, name, handler in (
                 (ListObjects, "list_objects", self._list_objects), (GetRelation, "get_relation", self._get_relation),
                 (Measure, "measure", self._measure), (Ask, "ask", self._ask), (Trigger, "reset", self._reset),
                 (SetClasses, "set_classes", self._set_classes))]
-        self._entities.append(self.create_timer(s.diagnostics_period_s, self._on_diagnostics_timer,
-                                                callback_group=timers))
+        self._entities.append((self.destroy_timer, self.create_timer(s.diagnostics_period_s,
+                                                                     self._on_diagnostics_timer, callback_group=timers)))
         self.get_logger().info(
             f"detector '{s.detector}', depth source '{s.depth_source}', frames in a {s.frame_worker}, "
             f"inputs {', '.join(topics[x] for x in self.slots)}, slop {s.sync_slop_s * 1e3:.0f} ms, "
@@ -210,13 +211,10 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
             vlm.close()
             if vlm.client is not None:
                 self.destroy_client(vlm.client)
-        for entity in self._entities:
-            try:
-                self.destroy_timer(entity) if hasattr(entity, "timer_period_ns") else (
-                    self.destroy_publisher(entity) if hasattr(entity, "publish") else self.destroy_service(entity))
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        for destroy, entity in self._entities:
+            destroy(entity)
         self._entities = []
+        self.worker_values = {}            # the status of a worker that is gone
         self.queries = None
         self.mirror.clear()
         self._restart_at = None
@@ -237,7 +235,7 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         return self.frames.handoff if self.frames is not None else None
 
     # ---------------------------------------------------------------------- FrameEvents (worker side)
-    def frame(self, report: FrameReport) -> None:
+    def frame(self, report: FrameReport) -> None:     # the worker published the outputs already
         self.mirror.update(report.scene)
         self.stats.record_frame(report.latency_s, len(report.scene.objects), report.warnings)
         if report.warnings:
@@ -279,6 +277,7 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
                 return
             old, self.worker_process = self.worker_process, None
             old.close()
+            self.worker_values = {}
             try:
                 self._start_worker()
                 self.worker_process.subscribe()

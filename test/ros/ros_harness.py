@@ -5,6 +5,7 @@ Run through ``SVR_ISOLATE=1 scripts/ros_env.sh`` (private network namespace and 
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
+from spatial_vlm_interfaces.srv import ListObjects
 from visualization_msgs.msg import MarkerArray
 
 from spatial_vlm_ros.core.depth import encode_depth_mm
@@ -211,3 +213,22 @@ class NodeHarness:
 def ros_init() -> None:
     if not rclpy.ok():
         rclpy.init()
+
+
+def memory_rows(harness: "NodeHarness") -> list[tuple]:
+    """The node's memory as ``~/list_objects`` reports it, one tuple per object (id, label, observations,
+    centre, size, last_seen), to compare before and after."""
+    res = harness.call(ListObjects, "list_objects")
+    assert res.success
+    return [(o.id, o.label, o.observations, o.center.x, o.center.y, o.center.z, o.size.x, o.size.y, o.size.z,
+             o.last_seen.sec, o.last_seen.nanosec) for o in res.objects]
+
+
+def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float = 20.0) -> tuple[str, str]:
+    """Send ``sig`` to ``proc`` and wait for it (killed after ``timeout_s``); its (stdout, stderr)."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()

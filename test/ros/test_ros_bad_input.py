@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from spatial_vlm_interfaces.srv import GetRelation, ListObjects
+from spatial_vlm_interfaces.srv import GetRelation
 
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.ros import conversions as conv
-from ros_harness import NodeHarness, default_scene, frame_messages, stamp_clock
+from ros_harness import NodeHarness, default_scene, frame_messages, memory_rows, stamp_clock
 
 SCENE = default_scene()
 SMALL = default_scene(160, 120)
@@ -27,13 +27,6 @@ def harness():
         for _ in range(2):
             assert h.publish_and_wait(frame_messages(SCENE, _next_stamp()))
         yield h
-
-
-def _memory(h):
-    res = h.call(ListObjects, "list_objects")
-    assert res.success
-    return [(o.id, o.label, o.observations, o.center.x, o.center.y, o.center.z, o.size.x, o.size.y, o.size.z,
-             o.last_seen.sec, o.last_seen.nanosec) for o in res.objects]
 
 
 def _relabel(img, encoding):
@@ -110,20 +103,20 @@ CASES = [
 
 @pytest.mark.parametrize("name,corrupt,needle", CASES, ids=[c[0] for c in CASES])
 def test_bad_frame_is_rejected_with_a_clear_error_and_memory_is_unchanged(harness, name, corrupt, needle):
-    before = _memory(harness)
+    before = memory_rows(harness)
     msgs = frame_messages(SCENE, _next_stamp())
     corrupt(msgs)
     assert harness.publish_and_wait(msgs, outcome="rejected"), f"{name}: frame was not rejected"
     status = harness.diagnostic_matching(needle, level=DiagnosticStatus.ERROR)
     assert status is not None, f"{name}: no ERROR diagnostics containing {needle!r}"
     assert status.message.startswith("last frame rejected:")
-    assert _memory(harness) == before
+    assert memory_rows(harness) == before
     res = harness.call(GetRelation, "get_relation", subject="box", relation="left_of", reference="mug")
     assert res.success and res.holds
 
 
 def test_stamps_far_apart_are_never_matched_and_reported(harness):
-    before = _memory(harness)
+    before = memory_rows(harness)
     processed, failed = harness.node.stats.frames_processed, harness.node.stats.frames_failed
     deadline = time.monotonic() + 1.2
     while time.monotonic() < deadline:                        # depth always 0.55 s late
@@ -134,24 +127,24 @@ def test_stamps_far_apart_are_never_matched_and_reported(harness):
     status = harness.diagnostic_matching("stamps too far apart to be matched", timeout=2.0)
     assert status is not None and "span 0.550 s > slop 0.020 s" in " ".join(kv.value for kv in status.values)
     assert (harness.node.stats.frames_processed, harness.node.stats.frames_failed) == (processed, failed)
-    assert _memory(harness) == before
+    assert memory_rows(harness) == before
     harness.restart_inputs()           # leave no half-matched depth messages for the next test
 
 
 def test_missing_camera_info_is_reported(harness):
-    before = _memory(harness)
+    before = memory_rows(harness)
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         harness.publish(frame_messages(SCENE, _next_stamp()), slots=("color", "depth", "instances"))
         time.sleep(0.1)
     status = harness.diagnostic_matching("no messages on /camera/color/camera_info", timeout=2.0)
     assert status is not None and status.level >= DiagnosticStatus.WARN
-    assert _memory(harness) == before
+    assert memory_rows(harness) == before
 
 
 def test_partially_empty_masks_warn_and_keep_the_other_objects(harness):
     harness.restart_inputs()
-    before = {row[0]: row for row in _memory(harness)}
+    before = {row[0]: row for row in memory_rows(harness)}
     msgs = frame_messages(SCENE, _next_stamp())
     mask = SCENE.mask.copy()
     mask[mask == 2] = 0                                            # the mug (id 2) vanishes from the mask
@@ -159,7 +152,7 @@ def test_partially_empty_masks_warn_and_keep_the_other_objects(harness):
     assert harness.publish_and_wait(msgs)
     status = harness.diagnostic_matching("instance 'mug' (id 2): empty mask, skipped", level=DiagnosticStatus.WARN)
     assert status is not None
-    after = {row[0]: row for row in _memory(harness)}
+    after = {row[0]: row for row in memory_rows(harness)}
     assert set(after) == set(before)
     assert after["mug_1"] == before["mug_1"]                       # not seen: unchanged
     assert after["box_1"][2] == before["box_1"][2] + 1             # seen once more

@@ -20,7 +20,7 @@ from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
-from ros_harness import NodeHarness, default_scene, frame_messages, stamp_clock, wait_until
+from ros_harness import NodeHarness, default_scene, frame_messages, memory_rows, stamp_clock, wait_until
 
 SCENE = default_scene()
 TRUTH = {t.label: t for t in SCENE.objects}
@@ -38,13 +38,6 @@ def harness():
         for _ in range(2):
             assert h.publish_and_wait(frame_messages(SCENE, _next_stamp())), "frame not processed"
         yield h
-
-
-def _memory(h):
-    res = h.call(ListObjects, "list_objects")
-    assert res.success
-    return [(o.id, o.label, o.observations, o.center.x, o.center.y, o.center.z, o.size.x, o.size.y, o.size.z,
-             o.last_seen.sec, o.last_seen.nanosec) for o in res.objects]
 
 
 def _with_boxes(boxes):
@@ -92,15 +85,15 @@ def test_set_classes_is_refused_by_a_detector_without_prompts(harness):
 
 
 def test_zero_detections_are_no_objects_not_an_error(harness):
-    before = _memory(harness)
+    before = memory_rows(harness)
     failed = harness.node.stats.frames_failed
     assert harness.publish_and_wait(_with_boxes([]))
     assert harness.node.stats.frames_failed == failed
-    assert _memory(harness) == before                       # nothing seen: nothing changes (timeout 600 s)
+    assert memory_rows(harness) == before                       # nothing seen: nothing changes (timeout 600 s)
 
 
 def test_bad_boxes_are_skipped_with_warnings_and_memory_intact(harness):
-    before = _memory(harness)
+    before = memory_rows(harness)
     mug_box = next(d for d in conv.detections_from_msg(frame_messages(SCENE, 0.0).detections) if d.label == "mug")
     w, h = SCENE.camera.width, SCENE.camera.height
     bad = [Detection2D("mug", float("nan"), mug_box.center_x, mug_box.center_y, mug_box.size_x, mug_box.size_y),
@@ -114,7 +107,7 @@ def test_bad_boxes_are_skipped_with_warnings_and_memory_intact(harness):
     assert status is not None, "NaN score not reported in /diagnostics"
     blob = status.message + " " + " ".join(kv.value for kv in status.values)
     assert "invalid score -0.5" in blob and "outside the" in blob and "not positive" in blob
-    assert _memory(harness) == before
+    assert memory_rows(harness) == before
     assert harness.call(GetRelation, "get_relation", subject="box", relation="left_of", reference="mug").success
 
 
@@ -129,23 +122,23 @@ def _publish_until_diagnostic(harness, slots: list[str], text: str, timeout_s: f
 
 
 def test_silent_detections_topic_is_named_in_diagnostics(harness):
-    before = _memory(harness)
+    before = memory_rows(harness)
     processed = harness.node.stats.frames_processed
     found = _publish_until_diagnostic(harness, ["color", "depth", "camera_info"],
                                       "no messages on /camera/detections")
     assert found is not None and "every colour frame" in found.message
     assert harness.node.stats.frames_processed == processed
-    assert _memory(harness) == before
+    assert memory_rows(harness) == before
     assert harness.publish_and_wait(frame_messages(SCENE, _next_stamp()))      # recovers with boxes again
 
 
 def test_rgb_only_frames_when_depth_is_expected_suggest_depth_source_model(harness):
-    before = _memory(harness)
+    before = memory_rows(harness)
     processed = harness.node.stats.frames_processed
     found = _publish_until_diagnostic(harness, ["color", "camera_info", "detections"],
                                       "no messages on /camera/aligned_depth_to_color/image_raw")
     assert found is not None and "depth_source: model" in found.message, found
-    assert harness.node.stats.frames_processed == processed and _memory(harness) == before
+    assert harness.node.stats.frames_processed == processed and memory_rows(harness) == before
     assert harness.publish_and_wait(frame_messages(SCENE, _next_stamp()))
 
 

@@ -20,7 +20,8 @@ from rclpy.node import Node
 from spatial_vlm_interfaces.srv import ListObjects
 
 from lifecycle_client import LifecycleClient
-from ros_harness import TOPICS, NodeHarness, default_scene, frame_messages, stamp_clock, wait_until
+from ros_harness import (TOPICS, NodeHarness, default_scene, frame_messages, stamp_clock, stop_process,
+                         wait_until)
 from spatial_vlm_ros.ros.qos import diagnostics_qos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,12 +182,7 @@ def test_node_process_exits_0_on_a_signal_and_its_worker_goes_too(sig):
     finally:
         tester.destroy_node()
         executor.shutdown()
-        proc.send_signal(sig)
-        try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        _, err = stop_process(proc, sig)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "terminate called" not in err, err
     assert wait_until(lambda: not os.path.exists(f"/proc/{pids[-1]}"), 5.0), "the worker process outlived the node"

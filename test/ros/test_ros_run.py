@@ -13,7 +13,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from spatial_vlm_interfaces.srv import Ask, ListObjects
 
-from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
+from ros_harness import NodeHarness, default_scene, frame_messages, stop_process, wait_until
 from spatial_vlm_ros.ros.qos import sensor_qos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,12 +89,7 @@ def test_node_process_from_parameter_file_answers_and_exits_cleanly():
     finally:
         tester.destroy_node()
         executor.shutdown()
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        _, err = stop_process(proc, signal.SIGINT, 15.0)
     assert proc.returncode == 0, err
     assert "terminate called" not in err and "Traceback" not in err
 

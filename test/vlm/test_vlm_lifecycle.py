@@ -22,7 +22,6 @@ import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from spatial_vlm_interfaces.msg import SpatialObjectArray  # noqa: E402
 from spatial_vlm_interfaces.srv import Ask  # noqa: E402
 
 from spatial_vlm_ros.core.errors import SpatialError  # noqa: E402
@@ -33,6 +32,7 @@ from spatial_vlm_ros.vlm.engine import VLMRequest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "ros"))                 # the shared test helper
 from lifecycle_client import LifecycleClient  # noqa: E402
+from ros_harness import stop_process  # noqa: E402
 
 QUESTION = "Is the mug left of the box?"
 
@@ -188,13 +188,7 @@ def test_autostart_with_invalid_parameters_raises_the_reason(name, value, reason
 
 
 def _stop(proc, sig):
-    proc.send_signal(sig)
-    try:
-        out, err = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return out + err
+    return "".join(stop_process(proc, sig))
 
 
 @pytest.mark.parametrize("command, sig", [
