@@ -8,7 +8,9 @@ object the pipeline did not find counts as wrong, and the detector recall (objec
 last frame of each scene) is printed.
 
 Renders (once, cached under ``out/accuracy/``) tabletop scene sets with ``sim.dataset.generate_scenes``
-(stereo-like depth noise, 640x480, a few frames per scene from a moving camera), runs every frame through
+(640x480, a few frames per scene from a moving camera, depth through a simulated sensor: ``--sensor stereo``
+(default, D4xx-like), ``gaussian`` (what the node's noise model assumes) or ``tof``; ``all`` runs each in turn
+and ends with a side-by-side table; the views are the same for every sensor), runs every frame through
 ``core.pipeline.FramePipeline`` configured exactly as the node is (``config/perception.yaml`` through
 ``ros.parameters``, which is ROS-free, plus the evaluation's overrides), resets it between scenes like the
 evaluation's ``~/reset``, and after the last frame of each scene asks every ground-truth relation and quantity
@@ -23,6 +25,7 @@ bias of the unary extents (width, depth, height) per object category.
     .venv/bin/python benchmarks/accuracy_offline.py --set lifting.amodal=none        # a node parameter
     .venv/bin/python benchmarks/accuracy_offline.py --core L.rest_snap_m=0.0         # a core-only setting
     .venv/bin/python benchmarks/accuracy_offline.py --detector boxes                 # boxes only, no masks
+    .venv/bin/python benchmarks/accuracy_offline.py --sensor all --seeds 101         # every sensor model
 
 Lengths are metres; relative errors are ``(predicted - truth) / truth``. Tune on one seed set and check on
 another (the core's defaults were chosen on seeds 101-103 and checked on 201-203). Rendering a set of 15
@@ -36,7 +39,7 @@ import math
 import sys
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,29 +54,45 @@ from spatial_vlm_ros.evaluation.matching import match_objects  # noqa: E402
 from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask  # noqa: E402
 from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries  # noqa: E402
+from spatial_vlm_ros.evaluation.baseline import DepthFrame, evaluate_baseline  # noqa: E402
 from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION  # noqa: E402
 from spatial_vlm_ros.evaluation.scoring import summarize  # noqa: E402
 from spatial_vlm_ros.evaluation.truth_queries import (NOT_FOUND, askable_objects, frame_queries,  # noqa: E402
                                                        label_names)
+from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS, make_sensor  # noqa: E402
 from spatial_vlm_ros.ros.parameters import (NODE_NAME, load_parameter_file, pipeline_config,  # noqa: E402
                                             validate_values)
 
 #: what the evaluation runner imposes on the node (``evaluation.runner.node_parameter_overrides``; the demo
 #: also turns on motion compensation for multi-frame scenes)
 EVALUATION_OVERRIDES = {"memory.timeout_s": 1e5, "memory.compensate_motion": True}
+#: focal length (pixels) at which a sensor's sigma(z) is printed: 640 px wide, 64 deg horizontal field of view
+#: (the middle of ``sim.trajectory.sample_intrinsics``' range)
+TYPICAL_FOCAL_PX = 320.0 / math.tan(math.radians(32.0))
 
 
-def dataset_path(cache: Path, seed: int, n_scenes: int, frames: int) -> Path:
-    return cache / f"seed{seed}_n{n_scenes}_f{frames}"
+def dataset_path(cache: Path, seed: int, n_scenes: int, frames: int, sensor: str = DEFAULT_SENSOR) -> Path:
+    """Cache folder of a scene set; the stereo default keeps the unsuffixed name."""
+    suffix = "" if sensor == DEFAULT_SENSOR else f"_{sensor}"
+    return cache / f"seed{seed}_n{n_scenes}_f{frames}{suffix}"
 
 
-def ensure_dataset(cache: Path, seed: int, n_scenes: int, frames: int) -> Path:
-    """The cached scene set for (seed, scenes, frames), rendered first if missing (noisy depth, 640x480)."""
-    path = dataset_path(cache, seed, n_scenes, frames)
-    if not (path / "dataset.json").is_file():
-        from spatial_vlm_ros.sim.dataset import generate_scenes
-        print(f"rendering {n_scenes} scenes x {frames} frames, seed {seed} -> {path}", flush=True)
-        generate_scenes(path, n_scenes=n_scenes, frames_per_scene=frames, noise=True, seed=seed, progress=True)
+def ensure_dataset(cache: Path, seed: int, n_scenes: int, frames: int, sensor: str = DEFAULT_SENSOR) -> Path:
+    """The cached scene set for (seed, scenes, frames, sensor), rendered first if missing (640x480). A cached
+    set rendered by another sensor model, or with other parameters than today's, is re-rendered."""
+    from spatial_vlm_ros.sim.dataset import generate_scenes
+    path = dataset_path(cache, seed, n_scenes, frames, sensor)
+    meta_path = path / "dataset.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        now = json.loads(json.dumps(asdict(make_sensor(sensor)), default=str))
+        if meta.get("sensor") == sensor and meta.get("config", {}).get("sensor") == now:
+            return path
+        print(f"{path}: rendered with another {sensor} sensor model ({meta.get('sensor', 'unnamed')}); "
+              "re-rendering", flush=True)
+    print(f"rendering {n_scenes} scenes x {frames} frames, seed {seed}, sensor {sensor} -> {path}", flush=True)
+    generate_scenes(path, n_scenes=n_scenes, frames_per_scene=frames, noise=True, seed=seed, progress=True,
+                    sensor=sensor)
     return path
 
 
@@ -183,20 +202,28 @@ def print_report(records, label: str) -> dict:
     rel, qty = s["relations"], s["quantities"]
     print(f"\n=== {label}: {rel['overall']['n_scored']} unambiguous relations, "
           f"{qty['overall']['n_scored']} quantities")
+    cal = rel["overall"]["calibration"]
     print(f"relations overall {_pct(rel['overall']['accuracy'])} %  (failed calls {rel['overall']['n_failed']}, "
-          f"ambiguous {rel['overall']['n_ambiguous']})")
+          f"ambiguous {rel['overall']['n_ambiguous']}); confidence: ECE {cal['ece']:.4f}, wrong at >= "
+          f"{cal['high_threshold']:.2f}: {cal['wrong_high']}/{cal['n_high']} ({_pct(cal['wrong_high_fraction'])} %)")
+    print("reliability (confidence bin: answers, mean confidence -> accuracy): " + "; ".join(
+        f"[{b['lo']:.1f}, {b['hi']:.1f}) {b['n']}, {b['mean_confidence']:.3f} -> {b['accuracy']:.3f}"
+        for b in cal["table"]))
     print(f"{'relation':<22}{'n':>6}{'acc %':>8}{'false yes':>11}{'false no':>10}")
     for name, b in rel["per_relation"].items():
         c = b["confusion"]
         print(f"{name:<22}{b['n_scored']:>6}{_pct(b['accuracy']):>8}{c['false_yes']:>11}{c['false_no']:>10}")
-    print(f"{'quantity':<22}{'n':>6}{'+-10%':>8}{'+-25%':>8}{'bias mean':>11}{'bias med':>10}{'|rel| p50':>11}")
+    print(f"{'quantity':<22}{'n':>6}{'+-10%':>8}{'+-25%':>8}{'bias mean':>11}{'bias med':>10}{'|rel| p50':>11}"
+          f"{'2-sigma':>9}")
     for name, b in qty["per_quantity"].items():
         se = signed_errors(records, name, qty["min_truth_m"])
         med = float(np.median(se)) if se else math.nan
         print(f"{name:<22}{b['n_scored']:>6}{_pct(b['within_10pct']):>8}{_pct(b['within_25pct']):>8}"
-              f"{_pct(b['mean_signed_rel_error']):>11}{_pct(med):>10}{_pct(b['rel_error']['p50']):>11}")
+              f"{_pct(b['mean_signed_rel_error']):>11}{_pct(med):>10}{_pct(b['rel_error']['p50']):>11}"
+              f"{_pct(b['coverage_2sigma']['coverage']):>9}")
     o = qty["overall"]
-    print(f"{'(all quantities)':<22}{o['n_scored']:>6}{_pct(o['within_10pct']):>8}{_pct(o['within_25pct']):>8}")
+    print(f"{'(all quantities)':<22}{o['n_scored']:>6}{_pct(o['within_10pct']):>8}{_pct(o['within_25pct']):>8}"
+          f"{'':>32}{_pct(o['coverage_2sigma']['coverage']):>9}")
     by_cat: dict = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r.kind == QUANTITY and r.relation_or_quantity in ("width", "depth", "height") and r.answered \
@@ -233,6 +260,84 @@ def apply_core_overrides(config, items: list[str]) -> dict:
     return done
 
 
+def set_scene(path: Path, records: list) -> list:
+    """Name each record's scene after its scene set too: sets of other seeds reuse the stamps and ids, and
+    the scoring merges the askings of one fact by (scene, stamp, objects)."""
+    for r in records:
+        r.scene = f"{path.name}/{r.scene}"
+    return records
+
+
+def baseline_summary(args, sensor: str) -> dict:
+    """The naive baseline (``evaluation.baseline``: median point per ground-truth mask, camera up) on the last
+    frame of every scene, asked the same questions; prints its overall line and returns its summary."""
+    from spatial_vlm_ros.sim.dataset import iter_dataset
+    records = []
+    for seed in args.seeds:
+        path = ensure_dataset(args.cache, seed, args.scenes, args.frames, sensor)
+        records += set_scene(path, evaluate_baseline((DepthFrame.from_dataset(r.frames[-1])
+                                                      for r in iter_dataset(path)), unique_labels=True))
+    s = summarize(records)
+    rel, qty = s["relations"]["overall"], s["quantities"]["overall"]
+    dist = s["quantities"]["per_quantity"].get("distance", {}).get("within_10pct", math.nan)
+    print(f"naive baseline (median point per mask, camera up), sensor {sensor}: relations {_pct(rel['accuracy'])} %"
+          f" of {rel['n_scored']}, distances within +-10 % {_pct(dist)} %, quantities {_pct(qty['within_10pct'])} %")
+    return s
+
+
+def run_sensor(args, sensor: str, config, jitter, overrides: dict) -> dict:
+    """Evaluate every seed's scene set rendered with ``sensor``; print the report; return its summary (with
+    ``sensor`` and ``detector_recall``)."""
+    all_records, t0, ms, recall = [], time.monotonic(), [], []
+    model, f_px = make_sensor(sensor).depth_model(TYPICAL_FOCAL_PX), TYPICAL_FOCAL_PX
+    print(f"\nsensor {sensor}: its sigma(z) at f = {f_px:.0f} px is sigma0 {model.sigma0:.4f} m + k {model.k:.4f} z^2; "
+          f"the node is configured with sigma0 {config.noise.sigma0:.4f} m + k {config.noise.k:.4f} z^2")
+    for seed in args.seeds:
+        path = ensure_dataset(args.cache, seed, args.scenes, args.frames, sensor)
+        t = time.monotonic()
+        records, frame_ms = evaluate_dataset(path, config, args.every_frame, jitter, recall)
+        set_scene(path, records)
+        ms += frame_ms
+        print(f"seed {seed} ({sensor}): {len(records)} queries in {time.monotonic() - t:.1f} s")
+        all_records += records
+    summary = print_report(all_records, f"sensor {sensor}, seeds {' '.join(map(str, args.seeds))}"
+                           + (f", overrides {overrides}" if overrides else ""))
+    if args.baseline:
+        summary["baseline"] = baseline_summary(args, sensor)
+    found, present = (sum(v) for v in zip(*recall)) if recall else (0, 0)
+    summary["sensor"] = sensor
+    summary["detector_recall"] = found / present if present else math.nan
+    print(f"detector {args.detector}: recall {found}/{present} = {_pct(summary['detector_recall'])} % "
+          "(ground-truth objects found / present at the asked frames; missed objects' questions count wrong)")
+    total, detect = np.array(ms).reshape(-1, 2).T
+    print(f"\npipeline per frame: p50 {np.percentile(total, 50):.1f} ms, p95 {np.percentile(total, 95):.1f} ms, "
+          f"p99 {np.percentile(total, 99):.1f} ms ({len(total)} frames), of which detect p50 "
+          f"{np.percentile(detect, 50):.1f} ms; wall {time.monotonic() - t0:.1f} s")
+    return summary
+
+
+def _row(name: str, s: dict, recall: float | None) -> str:
+    rel, qty = s["relations"]["overall"], s["quantities"]["overall"]
+    dist = s["quantities"]["per_quantity"].get("distance", {}).get("within_10pct", math.nan)
+    cal, cov = rel["calibration"], qty["coverage_2sigma"]["coverage"]
+    ece = "     -" if not math.isfinite(cal["ece"]) or not cal["n"] else f"{cal['ece']:6.3f}"
+    return (f"{name:<20}{_pct(rel['accuracy']):>10}{rel['n_scored']:>7}{_pct(dist):>10}{_pct(qty['within_10pct']):>11}"
+            f"{qty['n_scored']:>6}{_pct(cov):>9}{ece:>8}{_pct(cal['wrong_high_fraction']):>10}"
+            f"{_pct(recall) if recall is not None else '    -':>8}")
+
+
+def print_side_by_side(summaries: dict[str, dict], seeds: list[int]) -> None:
+    """One row per sensor (and its naive baseline): relations correct, distances and all quantities within
+    +-10 %, 2-sigma coverage, ECE and wrong answers at confidence >= 0.99, detector recall (%)."""
+    print(f"\n=== sensors side by side, seeds {' '.join(map(str, seeds))} (each fact once)")
+    print(f"{'sensor':<20}{'relations':>10}{'n':>7}{'dist 10%':>10}{'qty +-10%':>11}{'n':>6}{'2-sigma':>9}"
+          f"{'ECE':>8}{'wrong@.99':>10}{'recall':>8}")
+    for sensor, s in summaries.items():
+        print(_row(sensor, s, s["detector_recall"]))
+        if s.get("baseline"):
+            print(_row(f"  naive baseline", s["baseline"], None))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
@@ -250,7 +355,11 @@ def main(argv=None) -> int:
                     help="instance source: ground-truth masks, ground-truth 2D boxes only, or tabletop")
     ap.add_argument("--jitter", type=float, default=0.0, metavar="PX",
                     help="boxes: one-sigma noise of each box edge, pixels (score noise 0.05); 0 = tight boxes")
-    ap.add_argument("--json", type=Path, help="write the summary here")
+    ap.add_argument("--sensor", choices=(*SENSORS, "all"), default=DEFAULT_SENSOR,
+                    help="simulated depth sensor of the rendered sets; all = each in turn, then a table")
+    ap.add_argument("--json", type=Path, help="write the summary here (with --sensor all: one per sensor)")
+    ap.add_argument("--no-baseline", dest="baseline", action="store_false",
+                    help="skip the naive baseline (median point per mask, camera up) row")
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -264,29 +373,18 @@ def main(argv=None) -> int:
     except InputError as err:
         print(f"accuracy_offline: {err}", file=sys.stderr)
         return 2
-    all_records, t0, ms, recall = [], time.monotonic(), [], []
-    for seed in args.seeds:
-        path = ensure_dataset(args.cache, seed, args.scenes, args.frames)
-        t = time.monotonic()
-        records, frame_ms = evaluate_dataset(path, config, args.every_frame, jitter, recall)
-        ms += frame_ms
-        print(f"seed {seed}: {len(records)} queries in {time.monotonic() - t:.1f} s")
-        all_records += records
-    summary = print_report(all_records, f"seeds {' '.join(map(str, args.seeds))}"
-                           + (f", overrides {overrides}" if overrides else ""))
-    found, present = (sum(v) for v in zip(*recall)) if recall else (0, 0)
-    summary["detector_recall"] = found / present if present else math.nan
-    print(f"detector {args.detector}: recall {found}/{present} = {_pct(summary['detector_recall'])} % "
-          "(ground-truth objects found / present at the asked frames; missed objects' questions count wrong)")
-    total, detect = np.array(ms).reshape(-1, 2).T
-    print(f"\npipeline per frame: p50 {np.percentile(total, 50):.1f} ms, p95 {np.percentile(total, 95):.1f} ms, "
-          f"p99 {np.percentile(total, 99):.1f} ms ({len(total)} frames), of which detect p50 "
-          f"{np.percentile(detect, 50):.1f} ms; wall {time.monotonic() - t0:.1f} s")
+    sensors = list(SENSORS) if args.sensor == "all" else [args.sensor]
+    summaries = {}
+    for sensor in sensors:
+        summaries[sensor] = run_sensor(args, sensor, config, jitter, overrides)
+    print_side_by_side(summaries, args.seeds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        summary["run"] = {"seeds": args.seeds, "scenes": args.scenes, "frames": args.frames,
-                          "overrides": overrides}
-        args.json.write_text(json.dumps(summary, indent=1, default=float))
+        run = {"seeds": args.seeds, "scenes": args.scenes, "frames": args.frames, "overrides": overrides}
+        for s in summaries.values():
+            s["run"] = run
+        out = summaries[sensors[0]] if len(sensors) == 1 else summaries
+        args.json.write_text(json.dumps(out, indent=1, default=float))
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .gravity_frame import GravityFrame
 from .observation import TrackedObject
 from .relations import RELATIONS, RelationResult
 from .scene import Scene
@@ -132,6 +133,29 @@ def locate_answer(obj: TrackedObject, name: str, scene: Scene) -> str:
     ahead = f"{format_length(g[1])} {'ahead' if g[1] >= 0 else 'behind'}"
     level = f"{format_length(g[2])} {'above' if g[2] >= 0 else 'below'} the camera"
     return sentence(f"{name} is {format_length(rng)} from the camera: {side}, {ahead} and {level}")
+
+
+def up_note(gravity: GravityFrame) -> str:
+    """"" when up was measured, else where it was assumed from: "up was assumed (level camera), not measured
+    from a support plane"."""
+    if not gravity.assumed:
+        return ""
+    return f"up was assumed ({gravity.up_from}), not measured from a support plane"
+
+
+def with_up_note(text: str, gravity: GravityFrame) -> str:
+    """``text`` followed by ``up_note`` as its own sentence when up was assumed."""
+    note = up_note(gravity)
+    return f"{text} {sentence(note)}" if note else text
+
+
+def unseen_note(obj: TrackedObject, stamp: float) -> str:
+    """"" when ``obj`` was seen in the frame stamped ``stamp`` (s, the newest), else "mug_1 not in the latest
+    frame: not seen for 0.8 s (last seen at 12.300 s), kept from memory"."""
+    if obj.last_seen >= stamp:
+        return ""
+    return (f"{obj.id} not in the latest frame: not seen for {stamp - obj.last_seen:.1f} s (last seen at "
+            f"{obj.last_seen:.3f} s), kept from memory")
 
 
 def _plural(noun: str) -> str:

@@ -244,6 +244,8 @@ class GravityParams:
 
 
 MODES = ("plane", "static", "camera")
+_STATE = ("_up", "_height", "_var", "_missed", "_jumps", "_current", "_track_plane", "_track_ref", "_since_fit",
+          "last_plane", "tracked", "status")   # what ``update`` changes; ``checkpoint``/``rollback`` copy it
 TRACK_MAX_REFITS = 3                    # tracking: least-squares passes within distance_threshold_m, at most ...
 TRACK_CONVERGED_DEG = 0.01              # ... until one turns the normal less than this and moves the plane less
                                         # than a tenth of the threshold (static camera: one; 2-3 deg/frame: two)
@@ -288,8 +290,13 @@ class GravityEstimator:
     fallback is used: the static pose if configured, else a level camera. A configured static pose also
     serves as the prior up in plane mode (needed for cameras pitched more than ``max_tilt_deg`` down, e.g.
     looking straight down). ``mode="static"``/``"camera"`` always return that frame. The returned frame's
-    ``source`` says which one was used; ``status`` says why in words; ``reset()`` forgets everything (call
-    it when the camera may have been moved to another scene).
+    ``source`` says which one was used, its ``up_from`` where up came from in words ("support plane",
+    "tracked support plane", "held support plane", "static orientation parameter", "level camera") and
+    ``assumed`` whether up was not measured (mode "camera", or the fallback of mode "plane"; a static pose
+    equal to a level camera's, the ROS parameter's default, reads "level camera (static orientation
+    parameter)"); ``status`` says why in words;
+    ``reset()`` forgets everything (call it when the camera may have been moved to another scene).
+    ``checkpoint()``/``rollback()`` undo an ``update`` (a frame the scene memory then rejected).
 
     Build with ``GravityEstimator(GravityParams(...))`` or keyword fields, ``GravityEstimator(mode="static",
     static_orientation=(x, y, z, w))``.
@@ -320,6 +327,10 @@ class GravityEstimator:
         self._static = None
         if p.static_orientation is not None:
             self._static = gravity_from_static(p.static_orientation, p.static_support_height)
+            if p.mode == "plane":           # only a fallback here: up is assumed when it is used
+                level = _angle_deg(self._static.up, CAMERA_UP) < 1e-3
+                self._static = replace(self._static, assumed=True, up_from="level camera (static orientation "
+                                       "parameter)" if level else "static orientation parameter")
         elif p.mode == "static":
             raise InputError("gravity: mode 'static' needs static_orientation (quaternion x, y, z, w)")
         self._grids: dict = {}              # stride -> (intrinsics, flat sample indices, their rx, ry)
@@ -334,6 +345,15 @@ class GravityEstimator:
     def current(self) -> GravityFrame | None:
         """The last frame returned by ``update`` (None before the first)."""
         return self._current
+
+    def checkpoint(self) -> dict:
+        """The estimator's state, for ``rollback`` (``update`` replaces its arrays, never writes into them)."""
+        return {name: getattr(self, name) for name in _STATE}
+
+    def rollback(self, state: dict) -> None:
+        """Return to a ``checkpoint``: as if the ``update`` calls since had not happened."""
+        for name in _STATE:
+            setattr(self, name, state[name])
 
     def reset(self) -> None:
         """Forget the running estimate (and the tracked plane: the next frame runs the full fit)."""
@@ -418,7 +438,8 @@ class GravityEstimator:
                 self._height = (1.0 - a) * self._height + a * h_new
         how = ", tracked" if self.tracked else ""
         self.status = f"support plane fitted ({plane.inlier_ratio:.0%} of sampled points{how})"
-        self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane")
+        self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane",
+                                             up_from="tracked support plane" if self.tracked else "support plane")
         return self._current
 
     def _still_supported(self, pts: np.ndarray, plane: SupportPlane) -> bool:
@@ -438,11 +459,12 @@ class GravityEstimator:
         self._missed += 1
         if self._up is not None and self._missed <= self.params.max_hold_frames:
             self.status = f"{reason}: kept the previous plane estimate ({self._missed} frame(s))"
-            self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane")
+            self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane",
+                                                 up_from="held support plane")
         else:
             self._up = self._height = None
             fb = self.fallback
-            self.status = f"{reason}: using the {'static pose' if fb.source == 'static' else 'level camera'}"
+            self.status = f"{reason}: up assumed from the {fb.up_from}"
             self._current = fb
         return self._current
 

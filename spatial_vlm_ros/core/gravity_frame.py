@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+UP_FROM_SOURCE = {"plane": "support plane", "static": "static orientation parameter", "camera": "level camera"}
+
 
 def rotation_from_up(up_c: np.ndarray) -> np.ndarray:
     """Rotation ``R`` (3x3) camera optical -> gravity frame, given the up direction in camera coordinates."""
@@ -33,10 +35,21 @@ class GravityFrame:
     rotation: np.ndarray                 # (3, 3) R with p_g = R @ p_c
     support_height: float | None = None  # gravity-frame z of the support plane (metres), None if unknown
     source: str = "camera"               # "plane" (fitted), "static" (configured pose) or "camera" (assumed)
+    up_from: str = ""                    # where up came from, in words ("support plane", "tracked support
+                                         # plane", "static orientation parameter", ...); "" = per ``source``
+    assumed: bool | None = None          # up not measured: a level camera, or a fallback pose taken for lack
+                                         # of a support plane; None = per ``source`` (only "camera")
+
+    def __post_init__(self):
+        if not self.up_from:
+            object.__setattr__(self, "up_from", UP_FROM_SOURCE.get(self.source, self.source))
+        if self.assumed is None:
+            object.__setattr__(self, "assumed", self.source == "camera")
 
     @classmethod
-    def from_up(cls, up_c, support_height: float | None = None, source: str = "plane") -> "GravityFrame":
-        return cls(rotation_from_up(up_c), support_height, source)
+    def from_up(cls, up_c, support_height: float | None = None, source: str = "plane", up_from: str = "",
+                assumed: bool | None = None) -> "GravityFrame":
+        return cls(rotation_from_up(up_c), support_height, source, up_from, assumed)
 
     @classmethod
     def camera_default(cls) -> "GravityFrame":

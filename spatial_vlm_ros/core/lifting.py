@@ -17,7 +17,8 @@ Per instance, working inside the bounding rectangle of its mask (one cv2.boundin
    (``noise_trim_sigmas``; on the vertical axis as many as the extreme of that many points needs), grown
    by half a pixel per side (pixel centres lie inside the silhouette);
 5. after all instances: box bottoms hidden or curving away under the silhouette are put on the surface
-   beneath them (support plane or another object's top, ``rest_snap_m``); the centre is the box centre,
+   beneath them (support plane or another object's top, ``rest_snap_m``); a bottom seen with a gap under it
+   (an object held above the table: ``_bottom_seen``) stays where it is; the centre is the box centre,
    mapped back to the camera optical frame.
 
 Cost: step 1 runs per instance on its rectangle; steps 2-5 run once for the whole frame on the concatenated
@@ -112,8 +113,13 @@ class LiftingParams:
     support_margin_m: float = 0.005    # points less than this (or 2.5 sigma) above the support are dropped
     snap_to_support_m: float = 0.015   # a box bottom this close above the support plane is put on it; also
                                        # the contact tolerance of one object resting on another
-    rest_snap_m: float = 0.06          # a box bottom up to this far above the surface beneath it (support
-                                       # plane or another object's top) is put on it; 0 = off
+    rest_snap_m: float = 0.06          # a hidden box bottom up to this far above the surface beneath it
+                                       # (support plane or another object's top) is put on it; 0 = off
+    seen_gap_m: float = 0.02           # a bottom is seen (not put down) when what lies just below the
+                                       # mask's lower rim is this much (or the support margin + 4 sigma)
+    seen_gap_fraction: float = 0.5     # lower than the box bottom on this fraction of the rim columns,
+    seen_max_undercut: float = 0.2     # and its lowest visible surface is upright: horizontal range from the
+                                       # camera changes less than this per metre down (``_undercut_slopes``)
     max_points: int = 2000             # points kept per observation (evenly subsampled)
     min_range_m: float = 0.1
     max_range_m: float = 10.0
@@ -130,10 +136,12 @@ class LiftingParams:
                                                                  self.amodal_max_points) < 1:
             raise InputError("lifting: erosion_px and mask_spill_px must be >= 0; min_pixels, max_points, "
                              "interior_stride, fill_min_row and amodal_max_points >= 1")
-        if min(self.noise_trim_sigmas, self.rest_snap_m, self.detached_fraction) < 0.0 \
-                or not 0.0 < self.amodal_band < 0.5 or min(self.detached_gap_m, self.detached_gap_px) <= 0.0:
-            raise InputError("lifting: noise_trim_sigmas, rest_snap_m and detached_fraction must be >= 0, "
-                             "detached_gap_m and detached_gap_px > 0, amodal_band in (0, 0.5)")
+        if min(self.noise_trim_sigmas, self.rest_snap_m, self.detached_fraction, self.seen_gap_m) < 0.0 \
+                or not 0.0 < self.amodal_band < 0.5 or min(self.detached_gap_m, self.detached_gap_px) <= 0.0 \
+                or not 0.0 < self.seen_gap_fraction <= 1.0:
+            raise InputError("lifting: noise_trim_sigmas, rest_snap_m, seen_gap_m and detached_fraction must "
+                             "be >= 0, detached_gap_m and detached_gap_px > 0, amodal_band in (0, 0.5), "
+                             "seen_gap_fraction in (0, 1]")
 
 
 def _check_frame(depth_m, camera: CameraModel, instances, rgb) -> None:
@@ -232,6 +240,8 @@ class _Selected:
     edge_rows: np.ndarray | None = None
     edge_left: np.ndarray | None = None
     edge_right: np.ndarray | None = None
+    rim_cols: np.ndarray | None = None       # sampled middle columns of the mask, image coordinates ...
+    rim_rows: np.ndarray | None = None       # ... and the lowest mask row of each (``_lower_rim``)
 
 
 def _tight_crop(inst, H: int, W: int):
@@ -311,8 +321,25 @@ def _select_pixels(depth_m: np.ndarray, items, p: LiftingParams) -> list:
         sel = _Selected(inst, flat, wgt, holes, m.shape[1], y0 * W + x0, (x, y, w, h))
         if p.amodal == "auto":
             _edges(sel, crop, x, y, 0, h - 1)
+        if p.rest_snap_m > 0.0:
+            _lower_rim(sel, crop, x, y)
         out.append(sel)
     return out
+
+
+def _lower_rim(sel: _Selected, mask, x0: int, y0: int, cols_fraction: float = 0.6, max_cols: int = 32) -> None:
+    """The middle ``cols_fraction`` of the columns of ``mask`` (the instance's tight crop at image pixel
+    (``y0``, ``x0``); at most ``max_cols``, evenly spread) with the lowest mask row of each, in image
+    coordinates, into ``sel`` (for ``_bottom_seen``)."""
+    w = mask.shape[1]
+    pad = 0.5 * (1.0 - cols_fraction) * (w - 1)
+    lo, hi = int(np.ceil(pad)), int(w - 1 - pad)
+    cols = np.arange(lo, hi + 1, max(1, (hi - lo + 1) // max_cols))
+    sub = mask[:, cols]
+    keep = sub.any(axis=0)
+    cols, sub = cols[keep], sub[:, keep]
+    sel.rim_cols = cols + x0
+    sel.rim_rows = (mask.shape[0] - 1 + y0) - sub[::-1].argmax(axis=0)
 
 
 def _edges(sel: _Selected, mask, x0: int, y0: int, r0: int, r1: int, rows_fraction: float = 0.6,
@@ -525,7 +552,13 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
         snap = (lift > 0.0) & (lift <= np.maximum(p.snap_to_support_m, margin + 0.005))
         bmin[snap, 2] = support
         if p.rest_snap_m > 0.0:
-            _rest_on_supports(bmin, bmax, float(support), p)
+            # a resting object's bottom is measured about the support margin plus the noise trim high
+            min_gap = np.maximum(p.seen_gap_m, margin + 4.0 * sigma * np.clip(scale, 1.0, 2.0))
+            seen = _bottom_seen(sels, depth_m, camera, gravity, bmin[:, 2], min_gap, p)
+            if seen.any():                       # ... and the lowest visible surface is an upright side
+                slope = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx)
+                seen &= np.abs(slope) < p.seen_max_undercut
+            _rest_on_supports(bmin, bmax, float(support), p, ~seen)
     centres = gravity.to_camera((bmin + bmax) / 2.0)
 
     # 5. Observations: points (subsampled), colour, 2D box.
@@ -904,19 +937,108 @@ def _amodal(bmin: np.ndarray, bmax: np.ndarray, p: LiftingParams) -> tuple[np.nd
     return bmin, bmax
 
 
-def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: LiftingParams) -> None:
-    """Objects rest on something: a box bottom up to ``rest_snap_m`` above the highest surface beneath it
-    (the support plane, or the top of another object whose footprint holds this object's centre and which is
-    not above this object's bottom by more than ``snap_to_support_m``) is put on that surface, in place on
-    the (K, 3) corners. An object's bottom is often unseen: hidden by objects in front, or by the object
-    itself (a sphere's or a rounded bottom curves away under its silhouette), and points just above the
-    support are dropped as table. Measured (``benchmarks/accuracy_offline.py``, tuning seeds, without ->
-    with): heights within +-10 % 84 % -> 98.5 %, vertical distances between centres 74 % -> 98 %."""
+def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: LiftingParams,
+                      hidden: np.ndarray) -> None:
+    """Objects whose bottom is hidden rest on something: such a box bottom (``hidden``: (K,) bool) up to
+    ``rest_snap_m`` above the highest surface beneath it (the support plane, or the top of another object
+    whose footprint holds this object's centre and which is not above this object's bottom by more than
+    ``snap_to_support_m``) is put on that surface, in place on the (K, 3) corners. An object's bottom is
+    often unseen: hidden by objects in front, or by the object itself (a sphere's or a rounded bottom curves
+    away under its silhouette), and points just above the support are dropped as table. A bottom with a gap
+    seen under it (``_bottom_seen``: an object held or hanging above the table) stays where it is. Measured
+    (``benchmarks/accuracy_offline.py``, tuning seeds, without -> with): heights within +-10 % 84 % ->
+    98.5 %, vertical distances between centres 74 % -> 98 %."""
     bottom, top = bmin[:, 2].copy(), bmax[:, 2]
     centre = 0.5 * (bmin[:, :2] + bmax[:, :2])
     inside = np.all((centre[:, None] >= bmin[None, :, :2]) & (centre[:, None] <= bmax[None, :, :2]), axis=2)
     beneath = (top[None, :] > support) & (top[None, :] <= bottom[:, None] + p.snap_to_support_m) & inside
     np.fill_diagonal(beneath, False)
     target = np.max(np.where(beneath, top[None, :], support), axis=1, initial=support)
-    rest = (bottom - target > 0.0) & (bottom - target <= p.rest_snap_m)
+    rest = hidden & (bottom - target > 0.0) & (bottom - target <= p.rest_snap_m)
     bmin[rest, 2] = target[rest]
+
+
+def _bottom_seen(sels, depth_m, camera: CameraModel, gravity: GravityFrame, bottom: np.ndarray,
+                 min_gap: np.ndarray, p: LiftingParams, reach: int = 6, max_tilt_deg: float = 30.0
+                 ) -> np.ndarray:
+    """(K,) bool: is the instance's box bottom (gravity z ``bottom``, metres) seen, with a gap under it?
+
+    Per sampled column of the mask's lower rim (``_lower_rim``), the first valid depth within ``reach``
+    pixels below the rim is back-projected into the gravity frame. Seen from above, the rays just under a
+    floating object pass through the gap and meet the table (or whatever lies beneath) under it, lower than
+    the object's lowest point by the gap; under a resting object they meet the surface it stands on at its
+    contact line, and a nearer object hiding the bottom is met at its top edge, above the lowest point seen
+    (the ray to that point passes over it, descending). The bottom is seen when on at least
+    ``seen_gap_fraction`` of the columns with a reading the surface below is more than ``min_gap`` (K,)
+    lower than ``bottom``: a resting object's bottom is itself measured that high (the support margin and
+    the noise trim), so objects held less than that above a surface are still put down on it. Columns
+    without a reading (stereo shadows, the image border, nothing within range) say nothing; with none, or a
+    camera rolled more than ``max_tilt_deg`` (the image's columns no longer point down), the bottom counts
+    as hidden. A rounded bottom curving away under the silhouette (a ball, a bowl) shows such a gap too:
+    ``_undercut_slopes`` tells it apart."""
+    K = len(sels)
+    out = np.zeros(K, bool)
+    down = -np.asarray(gravity.rotation, np.float64)[2]            # gravity's down, camera frame
+    if down[1] < np.cos(np.radians(max_tilt_deg)) * np.hypot(down[0], down[1]):
+        return out
+    H, W = depth_m.shape
+    nc = np.array([0 if s.rim_cols is None else s.rim_cols.size for s in sels])
+    if not nc.any():
+        return out
+    cols = np.concatenate([s.rim_cols for s in sels if s.rim_cols is not None])
+    rows = np.concatenate([s.rim_rows for s in sels if s.rim_rows is not None])
+    owner = np.repeat(np.arange(K), nc)
+    below = rows[:, None] + np.arange(1, reach + 1)                # (n, reach) rows under the rim
+    inside = below < H
+    flat = np.minimum(below, H - 1) * W + cols[:, None]
+    vals = depth_m.ravel().take(flat)
+    valid = inside & (vals >= p.min_range_m) & (vals <= p.max_range_m)   # NaN compares False
+    has = valid.any(axis=1)
+    first = valid.argmax(axis=1)
+    every = np.arange(rows.size)
+    pix = flat[every, first][has]
+    zq = vals[every, first][has].astype(np.float32)
+    owner = owner[has]
+    rx, ry = camera.ray_grid()
+    height = (np.asarray(gravity.rotation, np.float32)[2] @ _backproject(rx, ry, pix, zq)).astype(np.float64)
+    gap = height < bottom[owner] - min_gap[owner]
+    n = np.bincount(owner, minlength=K)
+    return (n > 0) & (np.bincount(owner[gap], minlength=K) >= p.seen_gap_fraction * n)
+
+
+
+def _undercut_slopes(pts_g, off, bottom: np.ndarray, top: np.ndarray, bin_rad: float, band_m: float = 0.03
+                     ) -> np.ndarray:
+    """(K,) per instance, how much its lowest visible surface recedes under it: in each bin of azimuth
+    (``bin_rad`` wide, about the camera's vertical axis: the gravity frame's origin is the camera, so the
+    points of a vertical line on a surface share one), the horizontal range of the points in the lower third
+    of a band ``min(band_m, half the box height)`` above the box ``bottom``, minus that of the points in the
+    band's upper third, over their height difference; the median over the bins with both (``inf`` with
+    fewer than three). A vertical side (a box at any yaw, a cylinder) gives ~0; a rounded bottom (a ball
+    below its equator, a bowl) a positive slope: going down, its visible surface moves away from the camera
+    until the rays graze it, and the rest is hidden under the object; a part leaning out towards the camera
+    (a plush toy's feet) a negative one, its underside unseen. Only a near-vertical lowest surface with a gap
+    under it makes a bottom "seen" (``_lift_batch``). ``pts_g``: (3, N) gravity-frame points, ``off``: the
+    instance segments."""
+    K = off.size - 1
+    out = np.full(K, np.inf)
+    for k in range(K):
+        x, y, z = (pts_g[i, off[k]:off[k + 1]].astype(np.float64) for i in range(3))
+        h = z - bottom[k]
+        band = min(band_m, 0.5 * (top[k] - bottom[k]))
+        low, high = h < band / 3.0, (h >= 2.0 * band / 3.0) & (h < band)
+        if not (low.any() and high.any()):
+            continue
+        rng = np.hypot(x, y)
+        bins, col = np.unique(np.floor(np.arctan2(x, y) / bin_rad).astype(np.intp), return_inverse=True)
+        stats = []
+        for part in (low, high):
+            n = np.bincount(col[part], minlength=bins.size)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stats.append((np.bincount(col[part], rng[part], bins.size) / n,
+                              np.bincount(col[part], h[part], bins.size) / n))
+        both = np.isfinite(stats[0][0]) & np.isfinite(stats[1][0])
+        if np.count_nonzero(both) >= 3:
+            (r_lo, h_lo), (r_hi, h_hi) = stats
+            out[k] = float(np.median((r_lo[both] - r_hi[both]) / (h_hi[both] - h_lo[both])))
+    return out

@@ -10,9 +10,13 @@ Per frame (``update``):
    each observation is validated on its own (finite centre in front of the camera, finite non-negative size,
    non-empty label, finite score); bad ones are skipped with a reason in ``last_report``;
 2. drop objects unseen for more than ``timeout_s``;
-3. optionally (``compensate_motion``) estimate the camera motion since the last frame from >= 3 matched
-   centres (Kabsch via ``scipy.spatial.transform.Rotation.align_vectors``, leave-worst-out until the RMS
-   residual is below ``motion_max_residual_m``) and carry every object, seen or not, into the new camera frame;
+3. unless ``compensate_motion`` is off (it is on by default: a camera on a robot moves), estimate the camera
+   motion since the last frame from >= 3 matched centres (Kabsch via
+   ``scipy.spatial.transform.Rotation.align_vectors``, leave-worst-out until the RMS residual is below
+   ``motion_max_residual_m``) and carry every object, seen or not, into the new camera frame. A fit that
+   moves the matched centres by less than ``motion_min_translation_m`` (RMS) and turns by less than
+   ``motion_min_rotation_deg`` is taken as no motion, so a static camera's centres are averaged over frames
+   rather than following each frame's noise. With fewer matches nothing is carried;
 4. associate observations to objects with the same label by the Hungarian algorithm
    (``scipy.optimize.linear_sum_assignment``) on ``d / gate + (1 - IoU)``, a pair being allowed when the centre
    distance ``d`` is within the gate (``max(match_distance_m, match_size_factor * largest extent)``) or the
@@ -74,13 +78,13 @@ class MemoryParams:
     min_score: float = 0.0               # observations scored lower are skipped
     max_objects: int = 256               # hard bound on remembered objects
     max_points: int = 4096               # points kept per object (uniform subsample)
-    compensate_motion: bool = False      # carry objects through camera motion (see module doc)
+    compensate_motion: bool = True       # carry objects through camera motion (see module doc)
     motion_gate_m: float = 0.5           # association gate used only to find the motion's matches
     motion_min_matches: int = 3
     motion_max_residual_m: float = 0.03  # RMS residual of the rigid fit
     motion_min_spread_m: float = 0.03    # matched centres must not be collinear (2nd RMS spread)
-    motion_min_translation_m: float = 0.005   # smaller motions are treated as none
-    motion_min_rotation_deg: float = 0.5
+    motion_min_translation_m: float = 0.005   # motions moving the matched centres less (RMS) and turning
+    motion_min_rotation_deg: float = 0.5      # less than this are treated as none (noise of a static camera)
     max_future_s: float = 300.0          # stamps further ahead (plus wall time since the last frame) are
     #                                      rejected as a clock jump; 0 = no check
     max_backwards_jump_s: float = 1.0    # older frames within this are out-of-order; beyond it: replay restart
@@ -268,7 +272,10 @@ def estimate_rigid_motion(prev: np.ndarray, cur: np.ndarray, params: MemoryParam
         rms = float(np.sqrt(np.mean(residual ** 2)))
         if rms <= params.motion_max_residual_m:
             angle = math.degrees(rot.magnitude())
-            if np.linalg.norm(t) < params.motion_min_translation_m and angle < params.motion_min_rotation_deg:
+            # how far the motion moves the matched centres: ``t`` alone (the camera centre's motion) is
+            # large for a small noise-fitted rotation about objects a metre away
+            shift = float(np.sqrt(np.mean(np.sum((prev @ R.T + t - prev) ** 2, axis=1))))
+            if shift < params.motion_min_translation_m and angle < params.motion_min_rotation_deg:
                 return np.eye(3), np.zeros(3), f"static ({k} matches)"
             return R, t, (f"applied: {np.linalg.norm(t):.3f} m, {angle:.1f} deg, rms {rms:.3f} m over "
                           f"{k} matches")

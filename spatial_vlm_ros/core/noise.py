@@ -5,13 +5,16 @@ Stereo and structured-light sensors have an error that grows with the square of 
 in metres). We model ``sigma(z) = sigma0 + k * z^2 + rel * z`` (metres), which also covers ToF sensors with
 ``k`` small. ``rel`` (0 for a depth sensor) is the 1-sigma relative error of depth predicted by a monocular
 model (``depth_source: model | fuse``): such errors grow in proportion to the range.
-Relations and quantities use it to turn margins into confidences and uncertainties.
+Relations and quantities use it, together with the lifting's own error (``lifting``, see
+``core.uncertainty``), to turn margins into confidences and uncertainties.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from .uncertainty import LiftingError
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class DepthNoiseModel:
     sigma0: float = 0.001   # metres, floor of the error (quantisation, calibration)
     k: float = 0.002        # 1/metre; D435: ~2 mm at 1 m, ~8 mm at 2 m
     rel: float = 0.0        # unitless, relative error of model-predicted depth (0 = sensor depth only)
+    #: the lifting's own error, added to the sensor term by ``core.quantities`` (zero: sensor term only)
+    lifting: LiftingError = field(default_factory=LiftingError)
 
     @classmethod
     def from_stereo(cls, focal_px: float, baseline_m: float, disparity_sigma_px: float = 0.08,

@@ -2,7 +2,8 @@
 
 One ``Frame`` (numpy colour + raw depth + ``CameraModel`` + optional external ``Segmentation``) goes in; the
 updated objects, the frame's warnings and per-step timings come out. A frame that cannot be used raises
-``InputError`` BEFORE the scene memory is touched, so a bad frame never changes the memory.
+``InputError`` and changes nothing: not the scene memory, and not the gravity estimate (its update is rolled
+back when a later step, the memory's stamp checks included, rejects the frame).
 
 Frames: depth and points in the camera optical frame (x right, y down, z forward), metres; boxes in the
 gravity frame (z up) of ``core.gravity_frame``.
@@ -125,7 +126,16 @@ class FramePipeline:
         self.gravity.reset()
 
     def process(self, frame: Frame) -> FrameResult:
-        """Run one frame. Raises ``InputError`` (memory untouched) when the frame cannot be used."""
+        """Run one frame. Raises ``InputError`` (memory and gravity estimate untouched) when the frame cannot be
+        used."""
+        state = self.gravity.checkpoint()
+        try:
+            return self._process(frame)
+        except BaseException:
+            self.gravity.rollback(state)        # committed only with a frame the memory accepted
+            raise
+
+    def _process(self, frame: Frame) -> FrameResult:
         timings: dict[str, float] = {}
         cpu: dict[str, float] = {}
         t0 = t = time.perf_counter()

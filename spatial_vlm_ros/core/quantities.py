@@ -3,11 +3,14 @@
 Every quantity is in metres. Centres are in the camera optical frame (x right, y down, z forward); "horizontal"
 and "vertical" are taken in the scene's gravity frame (z up). ``QUANTITIES`` is the table of names.
 
-Uncertainty model (documented in the README):
-- an object's centre has an isotropic error ``sc = noise.centre_sigma(z, n)`` (``z`` = depth of the centre,
-  ``n`` = valid depth pixels), i.e. per-pixel noise averaged over the object with a floor of half a reading;
-- a box face / a single surface point has the error of one reading, ``se = noise.sigma(z)``;
-- a difference of two independent terms adds in quadrature; an extent (two faces) has ``sqrt(2) * se``.
+Uncertainty model (documented in the README and ``docs/uncertainty.md``): a sensor term and the lifting's own
+error (``noise.lifting``, ``core.uncertainty``) in quadrature:
+- an object's centre, along the direction a quantity measures: sensor ``noise.centre_sigma(z, n)`` (``z`` =
+  depth of the centre, ``n`` = valid depth pixels: per-pixel noise averaged over the object with a floor of
+  half a reading, isotropic) and lifting ``noise.lifting.centre(footprint, ray, up, direction)``;
+- a box face / a single surface point: one reading ``noise.sigma(z)`` and ``noise.lifting.face``;
+- an extent (two faces): ``sqrt(2) * noise.sigma(z)`` and ``noise.lifting.extent``;
+- a difference of two independent terms adds in quadrature.
 """
 from __future__ import annotations
 
@@ -30,20 +33,61 @@ def object_range(obj: TrackedObject) -> float:
     return max(float(obj.center[2]), 0.0)
 
 
-def centre_sigma(obj: TrackedObject, noise: DepthNoiseModel) -> float:
-    """One-sigma error (metres) of the object's centre, per axis."""
+def footprint(obj: TrackedObject) -> float:
+    """Larger horizontal (gravity x/y) extent of the object's box, metres."""
+    return float(max(obj.size[0], obj.size[1]))
+
+
+def unit(vector) -> np.ndarray | None:
+    """``vector`` scaled to length 1; None for a zero vector."""
+    v = np.asarray(vector, dtype=np.float64)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-12 else None
+
+
+LEVEL_UP_C = np.array([0.0, -1.0, 0.0])
+
+
+def up_camera(scene: Scene) -> np.ndarray:
+    """Gravity's up as a unit vector in the camera optical frame."""
+    return np.asarray(scene.gravity.rotation, dtype=np.float64)[2]
+
+
+def centre_sigma(obj: TrackedObject, noise: DepthNoiseModel, direction_c=None, up_c=None,
+                 lifting: bool = True) -> float:
+    """One-sigma error (metres) of the object's centre along the unit ``direction_c`` (camera frame; None: its
+    worst direction), gravity up being ``up_c`` (camera frame; None: a level camera's). ``lifting=False``: the
+    sensor term alone (isotropic)."""
     n = int(obj.n_pixels) if obj.n_pixels > 0 else len(obj.points)
-    return float(noise.centre_sigma(object_range(obj), max(n, 1)))
+    sensor = float(noise.centre_sigma(object_range(obj), max(n, 1)))
+    if not lifting:
+        return sensor
+    ray = unit(obj.center)
+    ray = ray if ray is not None else np.array([0.0, 0.0, 1.0])
+    up = LEVEL_UP_C if up_c is None else up_c
+    return math.hypot(sensor, noise.lifting.centre(footprint(obj), ray, up, direction_c))
 
 
-def surface_sigma(obj: TrackedObject, noise: DepthNoiseModel) -> float:
-    """One-sigma error (metres) of one surface point or box face of the object (one depth reading)."""
-    return float(noise.sigma(object_range(obj)))
+def surface_sigma(obj: TrackedObject, noise: DepthNoiseModel, axis: int | None = None,
+                  lifting: bool = True) -> float:
+    """One-sigma error (metres) of one surface point or box face across gravity ``axis`` (None: the worst):
+    one depth reading and, with ``lifting``, the lifting's face error."""
+    sensor = float(noise.sigma(object_range(obj)))
+    if not lifting:
+        return sensor
+    axes = range(3) if axis is None else (axis,)
+    return math.hypot(sensor, max(noise.lifting.face(float(obj.size[i]), i) for i in axes))
 
 
-def extent_sigma(obj: TrackedObject, noise: DepthNoiseModel) -> float:
-    """One-sigma error (metres) of a box extent (width, depth or height): two faces, each one reading."""
-    return math.sqrt(2.0) * surface_sigma(obj, noise)
+def extent_sigma(obj: TrackedObject, noise: DepthNoiseModel, axis: int | None = None,
+                 lifting: bool = True) -> float:
+    """One-sigma error (metres) of the box extent along gravity ``axis`` (0 width, 1 depth, 2 height; None: the
+    worst): two faces of one reading each and, with ``lifting``, the lifting's extent error."""
+    sensor = math.sqrt(2.0) * float(noise.sigma(object_range(obj)))
+    if not lifting:
+        return sensor
+    axes = range(3) if axis is None else (axis,)
+    return math.hypot(sensor, max(noise.lifting.extent(float(obj.size[i]), i) for i in axes))
 
 
 def quadrature(*sigmas: float) -> float:
@@ -98,8 +142,10 @@ class Quantity:
 
 
 def _distance(a, b, scene, noise):
-    d = float(np.linalg.norm(np.asarray(a.center, float) - np.asarray(b.center, float)))
-    s = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+    v = np.asarray(a.center, float) - np.asarray(b.center, float)
+    u, up = unit(v), up_camera(scene)
+    s = quadrature(centre_sigma(a, noise, u, up), centre_sigma(b, noise, u, up))
+    d = float(np.linalg.norm(v))
     return d, s, "euclidean distance between the box centres"
 
 
@@ -111,24 +157,27 @@ def _gap(a, b, scene, noise):
 
 def _horizontal_distance(a, b, scene, noise):
     d = scene.center_gravity(a)[:2] - scene.center_gravity(b)[:2]
-    s = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+    u, up = unit(scene.gravity.to_camera(np.array([d[0], d[1], 0.0]))), up_camera(scene)
+    s = quadrature(centre_sigma(a, noise, u, up), centre_sigma(b, noise, u, up))
     return float(np.linalg.norm(d)), s, "distance between the centres in the horizontal (gravity x-y) plane"
 
 
 def _vertical_distance(a, b, scene, noise):
     d = scene.center_gravity(a)[2] - scene.center_gravity(b)[2]
-    s = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+    up = up_camera(scene)
+    s = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
     return abs(float(d)), s, "difference of the centres' heights along gravity"
 
 
 def _extent(axis: int, what: str):
     def fn(a, b, scene, noise):
-        return float(a.size[axis]), extent_sigma(a, noise), f"{what} of the gravity-aligned box"
+        return float(a.size[axis]), extent_sigma(a, noise, axis), f"{what} of the gravity-aligned box"
     return fn
 
 
 def _distance_to_camera(a, b, scene, noise):
-    return float(np.linalg.norm(a.center)), centre_sigma(a, noise), "distance from the camera centre to the box centre"
+    return (float(np.linalg.norm(a.center)), centre_sigma(a, noise, unit(a.center), up_camera(scene)),
+            "distance from the camera centre to the box centre")
 
 
 @dataclass(frozen=True)
@@ -218,7 +267,8 @@ def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: 
         raise QueryError(f"a difference of '{name}' needs two different objects")
     if name == "vertical_distance":
         value = float(scene.center_gravity(a)[2] - scene.center_gravity(b)[2])
-        sigma = quadrature(centre_sigma(a, noise), centre_sigma(b, noise))
+        up = up_camera(scene)
+        sigma = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
         return Quantity(name, value, sigma, f"height of {a.id}'s centre minus {b.id}'s, along gravity")
     spec = QUANTITIES[name]
     if spec.binary:

@@ -3,8 +3,8 @@
 ``TEMPLATES`` is one ordered table of regular expressions (first match wins) with placeholders:
 ``{A}``/``{B}`` object phrases, ``{REL}`` any relation phrase of ``relations.ALIASES``, ``{CMP}`` a comparative
 of ``CHOICE_WORDS`` ("taller", "closer to the camera"), ``{CAM}`` the camera ("the camera", "you", "the robot").
-A question is lower-cased, stripped of punctuation, contractions ("what's"), politeness ("please", "can you
-tell me") and unit requests ("in metres") before matching. Kinds of query:
+A question is lower-cased, stripped of punctuation, contractions (whole words: "what's"), politeness ("please",
+"can you tell me") and unit requests ("in metres") before matching. Kinds of query:
 
 - ``relation``: yes/no, "Is the mug to the left of the bowl?"
 - ``choice``: "Which is taller, the bottle or the can?" (``options`` = the two phrases)
@@ -12,6 +12,9 @@ tell me") and unit requests ("in metres") before matching. Kinds of query:
   ("How much higher is A than B?" -> vertical_distance + higher_than, "How much taller ..." -> height + taller_than)
 - ``list``: "What objects do you see?", "How many mugs are there?" (``subject`` = optional filter)
 - ``exists``: "Do you see a mug?"; ``locate``: "Where is the mug?"; ``dimensions``: "How big is the box?"
+
+"How far is the mug to the left of (behind, ...) the bowl?" asks for an offset along one direction, which no
+quantity measures: it is refused with a ``QueryError`` naming the questions that can be answered.
 """
 from __future__ import annotations
 
@@ -272,6 +275,9 @@ _COMPILED = tuple((t, _compile(t)) for t in TEMPLATES)     # every template is c
 _CONTRACTIONS = (("what's", "what is"), ("where's", "where is"), ("how's", "how is"), ("who's", "who is"),
                  ("which's", "which is"), ("it's", "it is"), ("that's", "that is"), ("there's", "there is"),
                  ("aren't", "are not"), ("what're", "what are"), ("how're", "how are"))
+_CONTRACTION_MAP = dict(_CONTRACTIONS)
+# whole words only: "the biscuit's box" keeps its possessive
+_CONTRACTION_RE = re.compile(rf"(?<![a-z0-9_'])(?:{_alternation(_CONTRACTION_MAP)})(?![a-z0-9_'])")
 _PREFIXES = re.compile(
     r"^(?:(?:please|hey|ok|okay|so|robot|quick question|question)[,:]? )*"
     r"(?:(?:can|could|would) you (?:please )?(?:tell me|say|estimate|measure|check)[,:]? |tell me[,:]? |"
@@ -285,12 +291,23 @@ _LEADING_ARTICLE = re.compile(r"^(?:the|a|an) ")
 _EXAMPLES = ("Is the mug to the left of the bowl?", "How far is the mug from the bowl?",
              "Which is taller, the bottle or the can?", "How tall is the bottle?", "What objects do you see?")
 
+# "How far is the mug to the left of the bowl?": an offset along one direction, which is no quantity of
+# ``QUANTITIES``; without this check "left of the bowl" would be read as the reference object.
+_OFFSET_RELATIONS = ("left_of", "right_of", "in_front_of", "behind")
+_DIRECTION = _alternation(k for k, v in RELATION_ALIASES.items() if v in _OFFSET_RELATIONS)
+_PLAIN_WORD = rf"(?!(?:{_alternation(_CONNECTORS)})\b)[a-z0-9_'-]+"          # no connector ("from", "to")
+_PLAIN_PHRASE = rf"{_PLAIN_WORD}(?: {_PLAIN_WORD})*?"
+_DIRECTIONAL_OFFSET = tuple(re.compile(rf"^{pattern}$") for pattern in (
+    rf"how (?:far|much|many {_UNITS}) (?:is|are) (?P<a>{_PLAIN_PHRASE}) {_VERB}(?P<rel>{_DIRECTION}) "
+    rf"(?P<b>{_PLAIN_PHRASE})",
+    rf"how (?:far|much|many {_UNITS}) (?P<rel>{_DIRECTION}) (?P<b>{_PLAIN_PHRASE}) (?:is|are) "
+    rf"(?P<a>{_PLAIN_PHRASE})"))
+
 
 def normalise_question(text: str) -> str:
     """Lower-case, single-spaced question without final punctuation, politeness or unit requests."""
     t = text.strip().lower().replace("\u2019", "'").replace("\u2018", "'").replace("\u00a0", " ")
-    for short, long in _CONTRACTIONS:
-        t = t.replace(short, long)
+    t = _CONTRACTION_RE.sub(lambda m: _CONTRACTION_MAP[m.group(0)], t)
     t = re.sub(r"[?!.;]+", " ", t)
     t = re.sub(r"\s+", " ", t).strip(" ,")
     t = _PREFIXES.sub("", t, count=1)
@@ -346,9 +363,26 @@ def _build(template: Template, match: re.Match, question: str) -> Query | None:
                  question=question, template=template.name)
 
 
+def _refuse_directional_offset(text: str, question: str) -> None:
+    """Raise ``QueryError`` when the normalised ``text`` asks how far one object lies in a direction (left,
+    right, in front, behind) of another: no quantity measures such an offset."""
+    for regex in _DIRECTIONAL_OFFSET:
+        match = regex.match(text)
+        if not match:
+            continue
+        a, b = _object_phrase(match.group("a")), _object_phrase(match.group("b"))
+        if not a or not b or a in _PRONOUNS or b in _PRONOUNS:
+            continue
+        phrase = RELATIONS[RELATION_ALIASES[match.group("rel")]].phrase
+        raise QueryError(f"'{question}' asks for the offset of the {a} {phrase} the {b}, which is not a "
+                         f"measured quantity (quantities: {', '.join(QUANTITIES)}); ask e.g. 'Is the {a} "
+                         f"{phrase} the {b}?' or 'How far is the {a} from the {b}?'")
+
+
 def parse(question: str) -> Query:
     """Structured query for ``question``. Raises ``QueryError`` for an empty, too long or non-string question
-    and its subclass ``UnrecognisedQuestion`` (with examples) when no template fits."""
+    or one asking for a directional offset ("how far to the left of"), and its subclass
+    ``UnrecognisedQuestion`` (with examples) when no template fits."""
     if not isinstance(question, str):
         raise QueryError("the question must be a string")
     if not question.strip():
@@ -356,6 +390,7 @@ def parse(question: str) -> Query:
     if len(question) > MAX_QUESTION_CHARS:
         raise QueryError(f"question too long ({len(question)} characters, at most {MAX_QUESTION_CHARS})")
     text = normalise_question(question)
+    _refuse_directional_offset(text, question.strip())
     for template, regex in _COMPILED:
         match = regex.match(text)
         if match:

@@ -20,8 +20,9 @@ closer_to_camera    ``m = |c_b| - |c_a|``; farther_from_camera is its mirror
 higher_than         ``m = g_a.z - g_b.z``; lower_than is its mirror
 above               ``min(lo_a.z - (hi_b.z - t_c), overlap_xy(a, b) + t_o)``; s = sqrt(se_a^2 + se_b^2);
                     below(a, b) = above(b, a)
-on_top_of           ``min((t_c + s) - |lo_a.z - hi_b.z|, t_o - sd_xy(g_a, footprint_b))``
-taller_than         ``m = h_a - h_b``; ``s = sqrt(2 se_a^2 + 2 se_b^2)``; shorter_than is its mirror
+on_top_of           ``min((t_c + s') - |lo_a.z - hi_b.z|, t_o - sd_xy(g_a, footprint_b))``, ``s'`` = the
+                    sensor part of ``sqrt(se_a^2 + se_b^2)`` (the lifting term widens the sigma, not the rule)
+taller_than         ``m = h_a - h_b``; ``s = sqrt(sx_a^2 + sx_b^2)`` (extent sigmas); shorter_than is its mirror
 wider_than          ``m = w_a - w_b`` (gravity x extent); thinner_than is its mirror
 bigger_than         ``m = cbrt(V_a) - cbrt(V_b)``, ``V = w d h`` (edge of the equal-volume cube, metres);
                     smaller_than is its mirror
@@ -31,7 +32,8 @@ next_to             ``min(tau - gap(a, b), overlap_z(a, b) - 0.25 min(h_a, h_b))
 
 ``t_c`` = contact tolerance (2 cm), ``t_o`` = footprint overlap tolerance (2 cm), ``overlap_xy`` = the smaller
 of the x and y overlaps of the two footprints (negative = separation), ``sd_xy`` = signed distance from a point
-to a footprint rectangle (negative inside), ``gap`` = closest distance between the point clouds.
+to a footprint rectangle (negative inside), ``gap`` = closest distance between the point clouds. Every
+sigma includes the lifting's own error (``core.uncertainty``) in quadrature with the sensor's.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ from . import quantities as q
 from .scene import Scene
 
 SIGMA_FLOOR_M = 1e-4
+CAMERA_X = np.array([1.0, 0.0, 0.0])
+CAMERA_Z = np.array([0.0, 0.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,25 @@ class _Pair:
         self.lo_b, self.hi_b = q.box_of(b)
         self.size_a = np.asarray(a.size, dtype=np.float64)
         self.size_b = np.asarray(b.size, dtype=np.float64)
-        self.sc = q.quadrature(q.centre_sigma(a, noise), q.centre_sigma(b, noise))   # difference of centres
         self.se = q.quadrature(q.surface_sigma(a, noise), q.surface_sigma(b, noise))  # difference of faces
-        self.sx = q.quadrature(q.extent_sigma(a, noise), q.extent_sigma(b, noise))    # difference of extents
+        # the sensor part of it: on_top_of's contact tolerance (a definition, not a confidence) uses only this
+        self.se_sensor = q.quadrature(q.surface_sigma(a, noise, lifting=False),
+                                      q.surface_sigma(b, noise, lifting=False))
+
+    def sc(self, direction_c=None) -> float:
+        """One-sigma error of the difference of the two centres along the unit ``direction_c`` (camera frame;
+        None: the worst direction), metres."""
+        u, up = (q.unit(direction_c) if direction_c is not None else None), q.up_camera(self.scene)
+        return q.quadrature(q.centre_sigma(self.a, self.noise, u, up), q.centre_sigma(self.b, self.noise, u, up))
+
+    def se_axis(self, axes) -> float:
+        """One-sigma error of the difference of two faces across the worst of gravity ``axes``, metres."""
+        return max(q.quadrature(q.surface_sigma(self.a, self.noise, i), q.surface_sigma(self.b, self.noise, i))
+                   for i in axes)
+
+    def sx(self, axis: int) -> float:
+        """One-sigma error of the difference of the two objects' extents along gravity ``axis``, metres."""
+        return q.quadrature(q.extent_sigma(self.a, self.noise, axis), q.extent_sigma(self.b, self.noise, axis))
 
     def swapped(self) -> "_Pair":
         return _Pair(self.b, self.a, self.scene, self.noise)
@@ -103,23 +123,24 @@ def _m(v: float) -> str:
 
 # ----------------------------------------------------------------------------- camera-frame predicates
 def _left_of(p: _Pair, prm: RelationParams):
-    return (p.cb[0] - p.ca[0], p.sc,
+    return (p.cb[0] - p.ca[0], p.sc(CAMERA_X),
             f"camera x of the centres: {p.a.id} {_m(p.ca[0])}, {p.b.id} {_m(p.cb[0])}")
 
 
 def _in_front_of(p: _Pair, prm: RelationParams):
-    return (p.cb[2] - p.ca[2], p.sc,
+    return (p.cb[2] - p.ca[2], p.sc(CAMERA_Z),
             f"camera depth of the centres: {p.a.id} {p.ca[2]:.3f} m, {p.b.id} {p.cb[2]:.3f} m")
 
 
 def _closer_to_camera(p: _Pair, prm: RelationParams):
     ra, rb = float(np.linalg.norm(p.ca)), float(np.linalg.norm(p.cb))
-    return rb - ra, p.sc, f"distance camera to centre: {p.a.id} {ra:.3f} m, {p.b.id} {rb:.3f} m"
+    radial = p.ca / max(ra, 1e-9) + p.cb / max(rb, 1e-9)
+    return rb - ra, p.sc(radial), f"distance camera to centre: {p.a.id} {ra:.3f} m, {p.b.id} {rb:.3f} m"
 
 
 # ----------------------------------------------------------------------------- gravity predicates
 def _higher_than(p: _Pair, prm: RelationParams):
-    return (p.ga[2] - p.gb[2], p.sc,
+    return (p.ga[2] - p.gb[2], p.sc(q.up_camera(p.scene)),
             f"height of the centres along gravity: {p.a.id} {_m(p.ga[2])}, {p.b.id} {_m(p.gb[2])}")
 
 
@@ -138,30 +159,32 @@ def _signed_distance_to_footprint(point_xy: np.ndarray, lo: np.ndarray, hi: np.n
 def _above(p: _Pair, prm: RelationParams):
     vertical = p.lo_a[2] - (p.hi_b[2] - prm.contact_tolerance_m)
     horizontal = _footprint_overlap(p) + prm.overlap_tolerance_m
-    return (min(vertical, horizontal), p.se,
+    sigma = p.se_axis((2,)) if vertical <= horizontal else p.se_axis((0, 1))
+    return (min(vertical, horizontal), sigma,
             f"bottom of {p.a.id} {_m(p.lo_a[2])} vs top of {p.b.id} {_m(p.hi_b[2])} (tolerance "
             f"{prm.contact_tolerance_m:.3f} m); footprint overlap {_m(horizontal - prm.overlap_tolerance_m)}")
 
 
 def _on_top_of(p: _Pair, prm: RelationParams):
     gap = p.lo_a[2] - p.hi_b[2]
-    contact = (prm.contact_tolerance_m + p.se) - abs(gap)
+    contact = (prm.contact_tolerance_m + p.se_sensor) - abs(gap)
     inside = _signed_distance_to_footprint(p.ga[:2], p.lo_b, p.hi_b)
     support = prm.overlap_tolerance_m - inside
-    return (min(contact, support), p.se,
+    sigma = p.se_axis((2,)) if contact <= support else q.quadrature(p.se_axis((0, 1)), p.sc())
+    return (min(contact, support), sigma,
             f"bottom of {p.a.id} is {_m(gap)} from the top of {p.b.id} (contact tolerance "
-            f"{prm.contact_tolerance_m + p.se:.3f} m); centre of {p.a.id} is {_m(inside)} from the footprint "
+            f"{prm.contact_tolerance_m + p.se_sensor:.3f} m); centre of {p.a.id} is {_m(inside)} from the footprint "
             f"of {p.b.id} (negative = inside)")
 
 
 # ----------------------------------------------------------------------------- size predicates
 def _taller_than(p: _Pair, prm: RelationParams):
-    return (p.size_a[2] - p.size_b[2], p.sx,
+    return (p.size_a[2] - p.size_b[2], p.sx(2),
             f"heights: {p.a.id} {p.size_a[2]:.3f} m, {p.b.id} {p.size_b[2]:.3f} m")
 
 
 def _wider_than(p: _Pair, prm: RelationParams):
-    return (p.size_a[0] - p.size_b[0], p.sx,
+    return (p.size_a[0] - p.size_b[0], p.sx(0),
             f"widths (gravity x): {p.a.id} {p.size_a[0]:.3f} m, {p.b.id} {p.size_b[0]:.3f} m")
 
 
@@ -340,12 +363,9 @@ def evaluate(relation: str, a: TrackedObject, b: TrackedObject, scene: Scene,
     noise = noise or DepthNoiseModel()
     params = params or RelationParams()
     margin, sigma, detail = spec.fn(_Pair(a, b, scene, noise), params)
-    margin, sigma = float(margin), max(float(sigma), SIGMA_FLOOR_M)
+    margin, sigma = float(margin), max(float(sigma) * noise.lifting.relation_sigma_scale, SIGMA_FLOOR_M)
     holds = margin > 0.0
     confidence = confidence_from_margin(margin, sigma)
-    note = ""
-    if spec.gravity and scene.gravity.source == "camera":
-        note = " (gravity assumed from the camera orientation; no support plane or static pose)"
     explanation = (f"{a.id} {'is' if holds else 'is not'} {spec.phrase} {b.id}: {detail}; margin {margin:+.3f} m, "
-                   f"sigma {sigma:.3f} m, confidence {confidence:.2f}{note}")
+                   f"sigma {sigma:.3f} m, confidence {confidence:.2f}")
     return RelationResult(name, holds, confidence, margin, explanation, sigma)

@@ -4,6 +4,10 @@ Every request reads ONE memory snapshot, so an answer never mixes two frames. Ba
 ambiguous names, unknown relations or quantities, unparseable questions, wrong types) never raise: they come
 back with ``success=False`` and a message that says what was wrong and, for names, lists the candidates.
 
+Caveats (``_with_caveats``): a message names every object of the answer that was not seen in the newest frame
+(kept from memory, how long ago), and when up was assumed rather than measured (``GravityFrame.assumed``)
+every geometric answer says so, and where up came from, in its ``message`` and its ``answer``.
+
 Confidences: yes/no and choice answers carry the relation's ``Phi(|margin| / sigma)``; metric answers carry the
 probability that the true value lies within +-25% of the reported one under the Gaussian error model
 (``2 Phi(0.25 |v| / sigma) - 1``, the SpatialRGPT-Bench criterion); existence answers the best detector score.
@@ -115,7 +119,8 @@ class SpatialQueries:
             result = evaluate(name, a, b, scene, self.noise, self.params)
             sentence = answers.relation_answer(result, display_name(a, scene.objects),
                                                display_name(b, scene.objects))
-            return RelationAnswer(True, result.explanation, result.holds, result.confidence, sentence, name,
+            message, sentence = _with_caveats(result.explanation, sentence, scene, (a, b))
+            return RelationAnswer(True, message, result.holds, result.confidence, sentence, name,
                                   a.id, b.id, result.margin_m)
         return self._guard(run, lambda msg: RelationAnswer(False, msg))
 
@@ -134,6 +139,7 @@ class SpatialQueries:
             sentence = answers.quantity_answer(name, result.value_m, display_name(a, scene.objects),
                                                display_name(b, scene.objects) if b else "")
             message = f"{result.explanation}; value {result.value_m:.4f} m +- {result.uncertainty_m:.4f} m"
+            message, sentence = _with_caveats(message, sentence, scene, (a, b))
             return MeasureAnswer(True, message, result.value_m, result.uncertainty_m, sentence, name, a.id,
                                  b.id if b else "")
         return self._guard(run, lambda msg: MeasureAnswer(False, msg))
@@ -157,7 +163,8 @@ class SpatialQueries:
         a, b = resolve(query.subject, scene.objects), resolve(query.reference, scene.objects)
         result = evaluate(query.relation, a, b, scene, self.noise, self.params)
         sentence = answers.relation_answer(result, display_name(a, scene.objects), display_name(b, scene.objects))
-        return AskAnswer(True, result.explanation, sentence, "yes_no", result.holds, 0.0, result.confidence, query)
+        message, sentence = _with_caveats(result.explanation, sentence, scene, (a, b))
+        return AskAnswer(True, message, sentence, "yes_no", result.holds, 0.0, result.confidence, query)
 
     def _ask_choice(self, query: Query, scene: Scene) -> AskAnswer:
         a, b = resolve(query.options[0], scene.objects), resolve(query.options[1], scene.objects)
@@ -172,8 +179,8 @@ class SpatialQueries:
             winner, result = None, (ab if ab.confidence <= ba.confidence else ba)
             sentence = answers.choice_answer(query.relation, None, None, (name_a, name_b))
         chosen = winner.id if winner else "neither"
-        return AskAnswer(True, f"{chosen}; {result.explanation}", sentence, "choice", False, 0.0,
-                         result.confidence, query)
+        message, sentence = _with_caveats(f"{chosen}; {result.explanation}", sentence, scene, (a, b))
+        return AskAnswer(True, message, sentence, "choice", False, 0.0, result.confidence, query)
 
     def _ask_quantity(self, query: Query, scene: Scene) -> AskAnswer:
         a = resolve(query.subject, scene.objects)
@@ -184,44 +191,51 @@ class SpatialQueries:
             diff = signed_difference(query.quantity, a, b, scene, self.noise)
             value = -diff.value_m if query.relation in _NEGATIVE_DIFFERENCE else diff.value_m
             sentence = answers.difference_answer(query.relation, value, name_a, name_b)
-            return AskAnswer(True, f"{diff.explanation}; {value:+.4f} m +- {diff.uncertainty_m:.4f} m", sentence,
-                             "metric", False, value, metric_confidence(value, diff.uncertainty_m), query)
+            message, sentence = _with_caveats(f"{diff.explanation}; {value:+.4f} m +- {diff.uncertainty_m:.4f} m",
+                                              sentence, scene, (a, b))
+            return AskAnswer(True, message, sentence, "metric", False, value,
+                             metric_confidence(value, diff.uncertainty_m), query)
         result = measure(query.quantity, a, b, scene, self.noise)
         sentence = answers.quantity_answer(result.name, result.value_m, name_a, name_b)
-        return AskAnswer(True, f"{result.explanation}; {result.value_m:.4f} m +- {result.uncertainty_m:.4f} m",
-                         sentence, "metric", False, result.value_m,
+        message, sentence = _with_caveats(f"{result.explanation}; {result.value_m:.4f} m +- "
+                                          f"{result.uncertainty_m:.4f} m", sentence, scene, (a, b))
+        return AskAnswer(True, message, sentence, "metric", False, result.value_m,
                          metric_confidence(result.value_m, result.uncertainty_m), query)
 
     def _ask_list(self, query: Query, scene: Scene) -> AskAnswer:
         found = matches(query.subject, scene.objects) if query.subject else list(scene.objects)
         names = [_list_name(o) for o in found]
         noun = _singular_phrase(query.subject) if query.subject else "object"
-        return AskAnswer(True, f"{len(found)} matching objects", answers.list_answer(names, noun), "free", False,
-                         float(len(found)), 1.0, query)
+        message, sentence = _with_caveats(f"{len(found)} matching objects", answers.list_answer(names, noun),
+                                          scene, found, up=False)
+        return AskAnswer(True, message, sentence, "free", False, float(len(found)), 1.0, query)
 
     def _ask_exists(self, query: Query, scene: Scene) -> AskAnswer:
         found = matches(query.subject, scene.objects)
         names = [_list_name(o) for o in found]
         confidence = max((float(o.score) for o in found), default=1.0)
-        return AskAnswer(True, f"{len(found)} matching objects",
-                         answers.exists_answer(names, _singular_phrase(query.subject)), "yes_no", bool(found),
-                         float(len(found)), confidence, query)
+        message, sentence = _with_caveats(f"{len(found)} matching objects",
+                                          answers.exists_answer(names, _singular_phrase(query.subject)), scene,
+                                          found, up=False)
+        return AskAnswer(True, message, sentence, "yes_no", bool(found), float(len(found)), confidence, query)
 
     def _ask_locate(self, query: Query, scene: Scene) -> AskAnswer:
         a = resolve(query.subject, scene.objects)
         rng = measure("distance_to_camera", a, None, scene, self.noise)
         sentence = answers.locate_answer(a, display_name(a, scene.objects), scene)
-        return AskAnswer(True, f"{a.id}: centre {[round(float(c), 4) for c in a.center]} m (camera frame)",
-                         sentence, "free", False, rng.value_m, metric_confidence(rng.value_m, rng.uncertainty_m),
-                         query)
+        message, sentence = _with_caveats(f"{a.id}: centre {[round(float(c), 4) for c in a.center]} m (camera "
+                                          "frame)", sentence, scene, (a,))
+        return AskAnswer(True, message, sentence, "free", False, rng.value_m,
+                         metric_confidence(rng.value_m, rng.uncertainty_m), query)
 
     def _ask_dimensions(self, query: Query, scene: Scene) -> AskAnswer:
         a = resolve(query.subject, scene.objects)
         sizes = [measure(name, a, None, scene, self.noise) for name in ("width", "depth", "height")]
         detail = ", ".join(f"{q.name} {q.value_m:.4f} m +- {q.uncertainty_m:.4f} m" for q in sizes)
         confidence = min(metric_confidence(q.value_m, q.uncertainty_m) for q in sizes)
-        return AskAnswer(True, f"{a.id}: {detail}", answers.dimensions_answer(a, display_name(a, scene.objects)),
-                         "free", False, 0.0, confidence, query)
+        message, sentence = _with_caveats(f"{a.id}: {detail}", answers.dimensions_answer(
+            a, display_name(a, scene.objects)), scene, (a,))
+        return AskAnswer(True, message, sentence, "free", False, 0.0, confidence, query)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -233,6 +247,17 @@ class SpatialQueries:
         except Exception as err:   # a service must always answer; the traceback goes to the log
             _LOG.exception("internal error while answering a spatial request")
             return failure(f"internal error: {type(err).__name__}: {err}")
+
+
+def _with_caveats(message: str, sentence: str, scene: Scene, objects, up: bool = True) -> tuple[str, str]:
+    """(message, sentence) of an answer about ``objects`` (None entries skipped) with its caveats: in the
+    message, the objects not seen in the newest frame; with ``up`` (a geometric answer: every box, height and
+    direction is taken in the gravity frame), an assumed up in both."""
+    notes = [answers.unseen_note(o, scene.stamp) for o in objects if o is not None]
+    if up and scene.gravity.assumed:
+        notes.append(answers.up_note(scene.gravity))
+        sentence = answers.with_up_note(sentence, scene.gravity)
+    return "; ".join([message, *filter(None, notes)]), sentence
 
 
 def _list_name(obj: TrackedObject) -> str:

@@ -16,6 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .calibration import reliability_lines
 from .records import QueryRecord, quantity_records, relation_records
 from .scoring import SUCCESS_CRITERIA, failure_breakdown
 
@@ -156,6 +157,35 @@ def plot_relation_confusion(summary: dict, path: str | os.PathLike, title: str =
     return path
 
 
+def plot_reliability(summary: dict, path: str | os.PathLike, title: str = "") -> Path | None:
+    """Reliability diagram of the relation confidences: accuracy against mean confidence per bin (marker
+    area ~ answers), with the diagonal of perfect calibration."""
+    cal = summary["relations"]["overall"]["calibration"]
+    if not cal["table"]:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    rows = cal["table"]
+    x = [r["mean_confidence"] for r in rows]
+    y = [r["accuracy"] for r in rows]
+    n = np.array([r["n"] for r in rows], dtype=float)
+    ax.plot([0.5, 1.0], [0.5, 1.0], color="grey", lw=0.8, ls="--")
+    ax.plot(x, y, color="tab:blue", lw=1)
+    ax.scatter(x, y, s=20 + 200 * n / n.max(), color="tab:blue", zorder=3)
+    for xi, yi, ni in zip(x, y, n):
+        ax.annotate(f"{int(ni)}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlim(0.45, 1.02)
+    ax.set_ylim(min(0.45, min(y) - 0.05), 1.02)
+    ax.set_xlabel("mean confidence of the answer")
+    ax.set_ylabel("accuracy")
+    ax.set_title((title + "\n" if title else "") + f"ECE {cal['ece']:.3f}, {cal['n']} answers", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 # --------------------------------------------------------------------------------------- annotated frames
 def draw_annotation(ann: FrameAnnotation) -> np.ndarray:
     """RGB image with boxes, labels, projected points and a caption strip under it."""
@@ -201,6 +231,12 @@ def _num(v, fmt="{:.1f}") -> str:
     return "n/a" if v is None or not math.isfinite(v) else fmt.format(v)
 
 
+def _high(cal: dict) -> str:
+    if not cal["n_high"]:
+        return "n/a"
+    return f"{_pct(cal['wrong_high_fraction'])} ({cal['wrong_high']} / {cal['n_high']})"
+
+
 def _headline_table(runs: Sequence[RunResult]) -> list[str]:
     head = "| | " + " | ".join(r.name for r in runs) + " |"
     out = [head, "|---" * (len(runs) + 1) + "|"]
@@ -213,9 +249,9 @@ def _headline_table(runs: Sequence[RunResult]) -> list[str]:
          if "objects" in s else "n/a"),
         ("relation accuracy (unambiguous; missed objects count wrong)",
          lambda s: _pct(s["relations"]["overall"]["accuracy"])),
-        ("relations scored / ambiguous / failed", lambda s: "{} / {} / {}".format(
+        ("relation facts scored / ambiguous / failed (service calls)", lambda s: "{} / {} / {} ({})".format(
             s["relations"]["overall"]["n_scored"], s["relations"]["overall"]["n_ambiguous"],
-            s["relations"]["overall"]["n_failed"])),
+            s["relations"]["overall"]["n_failed"], s["relations"]["overall"]["n_askings"])),
         ("metric within +-10%", lambda s: _pct(s["quantities"]["overall"]["within_10pct"])),
         ("metric within +-25% (SpatialRGPT)", lambda s: _pct(s["quantities"]["overall"]["within_25pct"])),
         ("metric within [0.5x, 2x] (SpatialVLM)",
@@ -225,6 +261,11 @@ def _headline_table(runs: Sequence[RunResult]) -> list[str]:
         ("quantities scored / failed", lambda s: "{} / {}".format(
             s["quantities"]["overall"]["n_scored"], s["quantities"]["overall"]["n_failed"])),
         ("median abs. error (cm)", lambda s: _num(100 * s["quantities"]["overall"]["abs_error_m"]["p50"])),
+        ("metric errors within 2 sigma (coverage)",
+         lambda s: _pct(s["quantities"]["overall"]["coverage_2sigma"]["coverage"])),
+        ("relation confidence ECE (10 bins)",
+         lambda s: _num(s["relations"]["overall"]["calibration"]["ece"], "{:.3f}")),
+        ("wrong among answers at confidence >= 0.99", lambda s: _high(s["relations"]["overall"]["calibration"])),
         ("service latency p50 / p95 / p99 (ms)", lambda s: " / ".join(
             _num(s["latency_ms"]["all"][k]) for k in ("p50", "p95", "p99"))),
         ("frames published / processed / dropped", lambda s: "{} / {} / {}".format(
@@ -237,34 +278,57 @@ def _headline_table(runs: Sequence[RunResult]) -> list[str]:
     return out
 
 
+def _coverage(c: dict) -> str:
+    return "n/a" if not c["n"] else f"{_pct(c['coverage'])} ({c['covered']} / {c['n']})"
+
+
+def _uncertainty_lines(s: dict) -> list[str]:
+    """Reliability table of the relation confidences and the high-confidence errors (coverage per quantity
+    is a column of the quantity table)."""
+    cal = s["relations"]["overall"]["calibration"]
+    if not cal["n"]:
+        return ["", "### Uncertainty", "", "No confidences or uncertainties reported (none to calibrate)."]
+    return ["", "### Uncertainty: relation confidence (reliability, ambiguous facts included)", "",
+            f"{cal['n']} answered facts; ECE {_num(cal['ece'], '{:.3f}')}; mean confidence "
+            f"{_num(cal['mean_confidence'], '{:.3f}')} vs accuracy {_num(cal['accuracy'], '{:.3f}')}; "
+            f"wrong among answers at confidence >= {cal['high_threshold']:g}: {_high(cal)}. Metric errors "
+            f"within 2 sigma: {_coverage(s['quantities']['overall']['coverage_2sigma'])}.", ""] \
+        + list(reliability_lines(cal))
+
+
 def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[str]:
     s = run.summary
     md = [f"## {run.name}", ""]
     md += [f"- {n}" for n in run.notes] + ([""] if run.notes else [])
     md += ["### Acceptance", "", "| criterion | value | threshold | |", "|---|---|---|---|"]
     for c in s["acceptance"]:
-        md.append(f"| {c['criterion']} | {_pct(c['value'])} | {_pct(c['threshold'])} | "
+        md.append(f"| {c['criterion']} | {_pct(c['value'])} | {c.get('direction', '>=')} {_pct(c['threshold'])} | "
                   f"{'pass' if c['passed'] else '**FAIL**'} |")
-    md += ["", "### Relations (accuracy on unambiguous pairs; failures count as wrong)", "",
-           "| relation | scored | correct | accuracy | yes/no wrong | failed | ambiguous (agreement) |",
-           "|---|---|---|---|---|---|---|"]
+    md += ["", "### Relations (each fact once, on unambiguous pairs; failures and contradicting askings count "
+           "as wrong)", "",
+           "| relation | scored | correct | accuracy | yes/no wrong | contradicting | failed | "
+           "ambiguous (agreement) | askings | ECE |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for name, b in s["relations"]["per_relation"].items():
         c = b["confusion"]
         md.append(f"| {name} | {b['n_scored']} | {b['correct']} | {_pct(b['accuracy'])} | "
-                  f"{c['false_yes']}/{c['false_no']} | {b['n_failed']} | "
-                  f"{b['n_ambiguous']} ({_pct(b['ambiguous_agreement'])}) |")
+                  f"{c['false_yes']}/{c['false_no']} | {c.get('inconsistent', 0)} | {b['n_failed']} | "
+                  f"{b['n_ambiguous']} ({_pct(b['ambiguous_agreement'])}) | {b['n_askings']} | "
+                  f"{_num(b['calibration']['ece'], '{:.3f}')} |")
     crit = " | ".join(n for n, _, _ in SUCCESS_CRITERIA)
     md += ["", "### Quantities (metres; relative criteria on truths >= "
            f"{100 * s['quantities']['min_truth_m']:.0f} cm)", "",
            f"| quantity | scored | failed | median abs err (cm) | p90 abs err (cm) | median rel err | "
-           f"mean signed rel err | {crit} | near-zero truths (median abs err cm) |",
-           "|---" * (8 + len(SUCCESS_CRITERIA)) + "|"]
+           f"mean signed rel err | {crit} | near-zero truths (median abs err cm) | within 2 sigma |",
+           "|---" * (9 + len(SUCCESS_CRITERIA)) + "|"]
     for name, b in list(s["quantities"]["per_quantity"].items()) + [("**all**", s["quantities"]["overall"])]:
         md.append(f"| {name} | {b['n_scored']} | {b['n_failed']} | {_num(100 * b['abs_error_m']['p50'])} | "
                   f"{_num(100 * b['abs_error_m']['p90'])} | {_pct(b['rel_error']['p50'])} | "
                   f"{_pct(b['mean_signed_rel_error'])} | "
                   + " | ".join(_pct(b[n]) for n, _, _ in SUCCESS_CRITERIA)
-                  + f" | {b['n_near_zero']} ({_num(100 * b['near_zero_abs_error_m']['p50'])}) |")
+                  + f" | {b['n_near_zero']} ({_num(100 * b['near_zero_abs_error_m']['p50'])}) | "
+                  f"{_coverage(b['coverage_2sigma'])} |")
+    md += _uncertainty_lines(s)
     lat = s["latency_ms"]
     md += ["", "### Latency (ms) and frames", "", "| | n | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|"]
     for k in ("relation", "quantity", "all"):
@@ -283,7 +347,8 @@ def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[
         md += [f"- service failure x{n}: `{m}`" for m, n in fb["service_failures"].items()]
         md += [f"- wrong answer x{n}: {m}" for m, n in fb["wrong_relations"].items()]
         md.append("")
-    for key, caption in (("error", "Error vs distance"), ("confusion", "Confusion per relation")):
+    for key, caption in (("error", "Error vs distance"), ("confusion", "Confusion per relation"),
+                         ("reliability", "Reliability diagram")):
         if key in plots:
             md += [f"![{caption}]({plots[key].relative_to(out_dir).as_posix()})", ""]
     return md
@@ -303,10 +368,17 @@ def write_report(out_dir: str | os.PathLike, runs: Sequence[RunResult], title: s
     md += ["Every visible ground-truth object is scored: detector recall is the share of them a node object "
            "matched (one-to-one, by 3D centre), precision the share of the node's objects that matched one, "
            "and a question about an object the node did not find counts as wrong (never skipped). "
+           "Each fact is scored once: the askings of one fact (left_of(A, B), right_of(B, A) and the negated "
+           "left_of(B, A), right_of(A, B); distance(A, B) and distance(B, A)) are merged, and a relation fact "
+           "is right only when every asking of it was answered right. "
            "Criteria: relation accuracy counts only pairs whose truth is beyond the definition's margin "
            "(ambiguous pairs are listed, not scored) and counts failed calls as wrong. Metric success: "
            "|pred - truth| <= 10 % / 25 % of truth (SpatialRGPT-Bench uses 25 %), or pred/truth in [0.5, 2] "
-           "(SpatialVLM). Latency is the service round trip seen by an rclpy client.", ""]
+           "(SpatialVLM). Uncertainty: coverage is the share of metric answers with |pred - truth| <= 2 "
+           "reported sigmas (0.954 if calibrated); ECE compares the relation confidences with their accuracy "
+           "over 10 equal-width bins. Latency is the service round trip seen by an rclpy client. "
+           "The naive baseline (where shown) answers the same questions from the median depth point of each "
+           "ground-truth mask with the camera's -y as up, and reports no uncertainty.", ""]
     for run in runs:
         slug = "".join(ch if ch.isalnum() else "_" for ch in run.name)
         plots = {}
@@ -318,6 +390,10 @@ def write_report(out_dir: str | os.PathLike, runs: Sequence[RunResult], title: s
                                     f"{run.name}: confusion per relation (unambiguous pairs)")
         if p:
             plots["confusion"] = p
+        p = plot_reliability(run.summary, out / "plots" / f"{slug}_reliability.png",
+                             f"{run.name}: relation confidence reliability")
+        if p:
+            plots["reliability"] = p
         paths.update({f"{slug}_{k}": v for k, v in plots.items()})
         md += _run_section(run, plots, out)
     if annotations:

@@ -577,22 +577,37 @@ def finish_run(run: EvaluationRun) -> RunResult:
     return RunResult(run.detector, run.summary, run.records, run_notes(run))
 
 
+def baseline_result(bag_path, ground_truth_path, result: RunResult) -> RunResult | None:
+    """The naive baseline (``baseline``) on the frames ``result`` was scored on, from the bag's depth and
+    instance masks; None (with nothing printed) when the bag has no masks."""
+    from .baseline import baseline_for_run
+    gt_path = Path(ground_truth_path) if ground_truth_path else find_ground_truth(bag_path)
+    return baseline_for_run(bag_path, result.records, load_ground_truth(gt_path))
+
+
 def evaluate(bag_path, ground_truth_path=None, out_dir="out/eval", detector: str = "external",
-             params_file: str | None = None, rate: float = 1.0, **config) -> dict:
+             params_file: str | None = None, rate: float = 1.0, baseline: bool = True, **config) -> dict:
     """Evaluate the node on a bag + ground truth; writes ``results.json`` and ``report.md`` under ``out_dir``
-    and returns the summary dict (``summary["report"]`` is the Markdown path). ``config``: further
+    and returns the summary dict (``summary["report"]`` is the Markdown path, ``summary["baseline"]`` the
+    naive baseline's summary when the bag has instance masks and ``baseline`` is True). ``config``: further
     ``EvaluationConfig`` fields (node, namespace, parameter_overrides, progress, ...)."""
     cfg = EvaluationConfig(detector=detector, params_file=params_file, rate=rate, **config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = run_evaluation(bag_path, ground_truth_path, cfg, out)
     result = finish_run(run)
+    results = [result]
+    base = baseline_result(bag_path, ground_truth_path, result) if baseline else None
+    if base is not None:
+        results.append(base)
     meta = {"bag": str(bag_path), "ground_truth": str(ground_truth_path or find_ground_truth(bag_path)),
             "detector": detector, "params_file": str(_params_path(params_file)), "rate": rate}
-    paths = write_report(out, [result], title=f"Evaluation of {Path(bag_path).name}", annotations=run.annotations,
+    paths = write_report(out, results, title=f"Evaluation of {Path(bag_path).name}", annotations=run.annotations,
                          meta=meta)
     summary = dict(result.summary, report=str(paths["markdown"]), results=str(paths["json"]))
-    _print_summary([result])
+    if base is not None:
+        summary["baseline"] = base.summary
+    _print_summary(results)
     print(f"report: {paths['markdown']}")
     return summary
 
@@ -600,25 +615,32 @@ def evaluate(bag_path, ground_truth_path=None, out_dir="out/eval", detector: str
 def _print_summary(results: list[RunResult]) -> None:
     def pct(v):
         return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:5.1f}%"
-    print(f"{'':40s}" + "".join(f"{r.name:>14s}" for r in results))
+    print(f"{'':40s}" + "".join(f"{r.name:>16s}" for r in results))
     def detection(s: dict, key: str) -> str:
         o = s.get("objects", {})
         return f"{pct(o.get(key)).strip()} {o.get('found', 0)}/{o.get('present' if key == 'recall' else 'reported', 0)}"
     print(f"{'detector recall (found / present)':40s}" + "".join(
-        f"{detection(r.summary, 'recall'):>14s}" for r in results))
+        f"{detection(r.summary, 'recall'):>16s}" for r in results))
     print(f"{'detector precision (found / reported)':40s}" + "".join(
-        f"{detection(r.summary, 'precision'):>14s}" for r in results))
+        f"{detection(r.summary, 'precision'):>16s}" for r in results))
     rows = [("relation accuracy (every GT object)", lambda s: s["relations"]["overall"]["accuracy"]),
             ("metric within +-10%", lambda s: s["quantities"]["overall"]["within_10pct"]),
             ("metric within +-25%", lambda s: s["quantities"]["overall"]["within_25pct"]),
             ("metric within [0.5x, 2x]", lambda s: s["quantities"]["overall"]["within_half_double"]),
             ("distance within +-10%",
-             lambda s: s["quantities"]["per_quantity"].get("distance", {}).get("within_10pct", math.nan))]
+             lambda s: s["quantities"]["per_quantity"].get("distance", {}).get("within_10pct", math.nan)),
+            ("metric errors within 2 sigma", lambda s: s["quantities"]["overall"]["coverage_2sigma"]["coverage"]),
+            ("wrong at confidence >= 0.99",
+             lambda s: s["relations"]["overall"]["calibration"]["wrong_high_fraction"])]
     for label, fn in rows:
-        print(f"{label:40s}" + "".join(f"{pct(fn(r.summary)):>14s}" for r in results))
-    print(f"{'service latency p50/p99 (ms)':40s}" + "".join(
-        f"{r.summary['latency_ms']['all']['p50']:>7.1f}/{r.summary['latency_ms']['all']['p99']:<6.1f}"
-        for r in results))
+        print(f"{label:40s}" + "".join(f"{pct(fn(r.summary)):>16s}" for r in results))
+    ece = [r.summary["relations"]["overall"]["calibration"]["ece"] for r in results]
+    print(f"{'relation confidence ECE':40s}" + "".join(
+        f"{'n/a' if not math.isfinite(v) else f'{v:.3f}':>16s}" for v in ece))
+    def latency(s: dict) -> str:
+        p50, p99 = s["latency_ms"]["all"]["p50"], s["latency_ms"]["all"]["p99"]
+        return f"{p50:.1f}/{p99:.1f}" if math.isfinite(p50) and math.isfinite(p99) else "n/a"
+    print(f"{'service latency p50/p99 (ms)':40s}" + "".join(f"{latency(r.summary):>16s}" for r in results))
     print(f"{'frames published/processed/dropped':40s}" + "".join(
-        f"{'{}/{}/{}'.format(r.summary['frames']['published'], r.summary['frames']['processed'], r.summary['frames']['dropped']):>14s}"
+        f"{'{}/{}/{}'.format(r.summary['frames']['published'], r.summary['frames']['processed'], r.summary['frames']['dropped']):>16s}"
         for r in results))

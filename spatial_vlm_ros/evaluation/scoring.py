@@ -1,6 +1,10 @@
 """Scores ``QueryRecord``s against ground truth: relation accuracy, metric errors, success rates, latency.
 
 Conventions (stated in the report too):
+- Each FACT is scored once (``facts``): the askings of one fact (``left_of(A, B)``, ``right_of(B, A)`` and the
+  negated ``left_of(B, A)``, ``right_of(A, B)``; ``distance(A, B)`` and ``distance(B, A)``) are merged, and a
+  relation fact counts right only when every asking of it was answered right (contradicting answers are
+  wrong). Counts named ``n_askings`` are of the askings (service calls) before merging.
 - Every visible ground-truth object is scored: a question about an object the detector did not find
   (``QueryRecord.missed``) is a failed answer, so it counts as wrong, as a failed service call does.
 - Relations: accuracy is over UNAMBIGUOUS ground-truth pairs; a failed service call counts as wrong.
@@ -9,6 +13,9 @@ Conventions (stated in the report too):
   Success criteria: within +-10 %, within +-25 % (SpatialRGPT-Bench), within [0.5x, 2x] (SpatialVLM).
   Failed calls count as unsuccessful. Truths below ``min_truth_m`` (e.g. the vertical distance of two objects
   on the same table) have no meaningful relative error: they are counted apart and scored by absolute error.
+- Uncertainty (``calibration``): per quantity and overall, the share of answered quantities within 2 sigma
+  of the truth; for relations (ambiguous facts included: their truth is still the sign of the true margin)
+  the reliability table, ECE over 10 confidence bins and the wrong answers among those at confidence >= 0.99.
 - Latency: service round trip percentiles, milliseconds.
 """
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .calibration import coverage, reliability
+from .facts import Fact, merge_facts
 from .records import FrameStats, QueryRecord, quantity_records, relation_records
 
 #: relative tolerances of the success criteria, as (name, lower ratio, upper ratio) on pred / truth
@@ -28,12 +37,17 @@ SUCCESS_CRITERIA = (
     ("within_half_double", 0.5, 2.0),
 )
 
-#: Acceptance thresholds: issue 3 (>= 95 % relations, >= 90 % metric within +-25 %) and the project's goal.
+#: Acceptance thresholds: issue 3 (>= 95 % relations, >= 90 % metric within +-25 %), the project's goal and
+#: issue 9's uncertainty targets (2-sigma coverage 0.95 +- 0.02, ECE <= 0.01, <= 0.5 % wrong at >= 0.99):
+#: (metric, criterion, threshold, ">=" or "<=")
 ACCEPTANCE = (
-    ("relation_accuracy", "issue 3: qualitative accuracy on unambiguous pairs", 0.95),
-    ("metric_within_25pct", "issue 3: metric answers within +-25 %", 0.90),
-    ("relation_accuracy", "goal: unambiguous relations correct", 0.99),
-    ("distance_within_10pct", "goal: distances within +-10 %", 0.97),
+    ("relation_accuracy", "issue 3: qualitative accuracy on unambiguous pairs", 0.95, ">="),
+    ("metric_within_25pct", "issue 3: metric answers within +-25 %", 0.90, ">="),
+    ("relation_accuracy", "goal: unambiguous relations correct", 0.99, ">="),
+    ("distance_within_10pct", "goal: distances within +-10 %", 0.97, ">="),
+    ("metric_coverage_2sigma", "goal: metric errors within 2 sigma", 0.93, ">="),
+    ("relation_ece", "goal: relation confidence ECE", 0.01, "<="),
+    ("relation_wrong_at_099", "goal: wrong among answers at confidence >= 0.99", 0.005, "<="),
 )
 
 DEFAULT_MIN_TRUTH_M = 0.02
@@ -57,14 +71,17 @@ def _ratio(n: int, d: int) -> float:
     return n / d if d else math.nan
 
 
-def _relation_block(records: list[QueryRecord]) -> dict:
-    scored = [r for r in records if not r.ambiguous and r.truth is not None]
-    ambiguous = [r for r in records if r.ambiguous]
-    confusion = {"true_yes": 0, "true_no": 0, "false_yes": 0, "false_no": 0, "failed": 0}
+def _relation_block(facts: list[Fact]) -> dict:
+    scored = [r for r in facts if not r.ambiguous and r.truth is not None]
+    ambiguous = [r for r in facts if r.ambiguous]
+    confusion = {"true_yes": 0, "true_no": 0, "false_yes": 0, "false_no": 0, "failed": 0, "inconsistent": 0}
     correct = 0
     for r in scored:
         if not r.answered:
             confusion["failed"] += 1
+            continue
+        if r.inconsistent:                  # askings contradict each other: wrong, not a yes or a no
+            confusion["inconsistent"] += 1
             continue
         truth, pred = bool(r.truth), bool(r.predicted)
         key = ("true_" if truth == pred else "false_") + ("yes" if pred else "no")
@@ -73,7 +90,8 @@ def _relation_block(records: list[QueryRecord]) -> dict:
     answered = len(scored) - confusion["failed"]
     amb_answered = [r for r in ambiguous if r.answered and r.truth is not None]
     return {
-        "n": len(records),
+        "n": len(facts),
+        "n_askings": sum(len(r.askings) for r in facts),
         "n_scored": len(scored),
         "n_ambiguous": len(ambiguous),
         "n_failed": confusion["failed"],
@@ -84,15 +102,17 @@ def _relation_block(records: list[QueryRecord]) -> dict:
                                       len(amb_answered)),
         # rows: truth, columns: answer. true_yes = holds and said yes; false_yes = does not hold, said yes.
         "confusion": confusion,
+        "calibration": reliability(facts),
     }
 
 
 def score_relations(records: Iterable[QueryRecord]) -> dict:
-    """Per relation and overall accuracy on unambiguous pairs, with a yes/no confusion count each."""
-    rel = relation_records(records)
-    groups: dict[str, list[QueryRecord]] = defaultdict(list)
+    """Per relation and overall accuracy on unambiguous facts (each fact once, named by its base relation:
+    ``left_of`` holds the right_of askings too), with a yes/no confusion count and calibration each."""
+    rel = merge_facts(relation_records(records))
+    groups: dict[str, list[Fact]] = defaultdict(list)
     for r in rel:
-        groups[r.relation_or_quantity].append(r)
+        groups[r.name].append(r)
     return {"per_relation": {k: _relation_block(v) for k, v in sorted(groups.items())},
             "overall": _relation_block(rel)}
 
@@ -109,7 +129,7 @@ def within(pred: float | None, truth: float, lo: float, hi: float) -> bool:
     return lo <= pred / truth <= hi
 
 
-def _quantity_block(records: list[QueryRecord], min_truth_m: float) -> dict:
+def _quantity_block(records: list[Fact], min_truth_m: float) -> dict:
     valid = [r for r in records if r.truth is not None and math.isfinite(float(r.truth))]
     relative = [r for r in valid if float(r.truth) >= min_truth_m]
     near_zero = [r for r in valid if float(r.truth) < min_truth_m]
@@ -119,6 +139,7 @@ def _quantity_block(records: list[QueryRecord], min_truth_m: float) -> dict:
     signed = [(float(r.predicted) - float(r.truth)) / float(r.truth) for r in answered]
     block = {
         "n": len(records),
+        "n_askings": sum(len(r.askings) for r in records),
         "n_scored": len(relative),
         "n_failed": len(relative) - len(answered),
         "n_near_zero": len(near_zero),
@@ -127,6 +148,7 @@ def _quantity_block(records: list[QueryRecord], min_truth_m: float) -> dict:
         "mean_signed_rel_error": float(np.mean(signed)) if signed else math.nan,
         "near_zero_abs_error_m": percentiles(
             [abs(float(r.predicted) - float(r.truth)) for r in near_zero if r.answered], (50, 90)),
+        "coverage_2sigma": coverage(valid),           # near-zero truths included: an absolute criterion
     }
     for name, lo, hi in SUCCESS_CRITERIA:
         block[name] = _ratio(sum(within(r.predicted if r.answered else None, float(r.truth), lo, hi)
@@ -135,26 +157,31 @@ def _quantity_block(records: list[QueryRecord], min_truth_m: float) -> dict:
 
 
 def score_quantities(records: Iterable[QueryRecord], min_truth_m: float = DEFAULT_MIN_TRUTH_M) -> dict:
-    """Per quantity and pooled absolute/relative error and success rates (see module docstring)."""
-    qs = quantity_records(records)
-    groups: dict[str, list[QueryRecord]] = defaultdict(list)
+    """Per quantity and pooled absolute/relative error, success rates and 2-sigma coverage, each fact once
+    (see module docstring)."""
+    qs = merge_facts(quantity_records(records))
+    groups: dict[str, list[Fact]] = defaultdict(list)
     for r in qs:
-        groups[r.relation_or_quantity].append(r)
+        groups[r.name].append(r)
     return {"per_quantity": {k: _quantity_block(v, min_truth_m) for k, v in sorted(groups.items())},
             "overall": _quantity_block(qs, min_truth_m), "min_truth_m": min_truth_m}
 
 
 def acceptance(summary: dict) -> list[dict]:
     """Checks of ``summary`` (from ``summarize``) against ``ACCEPTANCE``: name, value, threshold, passed."""
-    rel = summary["relations"]["overall"]["accuracy"]
-    metric = summary["quantities"]["overall"]["within_25pct"]
-    dist = summary["quantities"]["per_quantity"].get("distance", {}).get("within_10pct", math.nan)
-    values = {"relation_accuracy": rel, "metric_within_25pct": metric, "distance_within_10pct": dist}
+    rel, qty = summary["relations"]["overall"], summary["quantities"]["overall"]
+    values = {"relation_accuracy": rel["accuracy"], "metric_within_25pct": qty["within_25pct"],
+              "distance_within_10pct": summary["quantities"]["per_quantity"].get("distance", {}).get(
+                  "within_10pct", math.nan),
+              "metric_coverage_2sigma": qty["coverage_2sigma"]["coverage"],
+              "relation_ece": rel["calibration"]["ece"],
+              "relation_wrong_at_099": rel["calibration"]["wrong_high_fraction"]}
     out = []
-    for key, label, threshold in ACCEPTANCE:
+    for key, label, threshold, direction in ACCEPTANCE:
         v = values[key]
+        ok = math.isfinite(v) and (v >= threshold if direction == ">=" else v <= threshold)
         out.append({"metric": key, "criterion": label, "value": v, "threshold": threshold,
-                    "passed": bool(math.isfinite(v) and v >= threshold)})
+                    "direction": direction, "passed": bool(ok)})
     return out
 
 

@@ -4,7 +4,9 @@
 ``time.monotonic()`` seconds; latencies are the worker's processing time per frame (conversion + pipeline).
 
 Levels: ERROR when the most recent frame failed, WARN when it had warnings, when input stamps could not be
-matched (within the last period) or when no frame was processed for ``stale_after_s``; OK otherwise.
+matched (within the last period), when no frame was processed for ``stale_after_s`` or while up is assumed
+rather than measured (the extra value ``up_assumed``, with ``up_source`` saying where up came from); OK
+otherwise.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 RATE_WINDOW_S = 5.0    # frame rate over the frames finished in the last 5 s
+UP_ASSUMED = "up_assumed"   # extra value: True while the answers' up is assumed (no support plane measured) ...
+UP_SOURCE = "up_source"     # ... and where up came from, in words
 
 
 @dataclass
@@ -101,8 +105,10 @@ class ProcessingStats:
                 objects=self._objects)
 
 
-def status_level(snap: StatsSnapshot, period_s: float, stale_after_s: float) -> tuple[bytes, str]:
-    """(level, message) for one snapshot; see the module docstring for the rules."""
+def status_level(snap: StatsSnapshot, period_s: float, stale_after_s: float, up_assumed_from: str = ""
+                 ) -> tuple[bytes, str]:
+    """(level, message) for one snapshot; ``up_assumed_from``: where up came from while it is assumed ("" when
+    measured). See the module docstring for the rules."""
     if snap.last_frame_ok is False:
         return DiagnosticStatus.ERROR, f"last frame rejected: {snap.last_error}"
     if snap.last_warning_age_s is not None and snap.last_warning_age_s <= period_s:
@@ -111,13 +117,18 @@ def status_level(snap: StatsSnapshot, period_s: float, stale_after_s: float) -> 
         return DiagnosticStatus.WARN, "no frame processed yet (waiting for a synchronised set)"
     if snap.last_frame_age_s > stale_after_s:
         return DiagnosticStatus.WARN, f"no frame processed for {snap.last_frame_age_s:.1f} s"
+    if up_assumed_from:
+        return DiagnosticStatus.WARN, (f"up assumed ({up_assumed_from}), not measured from a support plane: "
+                                       "vertical answers may be wrong")
     return DiagnosticStatus.OK, f"{snap.frame_rate_hz:.1f} Hz, {snap.objects} objects"
 
 
 def diagnostic_array(snap: StatsSnapshot, stamp, name: str, hardware_id: str, period_s: float,
                      stale_after_s: float, extra: dict | None = None) -> DiagnosticArray:
     """``DiagnosticArray`` with one status ``name`` holding the statistics as key/values."""
-    level, message = status_level(snap, period_s, stale_after_s)
+    extra = extra or {}
+    assumed_from = str(extra.get(UP_SOURCE, "unknown source")) if extra.get(UP_ASSUMED) is True else ""
+    level, message = status_level(snap, period_s, stale_after_s, assumed_from)
     values = {
         "frame_rate_hz": f"{snap.frame_rate_hz:.2f}",
         "latency_p50_ms": f"{snap.latency_p50_ms:.1f}",
@@ -128,7 +139,7 @@ def diagnostic_array(snap: StatsSnapshot, stamp, name: str, hardware_id: str, pe
         "last_error": snap.last_error,
         "last_warning": snap.last_warning,
     }
-    values.update({k: str(v) for k, v in (extra or {}).items()})
+    values.update({k: str(v) for k, v in extra.items()})
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                               values=[KeyValue(key=k, value=v) for k, v in values.items()])
     msg = DiagnosticArray()

@@ -11,7 +11,9 @@ new scene snapshot (a few kB) back over a pipe, and the node answers every servi
 - ``FrameProcessor``: the inputs -> frames -> pipeline -> ``~/objects``/``~/markers`` part, in whichever
   process it runs. Subscription callbacks only file messages into the ``ApproximateTimeSynchronizer`` and
   hand complete sets to one frame thread (``handoff``: always the newest set, stale ones dropped). It
-  publishes the scene outputs itself and reports to the node through ``FrameEvents``.
+  publishes the scene outputs itself and reports to the node through ``FrameEvents``. Each set carries the
+  reset generation it was matched in: a set matched (or a frame converted) before a ``reset`` is dropped
+  when its turn comes, so it never lands in the fresh memory or seeds the new gravity estimate.
 - ``WorkerProcess``: the node's handle on a worker process running a ``FrameProcessor``: start (pipeline
   built, models loaded, or the reason it failed), activate/deactivate (subscriptions), reset, set_classes,
   close. Its receiver thread turns the worker's messages back into ``FrameEvents`` calls.
@@ -46,6 +48,7 @@ from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.core.scene import Scene
 from spatial_vlm_ros.ros import conversions as conv
+from spatial_vlm_ros.ros.diagnostics import UP_ASSUMED, UP_SOURCE
 from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue
 from spatial_vlm_ros.ros.markers import scene_markers
 from spatial_vlm_ros.ros.parameters import DETECTIONS_MSG_TYPES, NodeSettings
@@ -149,6 +152,8 @@ class FrameProcessor:
         self.sync = ApproximateTimeSynchronizer(self.slots, s.sync_slop_s, s.sync_queue_size)
         self.handoff = LatestOnlyQueue()
         self._lock = threading.Lock()           # one frame or one reset at a time
+        self._generation = 0                    # resets so far; sets are tagged with it when matched
+        self.dropped_by_reset = 0               # sets matched before a reset, dropped
         self._camera = None
         self._frame_id = ""
         self._last_frame: tuple[float, float] | None = None      # (header stamp, monotonic time)
@@ -211,10 +216,11 @@ class FrameProcessor:
             try:
                 now = time.monotonic()
                 self._last_received[slot] = now
+                generation = self._generation   # read first: a reset from here on drops this set
                 complete = self.sync.add(slot, conv.stamp_to_seconds(msg.header.stamp), msg)
                 if complete is not None:
                     self._last_matched = now
-                    self.handoff.put(complete)
+                    self.handoff.put((generation, complete))
             except Exception as err:  # noqa: BLE001 - an exception out of a callback would stop the executor
                 self._report_error(f"internal error filing a {slot} message: {type(err).__name__}: {err}")
         return callback
@@ -235,8 +241,10 @@ class FrameProcessor:
                      camera=camera, stamp=conv.stamp_to_seconds(msgs["color"].header.stamp),
                      segmentation=segmentation, detections=detections)
 
-    def _process_set(self, msgs: dict) -> None:
-        """Frame thread: one matched set through the pipeline, then report. Never raises."""
+    def _process_set(self, item: tuple[int, dict]) -> None:
+        """Frame thread: one matched set ``(reset generation, messages)`` through the pipeline, then report.
+        A set from before the latest reset is dropped (counted in ``dropped_by_reset``). Never raises."""
+        generation, msgs = item
         t0 = time.perf_counter()
         try:
             frame = self._frame_from_set(msgs)
@@ -246,6 +254,9 @@ class FrameProcessor:
                 self.events.warning(message)
                 return
             with self._lock:
+                if generation != self._generation:
+                    self.dropped_by_reset += 1
+                    return
                 result = self.pipeline.process(frame)
                 scene = self.pipeline.memory.snapshot()
         except SpatialError as err:
@@ -285,9 +296,11 @@ class FrameProcessor:
 
     # ---------------------------------------------------------------------------------- commands
     def reset(self) -> str:
-        """Clear the scene memory and the gravity estimate (waits for the frame in flight)."""
+        """Clear the scene memory and the gravity estimate (waits for the frame in flight; sets matched before
+        are dropped)."""
         with self._lock:
             removed = len(self.pipeline.memory.snapshot().objects)
+            self._generation += 1
             self.handoff.clear()
             self.pipeline.reset()
             scene = self.pipeline.memory.snapshot()
@@ -346,12 +359,17 @@ class FrameProcessor:
                     self.events.scene(scene, "expired")
 
     def status_values(self) -> dict:
-        """Diagnostics key/values of the inputs and the pipeline."""
+        """Diagnostics key/values of the inputs and the pipeline (``up_source``/``up_assumed``: of the gravity
+        frame the answers use, the memory's; ``up_assumed`` True makes the status WARN)."""
         sync = self.sync.stats
         unpublished = [self.spec.topics[slot] for slot, sub in zip(self.slots, self._subscriptions)
                        if sub.get_publisher_count() == 0]
+        gravity = self.pipeline.memory.snapshot().gravity
+        estimated = self.pipeline.gravity.current is not None      # None: nothing since the start or a reset
         return {"dropped_stale_frames": self.handoff.dropped, "dropped_unmatched_messages": sync.dropped_total,
-                "matched_sets": sync.matched_sets, "gravity": self.gravity_status,
+                "dropped_by_reset": self.dropped_by_reset, "matched_sets": sync.matched_sets,
+                "gravity": self.gravity_status, UP_SOURCE: gravity.up_from if estimated else "(no frame yet)",
+                UP_ASSUMED: bool(estimated and gravity.assumed),
                 "inputs_without_publisher": ", ".join(unpublished) if self._subscriptions else "(not subscribed)"}
 
     def close(self) -> None:

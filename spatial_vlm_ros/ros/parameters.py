@@ -27,6 +27,7 @@ from spatial_vlm_ros.core.gravity import GravityParams
 from spatial_vlm_ros.core.lifting import AMODAL_MODES, LiftingParams
 from spatial_vlm_ros.core.memory import MemoryParams
 from spatial_vlm_ros.core.noise import DepthNoiseModel
+from spatial_vlm_ros.core.uncertainty import FITTED_LIFTING_ERROR, LiftingError
 from spatial_vlm_ros.core.depth_fusion import FusionParams
 from spatial_vlm_ros.core.pipeline import DEPTH_SOURCES
 from spatial_vlm_ros.perception.mono_depth import BACKENDS as DEPTH_BACKENDS, DepthModelParams
@@ -60,7 +61,8 @@ class ParamSpec:
 
 
 GROUP_TYPES = {"lifting": LiftingParams, "memory": MemoryParams, "gravity": GravityParams,
-               "noise": DepthNoiseModel, "tabletop": TabletopParams, "boxes": BoxesParams}
+               "noise": DepthNoiseModel, "uncertainty": LiftingError, "tabletop": TabletopParams,
+               "boxes": BoxesParams}
 GROUP_TYPES.update({"depth_model": DepthModelParams, "depth_fusion": FusionParams})   # depth_source
 GROUP_TYPES["open_vocab"] = OpenVocabParams
 
@@ -160,6 +162,29 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # ---- depth noise (core.noise.DepthNoiseModel): sigma(z) = sigma0 + k z^2
     _g("noise.sigma0_m", "sigma0", "Depth noise floor sigma0 in sigma(z) = sigma0 + k z^2, m", (0.0, 1.0)),
     _g("noise.k_per_m", "k", "Depth noise growth k in sigma(z) = sigma0 + k z^2, 1/m", (0.0, 1.0)),
+    # ---- the lifting's own error (core.uncertainty.LiftingError), added in quadrature to the sensor term of every
+    # sigma and confidence (fitted: docs/uncertainty.md)
+    _g("uncertainty.centre_ray_m", "centre_ray_m", "Lifting error of an object centre along the viewing ray, "
+       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_ray_m),
+    _g("uncertainty.centre_ray_size_fraction", "centre_ray_size_fraction", "Lifting error of an object "
+       "centre along the viewing ray, part proportional to the larger horizontal extent", (0.0, 1.0),
+       default=FITTED_LIFTING_ERROR.centre_ray_size_fraction),
+    _g("uncertainty.centre_across_m", "centre_across_m", "Lifting error of an object centre across the ray, horizontally, "
+       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_across_m),
+    _g("uncertainty.centre_across_size_fraction", "centre_across_size_fraction", "Lifting error of an object "
+       "centre across the ray, horizontally, part proportional to the larger horizontal extent", (0.0, 1.0),
+       default=FITTED_LIFTING_ERROR.centre_across_size_fraction),
+    _g("uncertainty.centre_vertical_m", "centre_vertical_m", "Lifting error of an object centre across the ray, in the vertical plane, "
+       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_vertical_m),
+    _g("uncertainty.centre_vertical_size_fraction", "centre_vertical_size_fraction", "Lifting error of an object "
+       "centre across the ray, in the vertical plane, part proportional to the larger horizontal extent", (0.0, 1.0),
+       default=FITTED_LIFTING_ERROR.centre_vertical_size_fraction),
+    _g("uncertainty.extent_floor_m", "extent_floor_m", "Lifting error of a box extent (width, depth, height), "
+       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.extent_floor_m, length=3),
+    _g("uncertainty.extent_fraction", "extent_fraction", "Lifting error of a box extent (width, depth, height), "
+       "part proportional to that extent", (0.0, 1.0), default=FITTED_LIFTING_ERROR.extent_fraction, length=3),
+    _g("uncertainty.relation_sigma_scale", "relation_sigma_scale", "Scale of a relation margin's sigma (the "
+       "objects of one scene err together)", (0.01, 10.0), default=FITTED_LIFTING_ERROR.relation_sigma_scale),
 )
 PARAMETERS += (
     # ---- lifting (core.lifting.LiftingParams; its depth-noise model comes from noise.*)
@@ -197,7 +222,9 @@ PARAMETERS += (
     _g("memory.max_objects", "max_objects", "Most objects remembered", (1, 100000)),
     _g("memory.max_points", "max_points", "Points kept per object", (1, 1000000)),
     _g("memory.compensate_motion", "compensate_motion",
-       "Carry unseen objects through camera motion estimated from matched centres (Kabsch)"),
+       "Carry objects, seen or not, through camera motion estimated from >= 3 matched centres (Kabsch); "
+       "fits below motion_min_translation_m / motion_min_rotation_deg count as a static camera. Off: "
+       "centres are averaged in camera coordinates, right only for a camera that never moves"),
     _g("memory.motion_gate_m", "motion_gate_m", "Association gate used only to find the motion's matches, m",
        (0.001, 10.0)),
     _g("memory.motion_min_matches", "motion_min_matches", "Matched centres needed for a motion estimate",
@@ -207,7 +234,7 @@ PARAMETERS += (
     _g("memory.motion_min_spread_m", "motion_min_spread_m",
        "Matched centres must spread at least this much off a line, m", (0.0, 10.0)),
     _g("memory.motion_min_translation_m", "motion_min_translation_m",
-       "Smaller translations are treated as no motion, m", (0.0, 10.0)),
+       "Motions moving the matched centres less than this (RMS) are treated as none, m", (0.0, 10.0)),
     _g("memory.motion_min_rotation_deg", "motion_min_rotation_deg",
        "Smaller rotations are treated as no motion, deg", (0.0, 180.0)),
     _g("memory.max_future_s", "max_future_s",
@@ -343,11 +370,12 @@ def check_value(spec: ParamSpec, value) -> str | None:
         return f"{spec.name}: expected a {want}, got {value!r} ({have}){hint}"
     if spec.choices and value not in spec.choices:
         return f"{spec.name}: '{value}' is not one of {', '.join(spec.choices)}"
-    if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
-        return f"{spec.name}: {value} is outside [{spec.range[0]}, {spec.range[1]}]"
     if spec.length is not None and len(value) != spec.length:
         return f"{spec.name}: expected {spec.length} values, got {len(value)}"
-    if isinstance(value, float) and not math.isfinite(value):
+    numbers = value if isinstance(value, list) else [value]
+    if spec.range is not None and not all(spec.range[0] <= v <= spec.range[1] for v in numbers):
+        return f"{spec.name}: {value} is outside [{spec.range[0]}, {spec.range[1]}]"
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
         return f"{spec.name}: must be finite"
     return None
 
@@ -463,7 +491,8 @@ def pipeline_config(values: dict) -> PipelineConfig:
     gravity = _group_kwargs(values, "gravity")
     if not gravity.get("static_support_height"):
         gravity["static_support_height"] = None
-    noise = DepthNoiseModel(**_group_kwargs(values, "noise"))
+    lifting_error = LiftingError(**_group_kwargs(values, "uncertainty"))
+    noise = DepthNoiseModel(**_group_kwargs(values, "noise"), lifting=lifting_error)
     config = PipelineConfig(
         detector=values["detector"],
         lifting=replace(LiftingParams(), noise=noise, **_group_kwargs(values, "lifting")),

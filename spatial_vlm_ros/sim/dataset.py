@@ -9,6 +9,9 @@ Layout of a dataset folder::
     scene_0000/frame_0000_depth.png   depth, uint16 millimetres (16UC1), 0 = no reading
     scene_0000/frame_0000_mask.png    instance ids, uint16, 0 = none (ids/labels in scene.json)
 
+Depth comes through a simulated sensor chosen by name (``sim.depth_sensors``: ``gaussian``, ``stereo`` (the
+default), ``tof``, or ``perfect``); dataset.json records its name and parameters.
+
 Stamps: frames of one scene are 1/30 s apart (a camera moving around a static scene); scenes follow one
 another with a gap (``scene_gap_s``) so a node's memory can tell them apart by time.
 """
@@ -23,10 +26,10 @@ import cv2
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, DepthSensor, make_sensor, sensor_name
 from spatial_vlm_ros.sim.ground_truth import GroundTruthConfig, frame_ground_truth
 from spatial_vlm_ros.sim.ground_truth_file import load_ground_truth, save_ground_truth
 from spatial_vlm_ros.sim.scene_sampler import SamplerConfig, sample_scene
-from spatial_vlm_ros.sim.sensor_noise import StereoNoise
 from spatial_vlm_ros.sim.trajectory import (OPTICAL_FRAME_ID, TrajectoryConfig, ViewpointConfig, camera_trajectory,
                                             sample_intrinsics, sample_viewpoint)
 
@@ -68,7 +71,7 @@ class GeneratorConfig:
     width: int = 640
     height: int = 480
     frames_per_scene: int = 1
-    noise: StereoNoise | None = field(default_factory=StereoNoise)     # None = perfect depth
+    sensor: str | DepthSensor | None = DEFAULT_SENSOR     # a name (depth_sensors.SENSORS) or model; None = perfect
     rate_hz: float = 30.0
     start_stamp_ns: int = DEFAULT_START_NS
     scene_gap_s: float = 1.0
@@ -78,6 +81,10 @@ class GeneratorConfig:
     viewpoint: ViewpointConfig = field(default_factory=ViewpointConfig)
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     ground_truth: GroundTruthConfig = field(default_factory=GroundTruthConfig)
+
+    def sensor_model(self) -> DepthSensor | None:
+        """The depth sensor model (None = perfect depth); ``InputError`` for an unknown name."""
+        return make_sensor(self.sensor)
 
     def scene_start_ns(self, index: int) -> int:
         span = self.frames_per_scene / self.rate_hz + self.scene_gap_s
@@ -113,22 +120,25 @@ def render_scene(index: int, seed: int, cfg: GeneratorConfig, renderer) -> Scene
     scene.seed = seed
     intr = sample_intrinsics(rng, cfg.width, cfg.height)
     start, first = _choose_view(rng, scene, intr, cfg, renderer)
+    trajectory = camera_trajectory(rng, start, cfg.frames_per_scene, cfg.trajectory)
+    sensor = cfg.sensor_model()
     gt_cfg = cfg.ground_truth
-    if cfg.noise is not None:
-        gt_cfg = replace(gt_cfg, noise=cfg.noise.depth_model(intr.fx))
+    if sensor is not None:
+        sensor = sensor.for_scene(rng)                  # one physical unit for the whole scene
+        gt_cfg = replace(gt_cfg, noise=sensor.depth_model(intr.fx))
     info = intr.camera_info(OPTICAL_FRAME_ID)
     ids = [o.instance_id for o in scene.objects]
     labels = [o.category for o in scene.objects]
     points_cache: dict = {}
     frames = []
     t0 = cfg.scene_start_ns(index)
-    for i, (t, pose) in enumerate(camera_trajectory(rng, start, cfg.frames_per_scene, cfg.trajectory)):
+    for i, (t, pose) in enumerate(trajectory):
         out = first if i == 0 else renderer.render(scene, intr, pose)
         stamp_ns = t0 + int(round(t * 1e9))
         gt = frame_ground_truth(scene, intr, pose, out.mask, stamp_ns, i, gt_cfg, points_cache, OPTICAL_FRAME_ID)
         rgb, depth = out.rgb, out.depth
-        if cfg.noise is not None:
-            depth, rgb = cfg.noise.apply(depth, rgb, intr.fx, rng)
+        if sensor is not None:
+            depth, rgb = sensor.apply(depth, rgb, intr.fx, rng)
         frames.append(Frame(stamp_ns, rgb, depth_to_mm(depth), out.mask, ids, labels, info, gt))
     return SceneRecord(scene.scene_id, frames, scene.describe())
 
@@ -138,6 +148,7 @@ def iter_scenes(n_scenes: int, seed: int = 0, cfg: GeneratorConfig | None = None
     """Render ``n_scenes`` scenes one by one (a single offscreen renderer for all)."""
     from spatial_vlm_ros.sim.renderer import Renderer   # imports pyrender / OpenGL only when rendering
     cfg = cfg or GeneratorConfig()
+    cfg.sensor_model()                                   # an unknown sensor name fails before rendering
     if n_scenes < 0 or cfg.frames_per_scene < 1:
         raise InputError("need n_scenes >= 0 and frames_per_scene >= 1")
     indices: Iterable[int] = range(n_scenes)
@@ -183,15 +194,21 @@ def save_scene(record: SceneRecord, out_dir: str | Path) -> Path:
 
 def generate_scenes(out_dir: str | Path, n_scenes: int = 5, frames_per_scene: int = 1, noise: bool = True,
                     seed: int = 0, width: int = 640, height: int = 480, progress: bool = True,
-                    config: GeneratorConfig | None = None) -> Path:
+                    config: GeneratorConfig | None = None, sensor: str | DepthSensor | None = None) -> Path:
     """Render a scene set into ``out_dir`` (created) and return it. ``config`` overrides the defaults; the
-    explicit arguments win over it. See the module docstring for the layout."""
+    explicit arguments win over it: ``noise=False`` means perfect depth, otherwise the depth goes through
+    ``sensor`` (a name or model), else the config's sensor, else the stereo default. See the module docstring
+    for the layout."""
     cfg = replace(config or GeneratorConfig(), width=int(width), height=int(height),
                   frames_per_scene=int(frames_per_scene))
     if not noise:
-        cfg = replace(cfg, noise=None)
-    elif cfg.noise is None:
-        cfg = replace(cfg, noise=StereoNoise())
+        cfg = replace(cfg, sensor=None)
+    elif sensor is not None:
+        cfg = replace(cfg, sensor=sensor)
+    elif make_sensor(cfg.sensor) is None:
+        cfg = replace(cfg, sensor=DEFAULT_SENSOR)
+    model = cfg.sensor_model()
+    cfg = replace(cfg, sensor=model)                     # dataset.json records the model's parameters
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scene_ids, gt_frames = [], []
@@ -201,7 +218,7 @@ def generate_scenes(out_dir: str | Path, n_scenes: int = 5, frames_per_scene: in
         gt_frames += [f.ground_truth for f in record.frames]
     save_ground_truth(out / "ground_truth.json", gt_frames)
     meta = {"format": DATASET_FORMAT, "version": 1, "seed": seed, "scenes": scene_ids,
-            "config": json.loads(json.dumps(asdict(cfg), default=str))}
+            "sensor": sensor_name(model), "config": json.loads(json.dumps(asdict(cfg), default=str))}
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
     return out
 

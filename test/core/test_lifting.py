@@ -310,3 +310,60 @@ def test_instances_from_mask():
         instances_from_mask(ids, [3, 3], ["mug", "cup"], None)
     with pytest.raises(InputError, match="integers"):
         instances_from_mask(ids.astype(np.float32), [3], ["mug"], None)
+
+
+@pytest.mark.parametrize("pose", ["HIGH", "STEEP", "LOW"])
+@pytest.mark.parametrize("gap", [0.03, 0.06])
+def test_a_seen_bottom_above_a_surface_is_not_put_down(pose, gap):
+    """Objects held ``gap`` above the table, and a can held above a box: the table (the box top) is seen
+    through the gap under their lower rims, so their bottoms stay where they are (within noise) and the can
+    is not on top of the box. The resting box still stands on the table. Before bottoms were checked, every
+    one of them was put down (``rest_snap_m`` = 6 cm). The table is large: seen from LOW, the rays through
+    the gap above the box meet the table 1.3 m behind it (where they meet nothing within range, nothing
+    tells the gap from a sensor dropout, and the bottom counts as hidden)."""
+    from spatial_vlm_ros.core.memory import SceneMemory
+    from spatial_vlm_ros.core.relations import evaluate
+
+    base = BoxObject("base", (0.15, 0.05), (0.16, 0.16, 0.06), color=(40, 160, 50))
+    objects = [BoxObject("box", (-0.2, 0.0), (0.1, 0.08, 0.1), base_z=gap),
+               CylinderObject("cyl", (-0.02, -0.05), 0.04, 0.12, base_z=gap, color=(200, 200, 40)),
+               base, CylinderObject("can", (0.15, 0.05), 0.035, 0.1, base_z=top_of(base) + gap)]
+    for seed in range(2):
+        frame = render(objects, POSES[pose], table_size=(3.0, 3.0), noise=DepthNoiseModel(), seed=seed)
+        pairs, warnings = lifted(frame)
+        assert not warnings and len(pairs) == 4
+        for o, t in pairs:
+            assert abs(o.box_min[2] - t.box_min_g[2]) < 0.006, (pose, gap, t.label, o.box_min[2], t.box_min_g[2])
+        mem = SceneMemory()
+        mem.update([o for o, _ in pairs], 0.0, frame.gravity)
+        scene_ = mem.snapshot()
+        can, box = scene_.by_id("can_1"), scene_.by_id("base_1")
+        assert not evaluate("on_top_of", can, box, scene_).holds
+
+
+def test_seen_bottom_check_keeps_resting_and_occluded_objects_down():
+    """Resting objects in random scenes (some hidden behind others) keep their bottoms on the table: the
+    check finds no gap under them, so the rest rule is unchanged for them."""
+    for seed in range(4):
+        frame = scene("HIGH", seed, noisy=True)
+        for o, t in lifted(frame)[0]:
+            if t.distance <= 1.5 and not t.truncated and t.box_min_g[2] < 1e-6:
+                assert abs(o.box_min[2] - t.box_min_g[2]) < 0.006, (seed, t.label)
+
+
+def test_undercut_slope_tells_a_rounded_bottom_from_an_upright_side():
+    """Points on ten vertical lines (azimuths 0.01 rad apart) from 0 to 5 cm above the box bottom, 1 m from
+    the camera: an upright side keeps its horizontal range (slope 0), a surface receding under the object
+    (a ball below its equator) gains range going down, a part leaning out towards the camera loses it."""
+    from spatial_vlm_ros.core.lifting import _undercut_slopes
+
+    h, azimuth = np.meshgrid(np.linspace(0.0, 0.05, 21), 0.01 * np.arange(10), indexing="ij")
+    h, azimuth = h.ravel(), azimuth.ravel()
+    bottom, top, off = np.array([0.0]), np.array([0.1]), np.array([0, h.size])
+    for lean, expected in ((0.0, 0.0), (0.5, 0.5), (-0.4, -0.4)):
+        rng = 1.0 + lean * (0.05 - h)
+        pts_g = np.stack([rng * np.sin(azimuth), rng * np.cos(azimuth), h]).astype(np.float32)
+        slope = _undercut_slopes(pts_g, off, bottom, top, 0.005)
+        assert slope[0] == pytest.approx(expected, abs=1e-3), lean
+    line = pts_g[:, azimuth == 0.0]                                          # one vertical line: no verdict
+    assert _undercut_slopes(line, np.array([0, line.shape[1]]), bottom, top, 0.005)[0] == np.inf

@@ -233,15 +233,15 @@ def test_camera_motion_compensation_carries_unseen_objects():
     assert can.extra["carried"] and not can.extra["visible"]
 
 
-def test_camera_motion_compensation_off_by_default_and_rejects_inconsistent_motion():
+def test_camera_motion_compensation_can_be_turned_off_and_rejects_inconsistent_motion():
     centres = [(-0.3, 0.1, 1.0), (0.2, 0.15, 1.2), (0.0, 0.05, 1.6)]
-    mem = SceneMemory()
+    mem = SceneMemory(MemoryParams(compensate_motion=False))
     mem.update([obs(lb, *c) for lb, c in zip("abc", centres)] + [obs("d", 0.4, 0.1, 0.9)], 0.0, G)
     mem.update([obs(lb, c[0] + 0.05, c[1], c[2]) for lb, c in zip("abc", centres)], 0.1, G)
     assert mem.last_report.motion == "off"
     assert mem.snapshot().by_id("d_1").center[0] == pytest.approx(0.4)
     # objects moved independently (not a rigid camera motion): nothing is carried
-    mem = SceneMemory(MemoryParams(compensate_motion=True))
+    mem = SceneMemory()
     mem.update([obs(lb, *c) for lb, c in zip("abc", centres)] + [obs("d", 0.4, 0.1, 0.9)], 0.0, G)
     shifted = [(-0.3 + 0.12, 0.1, 1.0), (0.2, 0.15 - 0.1, 1.2), (0.0, 0.05, 1.6 - 0.12)]
     mem.update([obs(lb, *c) for lb, c in zip("abc", shifted)], 0.1, G)
@@ -281,3 +281,16 @@ def test_huge_finite_points_are_kept_and_only_non_finite_rows_dropped():
     mem.update([o], 0.0, G)
     pts = mem.snapshot().objects[0].points
     assert len(pts) == len(o.points) - 1 and np.all(pts == 1e308)
+
+
+def test_small_rotation_about_the_objects_is_static_but_a_real_one_is_applied():
+    """A static camera's noise fits a small rotation about the objects, whose translation at the camera
+    centre is large; what counts is how far the fit moves the matched centres."""
+    prev = np.array([(-0.3, 0.1, 1.0), (0.2, 0.15, 1.2), (0.0, 0.05, 1.6), (0.4, 0.1, 0.9)])
+    pivot = prev.mean(axis=0)
+    for angle, static in ((0.3, True), (2.0, False)):
+        R = Rotation.from_euler("y", angle, degrees=True).as_matrix()
+        t = pivot - R @ pivot                     # turned about the objects' centroid: |t| ~ angle * 1.2 m
+        R_est, t_est, msg = estimate_rigid_motion(prev, _move(prev, R, t), MemoryParams())
+        assert np.linalg.norm(t) > MemoryParams().motion_min_translation_m
+        assert msg.startswith("static") == static, msg

@@ -164,3 +164,39 @@ def test_normalisation():
                                          (-0.34, "34 cm")])
 def test_human_units(metres, text):
     assert format_length(metres) == text
+
+
+def test_contractions_are_expanded_only_as_whole_words():
+    assert normalise_question("What's the height of the biscuit's box?") == "what is the height of the biscuit's box"
+    assert normalise_question("Where's the habit's mug?") == "where is the habit's mug"
+    q = parse("How tall is the biscuit's box?")
+    assert (q.kind, q.quantity, q.subject) == ("quantity", "height", "biscuit's box")
+    q = parse("Is the biscuit's box to the left of the bowl?")
+    assert (q.relation, q.subject, q.reference) == ("left_of", "biscuit's box", "bowl")
+
+
+@pytest.mark.parametrize("question,subject,phrase,reference", [
+    ("How far is the mug to the left of the bowl?", "mug", "to the left of", "bowl"),
+    ("How far is the mug left of the bowl?", "mug", "to the left of", "bowl"),
+    ("How far to the left of the bowl is the mug?", "mug", "to the left of", "bowl"),
+    ("How far is the left mug to the right of the bowl?", "left mug", "to the right of", "bowl"),
+    ("How many cm is the cup behind the box?", "cup", "behind", "box"),
+    ("How far is the cup in front of the box?", "cup", "in front of", "box"),
+])
+def test_directional_offset_questions_are_refused_not_misread(question, subject, phrase, reference):
+    with pytest.raises(QueryError) as err:
+        parse(question)
+    msg = str(err.value)
+    assert "not a measured quantity" in msg
+    assert f"'Is the {subject} {phrase} the {reference}?'" in msg
+    assert f"'How far is the {subject} from the {reference}?'" in msg
+
+
+@pytest.mark.parametrize("question,subject,reference", [
+    ("How far is the mug from the left bowl?", "mug", "left bowl"),
+    ("How far is the left mug from the bowl?", "left mug", "bowl"),
+    ("How far is the mug to the bowl?", "mug", "bowl"),
+])
+def test_direction_words_inside_names_still_parse(question, subject, reference):
+    q = parse(question)
+    assert (q.kind, q.quantity, q.subject, q.reference) == ("quantity", "distance", subject, reference)

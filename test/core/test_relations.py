@@ -181,11 +181,3 @@ def test_same_object_and_unknown_relation_raise():
         evaluate("left_of", objs["mug"], objs["mug"], scene, NOISE)
     with pytest.raises(QueryError, match="unknown relation"):
         evaluate("levitating over", objs["mug"], objs["bowl"], scene, NOISE)
-
-
-def test_explanation_flags_assumed_gravity():
-    g = GravityFrame.camera_default()
-    a, b = on_table("mug_1", 0, 0.8, (0.1, 0.1, 0.1), g), on_table("bowl_1", 0.3, 0.8, (0.1, 0.1, 0.2), g)
-    r = evaluate("taller_than", b, a, make_scene([a, b], g), NOISE)
-    assert r.holds and "gravity assumed" in r.explanation
-    assert "gravity assumed" not in evaluate("left_of", a, b, make_scene([a, b], g), NOISE).explanation

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from spatial_vlm_ros.evaluation.records import FrameStats, QueryRecord
 from spatial_vlm_ros.evaluation.report import (FrameAnnotation, RunResult, draw_annotation, records_table,
@@ -12,9 +13,9 @@ from spatial_vlm_ros.evaluation.scoring import summarize
 def _records():
     recs = []
     for i in range(6):
-        recs.append(QueryRecord(1.0, "relation", "mug", "left_of", "bowl", truth=i % 2 == 0, predicted=True,
-                                success=True, latency_ms=2.0 + i))
-        recs.append(QueryRecord(1.0, "quantity", "mug", "distance", "bowl", truth=0.3 + 0.1 * i,
+        recs.append(QueryRecord(1.0 + i, "relation", "mug", "left_of", "bowl", truth=i % 2 == 0, predicted=True,
+                                success=True, latency_ms=2.0 + i, confidence=0.9))
+        recs.append(QueryRecord(1.0 + i, "quantity", "mug", "distance", "bowl", truth=0.3 + 0.1 * i,
                                 predicted=0.32 + 0.1 * i, success=True, latency_ms=3.0,
                                 subject_range_m=0.8 + 0.1 * i))
     recs.append(QueryRecord(1.0, "quantity", "cup", "height", "", truth=0.1, predicted=None, success=False,
@@ -39,7 +40,11 @@ def test_write_report_outputs(tmp_path):
     assert "| left_of | 6 | 3 | 50.0% |" in md
     assert "| distance | 6 | 0 |" in md
     assert "plots/external_error_vs_distance.png" in md and "frames/frame_00.png" in md
-    for key in ("external_error", "external_confusion", "frame_0"):
+    # uncertainty: reliability table (6 facts at confidence 0.9, 3 right), coverage column, diagram
+    assert "| [0.9, 1.0] | 6 | 0.900 | 0.500 | -0.400 |" in md
+    assert run["summary"]["relations"]["overall"]["calibration"]["ece"] == pytest.approx(0.4)
+    assert "relation confidence ECE (10 bins) | 0.400 |" in md
+    for key in ("external_error", "external_confusion", "external_reliability", "frame_0"):
         assert paths[key].stat().st_size > 1000
 
 

@@ -8,14 +8,21 @@ from spatial_vlm_ros.evaluation.scoring import (acceptance, failure_breakdown, p
                                                 score_relations, summarize, within)
 
 
-def rel(name, truth, pred, ambiguous=False, success=True, latency=1.0):
-    return QueryRecord(0.0, "relation", "a", name, "b", truth=truth, ambiguous=ambiguous,
+_stamps = iter(range(1, 10**6))
+
+
+def rel(name, truth, pred, ambiguous=False, success=True, latency=1.0, stamp=None, a="a", b="b",
+        confidence=None):
+    """A relation record; each gets its own frame stamp (so its own fact) unless ``stamp`` is given."""
+    return QueryRecord(float(next(_stamps) if stamp is None else stamp), "relation", a, name, b, truth=truth,
+                       ambiguous=ambiguous, confidence=confidence if success else None,
                        predicted=pred if success else None, success=success, latency_ms=latency,
                        message="" if success else "unknown object 'a'; candidates: mug_1")
 
 
-def qty(name, truth, pred, success=True, latency=2.0):
-    return QueryRecord(0.0, "quantity", "a", name, "b", truth=truth, predicted=pred if success else None,
+def qty(name, truth, pred, success=True, latency=2.0, stamp=None, a="a", b="b", sigma=None):
+    return QueryRecord(float(next(_stamps) if stamp is None else stamp), "quantity", a, name, b, truth=truth,
+                       predicted=pred if success else None, uncertainty=sigma if success else None,
                        success=success, latency_ms=latency, message="" if success else "failed")
 
 
@@ -34,7 +41,8 @@ def test_relation_accuracy_excludes_ambiguous_and_counts_failures_as_wrong():
     assert left["correct"] == 2
     assert left["accuracy"] == pytest.approx(0.5)
     assert left["accuracy_answered"] == pytest.approx(2 / 3)
-    assert left["confusion"] == {"true_yes": 1, "true_no": 1, "false_yes": 1, "false_no": 0, "failed": 1}
+    assert left["confusion"] == {"true_yes": 1, "true_no": 1, "false_yes": 1, "false_no": 0, "failed": 1,
+                                 "inconsistent": 0}
     assert left["ambiguous_agreement"] == pytest.approx(0.0)
     assert s["per_relation"]["above"]["accuracy"] == 1.0
     assert s["overall"]["n_scored"] == 5 and s["overall"]["correct"] == 3
@@ -84,8 +92,8 @@ def test_percentiles_ignore_nan_and_handle_empty():
 
 
 def test_summary_acceptance_and_dropped_frames():
-    records = [rel("left_of", True, True)] * 19 + [rel("left_of", True, False)]
-    records += [qty("distance", 1.0, 1.05)] * 9 + [qty("distance", 1.0, 1.3)]
+    records = [rel("left_of", True, True) for _ in range(19)] + [rel("left_of", True, False)]
+    records += [qty("distance", 1.0, 1.05) for _ in range(9)] + [qty("distance", 1.0, 1.3)]
     frames = FrameStats(published=10, processed=8, frame_latency_ms=[10.0, 20.0])
     s = summarize(records, frames)
     assert s["frames"]["dropped"] == 2

@@ -1,11 +1,14 @@
-"""Scene sets on disk: generation, exact read-back, 30 Hz stamps, reproducibility, noise switch."""
+"""Scene sets on disk: generation, exact read-back, 30 Hz stamps, reproducibility, noise switch, sensor by name."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.sim import dataset as D
 from spatial_vlm_ros.sim.dataset import GeneratorConfig, generate_scenes, iter_scenes, load_dataset
+from spatial_vlm_ros.sim.depth_sensors import ToFDepth
 from spatial_vlm_ros.sim.scene_sampler import SamplerConfig
 
 W, H = 160, 120
@@ -23,6 +26,7 @@ def noisy(tmp_path_factory):
 def test_layout_and_exact_read_back(noisy):
     meta = json.loads((noisy / "dataset.json").read_text())
     assert meta["scenes"] == ["scene_0000", "scene_0001"] and meta["config"]["width"] == W
+    assert meta["sensor"] == "stereo" and meta["config"]["sensor"]["disparity_step_px"] == 1 / 32   # noise=True
     scenes = load_dataset(noisy)
     cfg = GeneratorConfig(width=W, height=H, frames_per_scene=2, sampler=SMALL.sampler)
     # the same seed gives the same scene, and the disk format is lossless
@@ -68,6 +72,26 @@ def test_noise_switch(tmp_path, noisy):
     assert np.all(clean.depth_mm[objects] > 0)                       # perfect depth: no holes on objects
     assert np.mean(noisy_frame.depth_mm[objects] == 0) > 0.01        # the stereo model drops some
     assert np.array_equal(clean.mask, noisy_frame.mask)              # same scene and view either way
+
+
+def test_sensor_by_name_same_views_and_its_noise_model_in_the_ground_truth(tmp_path, noisy, monkeypatch):
+    seen = []
+    real = D.frame_ground_truth
+    monkeypatch.setattr(D, "frame_ground_truth", lambda *a: seen.append(a[6].noise) or real(*a))
+    out = generate_scenes(tmp_path, n_scenes=1, frames_per_scene=1, seed=7, width=W, height=H, progress=False,
+                          config=SMALL, sensor="tof")
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["sensor"] == "tof" and meta["config"]["sensor"]["sigma_per_m"] == ToFDepth().sigma_per_m
+    tof = load_dataset(out)[0].frames[0]
+    stereo = load_dataset(noisy)[0].frames[0]
+    assert np.array_equal(tof.mask, stereo.mask) and tof.camera_info == stereo.camera_info   # same view
+    assert not np.array_equal(tof.depth_mm, stereo.depth_mm)
+    fx = tof.camera_info["k"][0]
+    assert seen == [ToFDepth().depth_model(fx)]                          # ground truth's ambiguity margins
+    with pytest.raises(InputError, match="unknown depth sensor"):
+        generate_scenes(tmp_path / "y", n_scenes=1, width=W, height=H, progress=False, sensor="sonar")
+    perfect = next(iter_scenes(1, seed=7, cfg=replace(SMALL, width=W, height=H, sensor="perfect")))
+    assert np.all(perfect.frames[0].depth_mm[perfect.frames[0].mask > 0] > 0)
 
 
 def test_bad_requests(tmp_path):

@@ -1,0 +1,100 @@
+"""The lifting's own error: what an object's centre and extents get wrong beyond the sensor's per-pixel noise.
+
+The sensor term (``noise.DepthNoiseModel``) averages per-pixel noise over an object's pixels. The lifting adds
+errors that do not average out: the hidden back of the object is completed from the visible front (amodal
+completion), edges are eroded or lost to holes, flying pixels and shadows bend extents, the support plane the
+boxes are aligned to is biased. A centre errs mostly along the viewing ray (the completion of the hidden
+side) and least vertically (the support plane fixes bottoms), an extent mostly along the gravity frame's
+forward axis (the depth of the object). ``LiftingError``
+models their one-sigma size (metres):
+
+- centre, in three directions: along the viewing ray ``r``, across it horizontally ``h = unit(up x r)``, and
+  across it in the vertical plane ``v = r x h``: ``<term>_m + <term>_size_fraction * footprint`` each
+  (``footprint`` = the larger horizontal extent of the box); along a unit direction ``u`` the three add in
+  quadrature, ``sqrt(sum((sigma_k (u . e_k))^2))``;
+- extent ``i`` of the gravity-aligned box (width, depth, height): ``extent_floor_m[i] + extent_fraction[i] *
+  extent_i``; one box face has ``1/sqrt(2)`` of it;
+- relations scale their margin's sigma by ``relation_sigma_scale``: the objects of one scene err together
+  (one support plane, one sensor bias), so the difference a relation compares is more certain than the
+  quadrature of the two objects' sigmas.
+
+The coefficients are fitted from the simulator's residuals (``benchmarks/fit_uncertainty.py``; values and
+coverage in ``docs/uncertainty.md``) and added in quadrature to the sensor term by ``core.quantities``.
+The default (all zero, scale 1) is the sensor term alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+Vec3 = tuple[float, float, float]
+ZERO: Vec3 = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class LiftingError:
+    """One-sigma lifting error terms: metres (``*_m``) or unitless; extents per gravity axis (x, y, z)."""
+
+    centre_ray_m: float = 0.0
+    centre_ray_size_fraction: float = 0.0
+    centre_across_m: float = 0.0
+    centre_across_size_fraction: float = 0.0
+    centre_vertical_m: float = 0.0
+    centre_vertical_size_fraction: float = 0.0
+    extent_floor_m: Vec3 = ZERO
+    extent_fraction: Vec3 = ZERO
+    relation_sigma_scale: float = 1.0
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            v = tuple(float(x) for x in value) if isinstance(value, (tuple, list)) else (float(value),)
+            top = 10.0 if name == "relation_sigma_scale" else 1.0
+            if len(v) not in (1, 3) or not all(math.isfinite(x) and 0.0 <= x <= top for x in v) \
+                    or (name == "relation_sigma_scale" and v[0] <= 0.0):
+                raise InputError(f"lifting error {name} must be in [0, {top:g}] (a scale > 0), got {value!r}")
+            object.__setattr__(self, name, v if len(v) == 3 else v[0])
+
+    def centre_axes(self, footprint_m: float) -> np.ndarray:
+        """(3,) one-sigma centre error along the ray, across it horizontally and in the vertical plane, m."""
+        size = max(footprint_m, 0.0)
+        return np.array([self.centre_ray_m + self.centre_ray_size_fraction * size,
+                         self.centre_across_m + self.centre_across_size_fraction * size,
+                         self.centre_vertical_m + self.centre_vertical_size_fraction * size])
+
+    def centre(self, footprint_m: float, ray_c, up_c, direction_c=None) -> float:
+        """One-sigma error of the centre along the unit ``direction_c`` (camera frame), for a centre seen along
+        the unit ``ray_c`` with gravity up ``up_c``, metres; ``None``: along its worst direction."""
+        s = self.centre_axes(footprint_m)
+        if direction_c is None:
+            return float(np.max(s))
+        return float(np.linalg.norm(s * (ray_basis(ray_c, up_c) @ np.asarray(direction_c, dtype=np.float64))))
+
+    def extent(self, extent_m: float, axis: int) -> float:
+        """One-sigma error of the box extent along gravity ``axis`` (0 width, 1 depth, 2 height), metres."""
+        return self.extent_floor_m[axis] + self.extent_fraction[axis] * max(extent_m, 0.0)
+
+    def face(self, extent_m: float, axis: int) -> float:
+        """One-sigma error of one box face across gravity ``axis``, metres."""
+        return self.extent(extent_m, axis) / math.sqrt(2.0)
+
+
+def ray_basis(ray_c, up_c) -> np.ndarray:
+    """(3, 3) rows: the unit ray, the horizontal unit vector across it, the unit vector across it in the
+    vertical plane (camera frame). A ray along up takes the camera x axis as its horizontal."""
+    r = np.asarray(ray_c, dtype=np.float64)
+    h = np.cross(np.asarray(up_c, dtype=np.float64), r)
+    n = float(np.linalg.norm(h))
+    h = h / n if n > 1e-9 else np.array([1.0, 0.0, 0.0])
+    return np.stack([r, h, np.cross(r, h)])
+
+
+#: fitted on the tuning seeds of the simulator with all three sensor models pooled (``benchmarks/
+#: fit_uncertainty.py --sensor stereo gaussian tof --seeds 101 102 103``); the node's default
+FITTED_LIFTING_ERROR = LiftingError(
+    centre_ray_m=0.0047, centre_ray_size_fraction=0.0192, centre_across_m=0.0026, centre_across_size_fraction=0.0,
+    centre_vertical_m=0.0035, centre_vertical_size_fraction=0.0155, extent_floor_m=(0.0055, 0.0134, 0.0),
+    extent_fraction=(0.0, 0.0477, 0.0), relation_sigma_scale=0.45)
