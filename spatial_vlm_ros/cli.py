@@ -18,7 +18,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from spatial_vlm_ros.sim.dataset import generate_scenes
     generate_scenes(args.out, n_scenes=args.scenes, frames_per_scene=args.frames, noise=not args.no_noise,
-                    seed=args.seed, width=args.width, height=args.height)
+                    seed=args.seed, width=args.width, height=args.height, sensor=args.sensor)
     return 0
 
 
@@ -76,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True)
     g.add_argument("--scenes", type=int, default=5)
     g.add_argument("--frames", type=int, default=1, help="frames per scene (moving camera, 30 Hz)")
-    g.add_argument("--no-noise", action="store_true", help="perfect depth instead of stereo-like noise")
+    g.add_argument("--no-noise", action="store_true", help="perfect depth instead of a sensor model")
+    from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
+    g.add_argument("--sensor", choices=tuple(SENSORS), default=DEFAULT_SENSOR,
+                   help="depth sensor model (docs/sensor_models.md)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--width", type=int, default=640)
     g.add_argument("--height", type=int, default=480)

@@ -2,8 +2,10 @@
 
     scripts/ros_env.sh python -m spatial_vlm_ros.cli demo [--out out/demo] [--scenes N] [--seed S]
 
-1. Render ``n_scenes`` tabletop scenes (a few frames each from a moving camera, 30 Hz stamps) with
-   stereo-like depth noise (``sim``), streaming them into a rosbag2 bag with its ground-truth sidecar.
+1. Render ``n_scenes`` tabletop scenes (a few frames each from a moving camera, 30 Hz stamps) with a
+   D4xx-like stereo depth sensor (``sim.depth_sensors``), streaming them into a rosbag2 bag with its
+   ground-truth sidecar; the same scenes and views again with the Gaussian and time-of-flight sensor models
+   (one bag each).
 2. ``detector: external`` (the simulator's instance masks on ``/camera/instances``): replay the bag into the
    node and ask every ground-truth relation and quantity through ``~/get_relation`` / ``~/measure``; on the
    first scenes also ask a planner's natural-language questions through ``~/ask``.
@@ -13,6 +15,9 @@
    matched to ground truth by 3D centre and asked about by id.
    Every visible ground-truth object is scored for every detector: detector recall (found / present) heads
    the table, and a question about an object the node did not find counts as wrong.
+   ``external`` also runs on the Gaussian and ToF bags (``external/gaussian``, ``external/tof``), and the
+   naive baseline (``evaluation.baseline``) on each sensor's frames: every sensor model side by side with its
+   accuracy, 2-sigma coverage and confidence calibration.
 5. Print answers next to ground truth and the summary table; write ``report.md`` + ``results.json`` + plots
    under ``out_dir``. No model weights are used. Exit code 0 when everything ran (acceptance is reported,
    pass or fail, in the table and the report).
@@ -28,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from spatial_vlm_ros.core.errors import SpatialError
+
+from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
 
 from .baseline import NAME as BASELINE
 from .records import QueryRecord
@@ -133,10 +140,11 @@ class PlannerQuestions:
         return md + [""]
 
 
-def _generate_bag(bag: Path, n_scenes: int, seed: int, frames: int, width: int, height: int) -> Path:
+def _generate_bag(bag: Path, n_scenes: int, seed: int, frames: int, width: int, height: int,
+                  sensor: str = DEFAULT_SENSOR) -> Path:
     from spatial_vlm_ros.bag.writer import write_bag
     from spatial_vlm_ros.sim.dataset import GeneratorConfig, iter_scenes
-    cfg = GeneratorConfig(width=width, height=height, frames_per_scene=frames)
+    cfg = GeneratorConfig(width=width, height=height, frames_per_scene=frames, sensor=sensor)
     return write_bag(iter_scenes(n_scenes, seed, cfg, progress=True), bag, overwrite=True)
 
 
@@ -146,65 +154,86 @@ TABLETOP_RECALL_TARGET = 0.97
 
 def _acceptance_lines(results: list[RunResult]) -> list[str]:
     lines = []
+    width = max((len(r.name) for r in results), default=8)
     for r in results:
-        if r.name == BASELINE:                        # a reference row, not a configuration under test
+        if r.name.startswith(BASELINE):               # a reference row, not a configuration under test
             continue
         recall = r.summary.get("objects", {}).get("recall", math.nan)
         target = TABLETOP_RECALL_TARGET if r.name == "tabletop" else 0.99
         value = "n/a" if recall is None or not math.isfinite(recall) else f"{100 * recall:.1f}%"
         ok = recall is not None and math.isfinite(recall) and recall >= target
-        lines.append(f"  [{r.name:8s}] {'detector recall (objects found / present)':<52} {value:>7} "
+        lines.append(f"  [{r.name:{width}s}] {'detector recall (objects found / present)':<52} {value:>7} "
                      f"(>= {100 * target:.0f}%) {'PASS' if ok else 'FAIL'}")
         for c in r.summary["acceptance"]:
             v = c["value"]
             value = "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"
-            lines.append(f"  [{r.name:8s}] {c['criterion']:<52} {value:>7} ({c.get('direction', '>=')} "
+            lines.append(f"  [{r.name:{width}s}] {c['criterion']:<52} {value:>7} ({c.get('direction', '>=')} "
                          f"{100 * c['threshold']:g}%) {'PASS' if c['passed'] else 'FAIL'}")
     return lines
 
 
+def run_name(detector: str, sensor: str) -> str:
+    """``external`` for the default (stereo) sensor, ``external/tof`` for another."""
+    return detector if sensor == DEFAULT_SENSOR else f"{detector}/{sensor}"
+
+
 def run_demo(out_dir: str = "out/demo", n_scenes: int | None = None, seed: int = 0,
              frames_per_scene: int = FRAMES_PER_SCENE, width: int = 640, height: int = 480,
-             detectors: tuple[str, ...] = ("external", "boxes", "tabletop"), node: str = "subprocess") -> int:
+             detectors: tuple[str, ...] = ("external", "boxes", "tabletop"), node: str = "subprocess",
+             sensors: tuple[str, ...] = tuple(SENSORS)) -> int:
     """Run the demo (see the module docstring); returns the process exit code (0 when it ran through,
-    1 with a message when something could not run, e.g. the node did not start)."""
+    1 with a message when something could not run, e.g. the node did not start). Every detector runs on the
+    default sensor's bag, ``external`` also on the other ``sensors``'."""
     try:
-        return _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detectors, node)
+        return _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detectors, node, sensors)
     except SpatialError as err:
         print(f"demo failed: {err}", file=sys.stderr)
         return 1
 
 
-def _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detectors, node) -> int:
+def _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detectors, node, sensors) -> int:
     t0 = time.monotonic()
     n_scenes = DEFAULT_SCENES if n_scenes is None else int(n_scenes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    others = [s for s in sensors if s != DEFAULT_SENSOR] if "external" in detectors else []
+    runs = [(DEFAULT_SENSOR, d) for d in detectors] + [(s, "external") for s in others]
 
-    steps = len(detectors) + 2
-    print(f"[1/{steps}] rendering {n_scenes} scenes x {frames_per_scene} frames ({width}x{height}, noisy depth) "
-          f"into a rosbag2 bag", flush=True)
-    bag = _generate_bag(out / "bag", n_scenes, seed, frames_per_scene, width, height)
-    timings["generate + write bag"] = time.monotonic() - t0
+    steps = len(runs) + 2
+    print(f"[1/{steps}] rendering {n_scenes} scenes x {frames_per_scene} frames ({width}x{height}) with the "
+          f"{', '.join([DEFAULT_SENSOR, *others])} depth sensor models into rosbag2 bags", flush=True)
+    bags = {sensor: _generate_bag(out / ("bag" if sensor == DEFAULT_SENSOR else f"bag_{sensor}"), n_scenes, seed,
+                                  frames_per_scene, width, height, sensor)
+            for sensor in [DEFAULT_SENSOR, *others]}
+    bag = bags[DEFAULT_SENSOR]
+    timings["generate + write bags"] = time.monotonic() - t0
 
     results: list[RunResult] = []
     annotations = []
     planner = PlannerQuestions(seed=seed)
-    for step, detector in enumerate(detectors, start=2):
-        print(f"[{step}/{steps}] detector '{detector}': node + replay + service queries", flush=True)
+    for step, (sensor, detector) in enumerate(runs, start=2):
+        name = run_name(detector, sensor)
+        first = detector == "external" and sensor == DEFAULT_SENSOR
+        print(f"[{step}/{steps}] detector '{detector}', sensor '{sensor}': node + replay + service queries",
+              flush=True)
         t = time.monotonic()
-        cfg = EvaluationConfig(detector=detector, node=node, annotate=3 if detector == "external" else 2,
+        annotate = 3 if first else (2 if sensor == DEFAULT_SENSOR else 0)
+        cfg = EvaluationConfig(detector=detector, node=node, annotate=annotate,
                                parameter_overrides={"memory.compensate_motion": frames_per_scene > 1})
-        run = run_evaluation(bag, None, cfg, out, on_frame_set=planner if detector == "external" else None)
+        run = run_evaluation(bags[sensor], None, cfg, out / ("" if sensor == DEFAULT_SENSOR else sensor),
+                             on_frame_set=planner if first else None)
         result = finish_run(run)
+        result.name = name
         results.append(result)
         annotations += run.annotations
-        timings[f"evaluation ({detector})"] = time.monotonic() - t
+        timings[f"evaluation ({name})"] = time.monotonic() - t
         if detector == "external":
-            base = baseline_result(bag, None, result)      # the naive baseline on the same frames
+            base = baseline_result(bags[sensor], None, result)      # the naive baseline on the same frames
             if base is not None:
+                base.name = run_name(BASELINE, sensor)
                 results.append(base)
+        if first:
             print("\nA planner's questions through ~/ask (answer | ground truth):")
             print("\n".join(planner.lines()))
             print("\nSome of the service answers next to ground truth (external):")
@@ -213,7 +242,9 @@ def _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detector
 
     print(f"[{steps}/{steps}] report", flush=True)
     t = time.monotonic()
-    preamble = ["Simulated tabletop scenes (pyrender, stereo-like depth noise), replayed from a rosbag2 bag into "
+    preamble = ["Simulated tabletop scenes (pyrender; depth from a D4xx-like stereo sensor model, and for "
+                "`external/gaussian` and `external/tof` the same views through the Gaussian and time-of-flight "
+                "models, docs/sensor_models.md), replayed from rosbag2 bags into "
                 "the real `spatial_perception` node; every question goes through its ROS 2 services. "
                 "Detectors: `external` (the simulator's instance masks), `boxes` (2D boxes only: the tight box "
                 "of each ground-truth mask on `/camera/detections`, segmented by the node from depth), "

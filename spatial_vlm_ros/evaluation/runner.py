@@ -615,14 +615,15 @@ def evaluate(bag_path, ground_truth_path=None, out_dir="out/eval", detector: str
 def _print_summary(results: list[RunResult]) -> None:
     def pct(v):
         return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:5.1f}%"
-    print(f"{'':40s}" + "".join(f"{r.name:>16s}" for r in results))
+    ws = [max(14, len(r.name) + 2) for r in results]
+    print(f"{'':40s}" + "".join(f"{r.name:>{w}s}" for r, w in zip(results, ws)))
     def detection(s: dict, key: str) -> str:
         o = s.get("objects", {})
         return f"{pct(o.get(key)).strip()} {o.get('found', 0)}/{o.get('present' if key == 'recall' else 'reported', 0)}"
     print(f"{'detector recall (found / present)':40s}" + "".join(
-        f"{detection(r.summary, 'recall'):>16s}" for r in results))
+        f"{detection(r.summary, 'recall'):>{w}s}" for r, w in zip(results, ws)))
     print(f"{'detector precision (found / reported)':40s}" + "".join(
-        f"{detection(r.summary, 'precision'):>16s}" for r in results))
+        f"{detection(r.summary, 'precision'):>{w}s}" for r, w in zip(results, ws)))
     rows = [("relation accuracy (every GT object)", lambda s: s["relations"]["overall"]["accuracy"]),
             ("metric within +-10%", lambda s: s["quantities"]["overall"]["within_10pct"]),
             ("metric within +-25%", lambda s: s["quantities"]["overall"]["within_25pct"]),
@@ -633,14 +634,15 @@ def _print_summary(results: list[RunResult]) -> None:
             ("wrong at confidence >= 0.99",
              lambda s: s["relations"]["overall"]["calibration"]["wrong_high_fraction"])]
     for label, fn in rows:
-        print(f"{label:40s}" + "".join(f"{pct(fn(r.summary)):>16s}" for r in results))
+        print(f"{label:40s}" + "".join(f"{pct(fn(r.summary)):>{w}s}" for r, w in zip(results, ws)))
     ece = [r.summary["relations"]["overall"]["calibration"]["ece"] for r in results]
     print(f"{'relation confidence ECE':40s}" + "".join(
-        f"{'n/a' if not math.isfinite(v) else f'{v:.3f}':>16s}" for v in ece))
+        f"{'n/a' if not math.isfinite(v) else f'{v:.3f}':>{w}s}" for v, w in zip(ece, ws)))
     def latency(s: dict) -> str:
         p50, p99 = s["latency_ms"]["all"]["p50"], s["latency_ms"]["all"]["p99"]
         return f"{p50:.1f}/{p99:.1f}" if math.isfinite(p50) and math.isfinite(p99) else "n/a"
-    print(f"{'service latency p50/p99 (ms)':40s}" + "".join(f"{latency(r.summary):>16s}" for r in results))
-    print(f"{'frames published/processed/dropped':40s}" + "".join(
-        f"{'{}/{}/{}'.format(r.summary['frames']['published'], r.summary['frames']['processed'], r.summary['frames']['dropped']):>16s}"
-        for r in results))
+    def frames(s: dict) -> str:
+        f = s["frames"]
+        return f"{f['published']}/{f['processed']}/{f['dropped']}"
+    for label, fn in (("service latency p50/p99 (ms)", latency), ("frames published/processed/dropped", frames)):
+        print(f"{label:40s}" + "".join(f"{fn(r.summary):>{w}s}" for r, w in zip(results, ws)))
