@@ -335,7 +335,7 @@ def print_side_by_side(summaries: dict[str, dict], seeds: list[int]) -> None:
     for sensor, s in summaries.items():
         print(_row(sensor, s, s["detector_recall"]))
         if s.get("baseline"):
-            print(_row(f"  naive baseline", s["baseline"], None))
+            print(_row("  naive baseline", s["baseline"], None))
 
 
 def main(argv=None) -> int:

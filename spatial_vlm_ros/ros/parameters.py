@@ -169,13 +169,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _g("uncertainty.centre_ray_size_fraction", "centre_ray_size_fraction", "Lifting error of an object "
        "centre along the viewing ray, part proportional to the larger horizontal extent", (0.0, 1.0),
        default=FITTED_LIFTING_ERROR.centre_ray_size_fraction),
-    _g("uncertainty.centre_across_m", "centre_across_m", "Lifting error of an object centre across the ray, horizontally, "
-       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_across_m),
+    _g("uncertainty.centre_across_m", "centre_across_m", "Lifting error of an object centre across the ray, "
+       "horizontally, constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_across_m),
     _g("uncertainty.centre_across_size_fraction", "centre_across_size_fraction", "Lifting error of an object "
        "centre across the ray, horizontally, part proportional to the larger horizontal extent", (0.0, 1.0),
        default=FITTED_LIFTING_ERROR.centre_across_size_fraction),
-    _g("uncertainty.centre_vertical_m", "centre_vertical_m", "Lifting error of an object centre across the ray, in the vertical plane, "
-       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_vertical_m),
+    _g("uncertainty.centre_vertical_m", "centre_vertical_m", "Lifting error of an object centre across the ray, "
+       "in the vertical plane, constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_vertical_m),
     _g("uncertainty.centre_vertical_size_fraction", "centre_vertical_size_fraction", "Lifting error of an object "
        "centre across the ray, in the vertical plane, part proportional to the larger horizontal extent", (0.0, 1.0),
        default=FITTED_LIFTING_ERROR.centre_vertical_size_fraction),
