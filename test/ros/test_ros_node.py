@@ -51,7 +51,8 @@ def _truth_relations(a, b):
 
 
 def test_objects_topic_and_list_objects_match_the_scene(harness):
-    assert wait_until(lambda: harness.objects and len(harness.objects[-1].objects) == 3, 5.0)
+    assert wait_until(lambda: harness.objects and len(harness.objects[-1].objects) == 3, 5.0), \
+        f"~/objects: {[len(m.objects) for m in harness.objects]} (objects per message received)"
     assert harness.objects[-1].header.frame_id == "camera"
     res = harness.call(ListObjects, "list_objects")
     assert res.success and len(res.objects) == 3
@@ -139,7 +140,8 @@ def test_malformed_requests_get_clear_errors(harness, srv, name, fields, needle)
 
 def test_diagnostics_report_rate_latency_and_drops(harness):
     status = harness.diagnostic_matching("objects", level=DiagnosticStatus.OK)
-    assert status is not None
+    last = [(st.level, st.message) for a in harness.diagnostics[-3:] for st in a.status]
+    assert status is not None, f"no OK status; last ones: {last}"
     values = {kv.key: kv.value for kv in status.values}
     for key in ("frame_rate_hz", "latency_p50_ms", "latency_p95_ms", "dropped_stale_frames",
                 "dropped_unmatched_messages", "last_error", "gravity"):
