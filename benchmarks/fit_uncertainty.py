@@ -41,7 +41,7 @@ import accuracy_offline as acc  # noqa: E402
 
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
 from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
-from spatial_vlm_ros.core.quantities import centre_sigma, extent_sigma, footprint, unit, up_camera  # noqa: E402
+from spatial_vlm_ros.core.quantities import centre_sigma, extent_sigma, footprint, unit  # noqa: E402
 from spatial_vlm_ros.core.uncertainty import LiftingError, ray_basis  # noqa: E402
 from spatial_vlm_ros.evaluation.calibration import HIGH_CONFIDENCE, reliability  # noqa: E402
 from spatial_vlm_ros.evaluation.facts import merge_facts  # noqa: E402
@@ -73,7 +73,7 @@ def collect(path: Path, config) -> list[tuple]:
             if e is None:
                 continue
             err = np.asarray(obj.center, float) - np.asarray(e["center"], float)
-            basis = ray_basis(unit(obj.center), up_camera(scene))
+            basis = ray_basis(unit(obj.center), scene.gravity.up)
             sc, fp = centre_sigma(obj, config.noise, lifting=False), footprint(obj)
             rows += [(term, float(err @ e), sc, fp) for term, e in zip(("ray", "across", "vertical"), basis)]
             for axis, term in enumerate(("width", "depth", "height")):

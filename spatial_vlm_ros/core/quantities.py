@@ -48,11 +48,6 @@ def unit(vector) -> np.ndarray | None:
 LEVEL_UP_C = np.array([0.0, -1.0, 0.0])
 
 
-def up_camera(scene: Scene) -> np.ndarray:
-    """Gravity's up as a unit vector in the camera optical frame."""
-    return np.asarray(scene.gravity.rotation, dtype=np.float64)[2]
-
-
 def centre_sigma(obj: TrackedObject, noise: DepthNoiseModel, direction_c=None, up_c=None,
                  lifting: bool = True) -> float:
     """One-sigma error (metres) of the object's centre along the unit ``direction_c`` (camera frame; None: its
@@ -143,7 +138,7 @@ class Quantity:
 
 def _distance(a, b, scene, noise):
     v = np.asarray(a.center, float) - np.asarray(b.center, float)
-    u, up = unit(v), up_camera(scene)
+    u, up = unit(v), scene.gravity.up
     s = quadrature(centre_sigma(a, noise, u, up), centre_sigma(b, noise, u, up))
     d = float(np.linalg.norm(v))
     return d, s, "euclidean distance between the box centres"
@@ -157,14 +152,14 @@ def _gap(a, b, scene, noise):
 
 def _horizontal_distance(a, b, scene, noise):
     d = scene.center_gravity(a)[:2] - scene.center_gravity(b)[:2]
-    u, up = unit(scene.gravity.to_camera(np.array([d[0], d[1], 0.0]))), up_camera(scene)
+    u, up = unit(scene.gravity.to_camera(np.array([d[0], d[1], 0.0]))), scene.gravity.up
     s = quadrature(centre_sigma(a, noise, u, up), centre_sigma(b, noise, u, up))
     return float(np.linalg.norm(d)), s, "distance between the centres in the horizontal (gravity x-y) plane"
 
 
 def _vertical_distance(a, b, scene, noise):
     d = scene.center_gravity(a)[2] - scene.center_gravity(b)[2]
-    up = up_camera(scene)
+    up = scene.gravity.up
     s = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
     return abs(float(d)), s, "difference of the centres' heights along gravity"
 
@@ -176,7 +171,7 @@ def _extent(axis: int, what: str):
 
 
 def _distance_to_camera(a, b, scene, noise):
-    return (float(np.linalg.norm(a.center)), centre_sigma(a, noise, unit(a.center), up_camera(scene)),
+    return (float(np.linalg.norm(a.center)), centre_sigma(a, noise, unit(a.center), scene.gravity.up),
             "distance from the camera centre to the box centre")
 
 
@@ -267,7 +262,7 @@ def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: 
         raise QueryError(f"a difference of '{name}' needs two different objects")
     if name == "vertical_distance":
         value = float(scene.center_gravity(a)[2] - scene.center_gravity(b)[2])
-        up = up_camera(scene)
+        up = scene.gravity.up
         sigma = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
         return Quantity(name, value, sigma, f"height of {a.id}'s centre minus {b.id}'s, along gravity")
     spec = QUANTITIES[name]

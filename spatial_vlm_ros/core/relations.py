@@ -98,7 +98,7 @@ class _Pair:
     def sc(self, direction_c=None) -> float:
         """One-sigma error of the difference of the two centres along the unit ``direction_c`` (camera frame;
         None: the worst direction), metres."""
-        u, up = (q.unit(direction_c) if direction_c is not None else None), q.up_camera(self.scene)
+        u, up = (q.unit(direction_c) if direction_c is not None else None), self.scene.gravity.up
         return q.quadrature(q.centre_sigma(self.a, self.noise, u, up), q.centre_sigma(self.b, self.noise, u, up))
 
     def se_axis(self, axes) -> float:
@@ -140,7 +140,7 @@ def _closer_to_camera(p: _Pair, prm: RelationParams):
 
 # ----------------------------------------------------------------------------- gravity predicates
 def _higher_than(p: _Pair, prm: RelationParams):
-    return (p.ga[2] - p.gb[2], p.sc(q.up_camera(p.scene)),
+    return (p.ga[2] - p.gb[2], p.sc(p.scene.gravity.up),
             f"height of the centres along gravity: {p.a.id} {_m(p.ga[2])}, {p.b.id} {_m(p.gb[2])}")
 
 

@@ -164,21 +164,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _g("noise.k_per_m", "k", "Depth noise growth k in sigma(z) = sigma0 + k z^2, 1/m", (0.0, 1.0)),
     # ---- the lifting's own error (core.uncertainty.LiftingError), added in quadrature to the sensor term of every
     # sigma and confidence (fitted: docs/uncertainty.md)
-    _g("uncertainty.centre_ray_m", "centre_ray_m", "Lifting error of an object centre along the viewing ray, "
-       "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_ray_m),
-    _g("uncertainty.centre_ray_size_fraction", "centre_ray_size_fraction", "Lifting error of an object "
-       "centre along the viewing ray, part proportional to the larger horizontal extent", (0.0, 1.0),
-       default=FITTED_LIFTING_ERROR.centre_ray_size_fraction),
-    _g("uncertainty.centre_across_m", "centre_across_m", "Lifting error of an object centre across the ray, "
-       "horizontally, constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_across_m),
-    _g("uncertainty.centre_across_size_fraction", "centre_across_size_fraction", "Lifting error of an object "
-       "centre across the ray, horizontally, part proportional to the larger horizontal extent", (0.0, 1.0),
-       default=FITTED_LIFTING_ERROR.centre_across_size_fraction),
-    _g("uncertainty.centre_vertical_m", "centre_vertical_m", "Lifting error of an object centre across the ray, "
-       "in the vertical plane, constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.centre_vertical_m),
-    _g("uncertainty.centre_vertical_size_fraction", "centre_vertical_size_fraction", "Lifting error of an object "
-       "centre across the ray, in the vertical plane, part proportional to the larger horizontal extent", (0.0, 1.0),
-       default=FITTED_LIFTING_ERROR.centre_vertical_size_fraction),
+    *(spec for term, where in (("ray", "along the viewing ray"), ("across", "across the ray, horizontally"),
+                               ("vertical", "across the ray, in the vertical plane"))
+      for spec in (
+          _g(f"uncertainty.centre_{term}_m", f"centre_{term}_m", f"Lifting error of an object centre {where}, "
+             "constant part, m", (0.0, 1.0), default=getattr(FITTED_LIFTING_ERROR, f"centre_{term}_m")),
+          _g(f"uncertainty.centre_{term}_size_fraction", f"centre_{term}_size_fraction", "Lifting error of an "
+             f"object centre {where}, part proportional to the larger horizontal extent", (0.0, 1.0),
+             default=getattr(FITTED_LIFTING_ERROR, f"centre_{term}_size_fraction")))),
     _g("uncertainty.extent_floor_m", "extent_floor_m", "Lifting error of a box extent (width, depth, height), "
        "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.extent_floor_m, length=3),
     _g("uncertainty.extent_fraction", "extent_fraction", "Lifting error of a box extent (width, depth, height), "

@@ -48,7 +48,7 @@ def test_lifting_term_adds_in_quadrature_to_every_quantity():
 
 def test_centre_sigma_is_largest_along_the_ray():
     a, _, scene = _pair()
-    up = q.up_camera(scene)
+    up = scene.gravity.up
     ray, across, vertical = ray_basis(q.unit(a.center), up)
     along = q.centre_sigma(a, MODEL, ray, up)
     assert along > q.centre_sigma(a, MODEL, across, up)
@@ -57,7 +57,7 @@ def test_centre_sigma_is_largest_along_the_ray():
 
 
 def test_ray_basis_is_orthonormal_and_horizontal_across():
-    up = q.up_camera(make_scene([], GRAVITY))
+    up = GRAVITY.up
     basis = ray_basis(q.unit([0.2, 0.3, 1.0]), up)
     assert np.allclose(basis @ basis.T, np.eye(3), atol=1e-12)
     assert abs(float(basis[1] @ up)) < 1e-12                                # the across vector is horizontal
