@@ -172,6 +172,16 @@ class NodeHarness:
         counter = (lambda: stats.frames_processed) if outcome == "processed" else (lambda: stats.frames_failed)
         return wait_until(lambda: counter() > before, timeout)
 
+    def publish_until_processed(self, make_msgs, timeout: float = 15.0, period: float = 1.0) -> bool:
+        """Publish ``make_msgs()`` (a fresh frame each time) every ``period`` s until the node processed one:
+        camera topics are best-effort (sensor-data QoS), so on a loaded machine one message of a set can be
+        lost and the set never completes, e.g. the first frame a restarted worker receives."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.publish_and_wait(make_msgs(), timeout=min(period, max(deadline - time.monotonic(), 0.01))):
+                return True
+        return False
+
     # --------------------------------------------------------------------------------------- services
     def client(self, srv_type, name: str):
         key = (srv_type, name)

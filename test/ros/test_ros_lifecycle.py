@@ -134,7 +134,7 @@ def test_a_killed_worker_process_is_reported_and_restarted():
                           and h.node.worker_process.process.pid != old_pid, 20.0), "no new worker process"
         h.node.worker_values.clear()
         h._wait_for_matching()
-        assert h.publish_and_wait(frame_messages(SCENE, _next_stamp()), timeout=15.0)
+        assert h.publish_until_processed(lambda: frame_messages(SCENE, _next_stamp()), timeout=15.0)
         assert len(_fingerprint(h)) == 3
 
 
