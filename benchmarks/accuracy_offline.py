@@ -80,16 +80,19 @@ def dataset_path(cache: Path, seed: int, n_scenes: int, frames: int, sensor: str
 def ensure_dataset(cache: Path, seed: int, n_scenes: int, frames: int, sensor: str = DEFAULT_SENSOR) -> Path:
     """The cached scene set for (seed, scenes, frames, sensor), rendered first if missing (640x480). A cached
     set rendered by another sensor model, or with other parameters than today's, is re-rendered."""
-    from spatial_vlm_ros.sim.dataset import generate_scenes
+    from spatial_vlm_ros.sim.dataset import GENERATOR_VERSION, generate_scenes
     path = dataset_path(cache, seed, n_scenes, frames, sensor)
     meta_path = path / "dataset.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         now = json.loads(json.dumps(asdict(make_sensor(sensor)), default=str))
-        if meta.get("sensor") == sensor and meta.get("config", {}).get("sensor") == now:
+        if meta.get("generator_version") != GENERATOR_VERSION:
+            print(f"{path}: rendered by an older generator; re-rendering", flush=True)
+        elif meta.get("sensor") == sensor and meta.get("config", {}).get("sensor") == now:
             return path
-        print(f"{path}: rendered with another {sensor} sensor model ({meta.get('sensor', 'unnamed')}); "
-              "re-rendering", flush=True)
+        else:
+            print(f"{path}: rendered with another {sensor} sensor model ({meta.get('sensor', 'unnamed')}); "
+                  "re-rendering", flush=True)
     print(f"rendering {n_scenes} scenes x {frames} frames, seed {seed}, sensor {sensor} -> {path}", flush=True)
     generate_scenes(path, n_scenes=n_scenes, frames_per_scene=frames, noise=True, seed=seed, progress=True,
                     sensor=sensor)

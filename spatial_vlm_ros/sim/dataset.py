@@ -34,6 +34,8 @@ from spatial_vlm_ros.sim.trajectory import (OPTICAL_FRAME_ID, TrajectoryConfig, 
                                             sample_intrinsics, sample_viewpoint)
 
 DATASET_FORMAT = "spatial_vlm_ros/sim_dataset"
+#: bumped when a generator fix changes what a set renders (2: a scene drawn where a freed one was got its meshes)
+GENERATOR_VERSION = 2
 DEFAULT_START_NS = 1_700_000_000 * 10**9
 
 
@@ -217,7 +219,7 @@ def generate_scenes(out_dir: str | Path, n_scenes: int = 5, frames_per_scene: in
         scene_ids.append(record.scene_id)
         gt_frames += [f.ground_truth for f in record.frames]
     save_ground_truth(out / "ground_truth.json", gt_frames)
-    meta = {"format": DATASET_FORMAT, "version": 1, "seed": seed, "scenes": scene_ids,
+    meta = {"format": DATASET_FORMAT, "version": 1, "generator_version": GENERATOR_VERSION, "seed": seed, "scenes": scene_ids,
             "sensor": sensor_name(model), "config": json.loads(json.dumps(asdict(cfg), default=str))}
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
     return out

@@ -81,7 +81,7 @@ class Renderer:
                 "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) or use PYOPENGL_PLATFORM=osmesa with "
                 "libosmesa6") from err
         self._finalizer = weakref.finalize(self, self._gl.delete)
-        self._scene_key = None
+        self._scene: TabletopScene | None = None     # the scene built (held: an id() could be reused)
         self._pr_scene = None
         self._cam_node = None
         self._seg_map: dict = {}
@@ -109,13 +109,13 @@ class Renderer:
             pr.add(cls(color=np.asarray(light.color), intensity=light.intensity), pose=light.pose)
         self._pr_scene, self._seg_map = pr, seg_map
         self._cam_node = None
-        self._scene_key = id(scene)
+        self._scene = scene
 
     def render(self, scene: TabletopScene, intr: Intrinsics, pose_world_optical: np.ndarray) -> RenderedFrame:
         """Render ``scene`` from a camera at ``pose_world_optical`` (world <- optical, 4x4)."""
         if (intr.width, intr.height) != (self.width, self.height):
             raise ValueError(f"renderer is {self.width}x{self.height}, intrinsics are {intr.width}x{intr.height}")
-        if self._scene_key != id(scene):
+        if self._scene is not scene:
             self._build(scene)
         camera = pyrender.IntrinsicsCamera(intr.fx, intr.fy, intr.cx + 0.5, intr.cy + 0.5,
                                            znear=self.z_near, zfar=self.z_far)

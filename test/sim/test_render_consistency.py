@@ -85,3 +85,39 @@ def test_every_object_instance_is_drawn_with_its_id(rendered):
         ids = set(np.unique(f.mask)) - {0}
         assert ids <= {o.instance_id for o in scene.objects}
         assert len(ids) >= len(scene.objects) - 1          # at most one hidden by the random view
+
+
+
+def test_a_new_scene_is_rendered_even_where_the_old_one_was_freed():
+    """The renderer rebuilds for every new scene object. It once keyed its built scene by ``id(scene)``, which
+    CPython hands to the next object allocated where a freed one was: that scene was drawn with the old
+    scene's meshes under its own ground truth. Here the second scene (the first one's objects moved 15 cm
+    sideways) is allocated until one lands at the freed scene's address."""
+    import dataclasses
+    import gc
+
+    from spatial_vlm_ros.sim.scene_sampler import TabletopScene
+    rng = np.random.default_rng(5)
+    scene = sample_scene(rng, "scene_5")
+    intr = sample_intrinsics(rng, W, H)
+    pose = sample_viewpoint(rng, scene, intr).pose()
+    shift = np.eye(4)
+    shift[0, 3] = 0.15
+    moved = [dataclasses.replace(o, pose=shift @ o.pose, _world=None) for o in scene.objects]
+    fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(TabletopScene)} | {"objects": moved}
+    with Renderer(W, H) as renderer:
+        renderer.render(scene, intr, pose)
+        freed = id(scene)
+        del scene
+        gc.collect()
+        tries = [TabletopScene(**fields) for _ in range(5000)]        # all kept: no address is handed out twice
+        second = next((t for t in tries if id(t) == freed), tries[0])
+        f = renderer.render(second, intr, pose)
+    checked = 0
+    for obj in second.objects:
+        pixels = np.nonzero(f.mask == obj.instance_id)
+        if pixels[0].size >= 20:
+            d = _distance(obj.world_mesh, _world_points(intr, pose, f.depth, pixels))
+            assert np.median(d) < 0.005, obj.object_id
+            checked += 1
+    assert checked >= 2
