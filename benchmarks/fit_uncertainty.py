@@ -14,7 +14,9 @@ tracked object of the last frame of a scene to its ground truth by label and col
 Each term ``floor + fraction * size`` is fitted by maximum likelihood of the errors under
 ``N(0, sigma_sensor^2 + term^2)`` and then scaled so that 95 % of the tuning errors lie within 2 sigma. Last,
 ``relation_sigma_scale`` is the scale of the relations' margin sigmas with the smallest expected calibration
-error of their confidences (answers at >= 0.99 confidence wrong at most 0.5 %), each fact once.
+error of their confidences (answers at >= 0.99 confidence wrong at most 0.5 %), each fact once, and
+``quantity_sigma_scale`` the factor per quantity that puts 95 % of its errors within 2 sigma for each sensor
+(the largest of the sensors' factors; each fact once).
 ``--check`` only reports what the configured model gets (run it on held-out seeds).
 
     .venv/bin/python benchmarks/fit_uncertainty.py --sensor stereo gaussian tof --seeds 101 102 103   # fit
@@ -127,12 +129,43 @@ def fit_model(rows: list[tuple]) -> LiftingError:
     return LiftingError(**centre, extent_floor_m=tuple(a for a, _ in ext), extent_fraction=tuple(b for _, b in ext))
 
 
-def relation_records(paths: list[Path], config) -> list:
-    records = []
-    for path in paths:
+def answer_records(paths: dict[Path, str], config) -> dict[str, list]:
+    """The ``QueryRecord``s (relations and quantities) of every scene set in ``paths`` (set -> its sensor),
+    per sensor."""
+    records: dict[str, list] = {}
+    for path, sensor in paths.items():
         recs, _ = acc.evaluate_dataset(path, config)
-        records += [r for r in acc.set_scene(path, recs) if r.kind == "relation"]
+        records.setdefault(sensor, []).extend(acc.set_scene(path, recs))
     return records
+
+
+def quantity_facts(records: list) -> dict[str, list]:
+    """Quantity facts (each once) with an uncertainty, per quantity name."""
+    by_name: dict[str, list] = {}
+    for f in merge_facts([r for r in records if r.kind == "quantity"]):
+        if f.answered and f.truth is not None and f.uncertainty is not None and f.uncertainty > 0:
+            by_name.setdefault(f.name, []).append(f)
+    return by_name
+
+
+def fit_quantity_scales(records: dict[str, list]) -> dict[str, float]:
+    """Per quantity, the factor on the whole sigma that puts 95 % of its tuning errors within 2 sigma for every
+    sensor (the largest over the sensors of the 95th percentile of ``|error| / (2 sigma)``, rounded up to 0.01):
+    the node does not know its sensor, so its sigmas must hold for each."""
+    out: dict[str, float] = {}
+    for recs in records.values():
+        for name, facts in quantity_facts(recs).items():
+            ratio = [abs(float(f.predicted) - float(f.truth)) / (2.0 * float(f.uncertainty)) for f in facts]
+            out[name] = max(out.get(name, 0.0), float(np.ceil(100.0 * np.quantile(ratio, COVERAGE)) / 100.0))
+    return dict(sorted(out.items()))
+
+
+def report_quantities(records: dict[str, list]) -> None:
+    for sensor, recs in records.items():
+        for name, facts in sorted(quantity_facts(recs).items()):
+            covered = np.mean([abs(float(f.predicted) - float(f.truth)) <= 2.0 * float(f.uncertainty)
+                               for f in facts])
+            print(f"  {sensor:<9}{name:<20} n {len(facts):5d}  2-sigma coverage {covered:.3f}")
 
 
 def calibration(records: list, scale: float) -> dict:
@@ -172,8 +205,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write the fitted terms here")
     args = ap.parse_args(argv)
     config = acc.build_config(args.params, {"detector": "external"})
-    paths = [acc.ensure_dataset(args.cache, seed, args.scenes, args.frames, sensor=sensor)
-             for sensor in args.sensor for seed in args.seeds]
+    paths = {acc.ensure_dataset(args.cache, seed, args.scenes, args.frames, sensor=sensor): sensor
+             for sensor in args.sensor for seed in args.seeds}
     rows = [row for path in paths for row in collect(path, config)]
     print(f"sensors {' '.join(args.sensor)}, seeds {' '.join(map(str, args.seeds))}")
     print(f"configured: {config.noise.lifting}")
@@ -183,11 +216,16 @@ def main(argv=None) -> int:
         model = fit_model(rows)
         print(f"fitted lifting terms (scaled for {COVERAGE:.0%} 2-sigma coverage each):")
         report_terms(rows, model)
-        config = replace(config, noise=replace(config.noise, lifting=replace(model, relation_sigma_scale=1.0)))
+        config = replace(config, noise=replace(config.noise, lifting=replace(model, relation_sigma_scale=1.0,
+                                                                               quantity_sigma_scale=())))
         config.lifting = replace(config.lifting, noise=config.noise)
-    records = relation_records(paths, config)
+    by_sensor = answer_records(paths, config)
+    print("quantities, 2-sigma coverage" + (" (per-quantity scales 1):" if not args.check else ":"))
+    report_quantities(by_sensor)
+    records = [r for recs in by_sensor.values() for r in recs if r.kind == "relation"]
     if not args.check:
-        model = replace(model, relation_sigma_scale=fit_relation_scale(records))
+        model = replace(model, relation_sigma_scale=fit_relation_scale(records),
+                        quantity_sigma_scale=fit_quantity_scales(by_sensor))
         print(f"fitted: {model}")
     scales = [("as answered", 1.0)] + ([] if args.check else [("fitted scale", model.relation_sigma_scale)])
     for label, factor in scales:

@@ -10,7 +10,8 @@ error (``noise.lifting``, ``core.uncertainty``) in quadrature:
   half a reading, isotropic) and lifting ``noise.lifting.centre(footprint, ray, up, direction)``;
 - a box face / a single surface point: one reading ``noise.sigma(z)`` and ``noise.lifting.face``;
 - an extent (two faces): ``sqrt(2) * noise.sigma(z)`` and ``noise.lifting.extent``;
-- a difference of two independent terms adds in quadrature.
+- a difference of two independent terms adds in quadrature;
+- last, a quantity's sigma is scaled by ``noise.lifting.quantity_scale(name)`` (fitted per quantity).
 """
 from __future__ import annotations
 
@@ -247,7 +248,7 @@ def measure(quantity: str, a: TrackedObject, b: TrackedObject | None, scene: Sce
     elif b is not None:
         raise QueryError(f"'{name}' is measured on one object; leave the reference empty")
     value, sigma, definition = spec.fn(a, b, scene, noise)
-    return Quantity(name, float(value), float(sigma), f"{name}: {definition}")
+    return Quantity(name, float(value), float(sigma) * noise.lifting.quantity_scale(name), f"{name}: {definition}")
 
 
 def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: Scene,
@@ -264,10 +265,12 @@ def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: 
         value = float(scene.center_gravity(a)[2] - scene.center_gravity(b)[2])
         up = scene.gravity.up
         sigma = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
-        return Quantity(name, value, sigma, f"height of {a.id}'s centre minus {b.id}'s, along gravity")
+        return Quantity(name, value, sigma * noise.lifting.quantity_scale(name),
+                        f"height of {a.id}'s centre minus {b.id}'s, along gravity")
     spec = QUANTITIES[name]
     if spec.binary:
         raise QueryError(f"'{name}' already compares two objects; a difference needs a one-object quantity")
     va, sa, _ = spec.fn(a, None, scene, noise)
     vb, sb, _ = spec.fn(b, None, scene, noise)
-    return Quantity(name, float(va - vb), quadrature(sa, sb), f"{name} of {a.id} minus {name} of {b.id}")
+    return Quantity(name, float(va - vb), quadrature(sa, sb) * noise.lifting.quantity_scale(name),
+                    f"{name} of {a.id} minus {name} of {b.id}")

@@ -16,7 +16,10 @@ models their one-sigma size (metres):
   extent_i``; one box face has ``1/sqrt(2)`` of it;
 - relations scale their margin's sigma by ``relation_sigma_scale``: the objects of one scene err together
   (one support plane, one sensor bias), so the difference a relation compares is more certain than the
-  quadrature of the two objects' sigmas.
+  quadrature of the two objects' sigmas;
+- each quantity's whole sigma is scaled by its ``quantity_sigma_scale`` (1 where a quantity is not named):
+  the same correlation for two-object quantities (two centres on one support plane err together
+  vertically), and what the per-direction terms miss for the others.
 
 The coefficients are fitted from the simulator's residuals (``benchmarks/fit_uncertainty.py``; values and
 coverage in ``docs/uncertainty.md``) and added in quadrature to the sensor term by ``core.quantities``.
@@ -48,9 +51,18 @@ class LiftingError:
     extent_floor_m: Vec3 = ZERO
     extent_fraction: Vec3 = ZERO
     relation_sigma_scale: float = 1.0
+    quantity_sigma_scale: tuple[tuple[str, float], ...] = ()    # (quantity, scale > 0), 1s left out; or a dict
 
     def __post_init__(self):
+        scales = self.quantity_sigma_scale
+        pairs = tuple(sorted((scales.items() if isinstance(scales, dict) else scales)))
+        for name, value in pairs:
+            if not (isinstance(name, str) and isinstance(value, (int, float)) and 0.0 < value <= 10.0):
+                raise InputError(f"lifting error quantity_sigma_scale {name!r} must be in (0, 10], got {value!r}")
+        object.__setattr__(self, "quantity_sigma_scale", tuple((n, float(v)) for n, v in pairs if v != 1.0))
         for name, value in vars(self).items():
+            if name == "quantity_sigma_scale":
+                continue
             v = tuple(float(x) for x in value) if isinstance(value, (tuple, list)) else (float(value),)
             top = 10.0 if name == "relation_sigma_scale" else 1.0
             if len(v) not in (1, 3) or not all(math.isfinite(x) and 0.0 <= x <= top for x in v) \
@@ -77,6 +89,10 @@ class LiftingError:
         """One-sigma error of the box extent along gravity ``axis`` (0 width, 1 depth, 2 height), metres."""
         return self.extent_floor_m[axis] + self.extent_fraction[axis] * max(extent_m, 0.0)
 
+    def quantity_scale(self, quantity: str) -> float:
+        """The factor on the whole sigma of ``quantity`` (canonical name); 1 where none is set."""
+        return dict(self.quantity_sigma_scale).get(quantity, 1.0)
+
     def face(self, extent_m: float, axis: int) -> float:
         """One-sigma error of one box face across gravity ``axis``, metres."""
         return self.extent(extent_m, axis) / math.sqrt(2.0)
@@ -97,4 +113,6 @@ def ray_basis(ray_c, up_c) -> np.ndarray:
 FITTED_LIFTING_ERROR = LiftingError(
     centre_ray_m=0.0047, centre_ray_size_fraction=0.0192, centre_across_m=0.0026, centre_across_size_fraction=0.0,
     centre_vertical_m=0.0035, centre_vertical_size_fraction=0.0155, extent_floor_m=(0.0055, 0.0134, 0.0),
-    extent_fraction=(0.0, 0.0477, 0.0), relation_sigma_scale=0.45)
+    extent_fraction=(0.0, 0.0477, 0.0), relation_sigma_scale=0.45,
+    quantity_sigma_scale={"depth": 1.03, "distance": 1.3, "distance_to_camera": 1.13, "gap": 0.74, "height": 1.11,
+                          "horizontal_distance": 1.27, "vertical_distance": 0.5, "width": 1.03})

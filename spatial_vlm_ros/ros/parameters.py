@@ -27,6 +27,7 @@ from spatial_vlm_ros.core.gravity import GravityParams
 from spatial_vlm_ros.core.lifting import AMODAL_MODES, LiftingParams
 from spatial_vlm_ros.core.memory import MemoryParams
 from spatial_vlm_ros.core.noise import DepthNoiseModel
+from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.uncertainty import FITTED_LIFTING_ERROR, LiftingError
 from spatial_vlm_ros.core.depth_fusion import FusionParams
 from spatial_vlm_ros.core.pipeline import DEPTH_SOURCES
@@ -41,6 +42,7 @@ NODE_NAME = "spatial_perception"
 FRAME_WORKERS = ("process", "thread")
 DETECTIONS_MSG_TYPES = ("spatial_vlm_interfaces/Detections2D", "vision_msgs/Detection2DArray")
 LEVEL_CAMERA_XYZW = (-0.5, 0.5, -0.5, 0.5)   # optical frame of a level camera looking along world +x
+QUANTITY_SCALE = "uncertainty.quantity_sigma_scale"  # + ".<quantity>": see core.uncertainty.LiftingError
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics messages, s", (0.05, 60.0)),
     ParamSpec("stale_after_s", 5.0, "Diagnostics warn when no frame was processed for this long, s",
               (0.1, 3600.0)),
-    ParamSpec("vlm_service", "/spatial_vlm/ask", "Ask service of the VLM node (vlm_node) that gets the ~/ask "
-              "questions no template matches, forwarded unchanged; its answer is returned as is "
-              "(empty = off: such questions are refused)"),
+    ParamSpec("vlm_service", "/spatial_vlm/ask", "Ask service of the VLM node (vlm_node): gets the ~/ask "
+              "questions no template matches (forwarded unchanged, its answer returned as is) and template "
+              "questions asked with engine 'vlm' or 'both' (with the scene facts as context); empty = off: such "
+              "questions are refused"),
     ParamSpec("vlm_timeout_s", 90.0, "Longest wait for the VLM's answer to a forwarded question, s (above the "
               "VLM node's request_timeout_s, 60 s by default, which includes its queueing)", (0.1, 3600.0)),
     # ---- gravity (core.gravity.GravityParams)
@@ -178,6 +181,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "part proportional to that extent", (0.0, 1.0), default=FITTED_LIFTING_ERROR.extent_fraction, length=3),
     _g("uncertainty.relation_sigma_scale", "relation_sigma_scale", "Scale of a relation margin's sigma (the "
        "objects of one scene err together)", (0.01, 10.0), default=FITTED_LIFTING_ERROR.relation_sigma_scale),
+    *(ParamSpec(f"{QUANTITY_SCALE}.{name}", FITTED_LIFTING_ERROR.quantity_scale(name), f"Scale of the whole sigma "
+                f"of '{name}' (fitted per quantity)", (0.01, 10.0)) for name in QUANTITIES),
 )
 PARAMETERS += (
     # ---- lifting (core.lifting.LiftingParams; its depth-noise model comes from noise.*)
@@ -484,7 +489,8 @@ def pipeline_config(values: dict) -> PipelineConfig:
     gravity = _group_kwargs(values, "gravity")
     if not gravity.get("static_support_height"):
         gravity["static_support_height"] = None
-    lifting_error = LiftingError(**_group_kwargs(values, "uncertainty"))
+    lifting_error = LiftingError(**_group_kwargs(values, "uncertainty"), quantity_sigma_scale={
+        name: values[f"{QUANTITY_SCALE}.{name}"] for name in QUANTITIES})
     noise = DepthNoiseModel(**_group_kwargs(values, "noise"), lifting=lifting_error)
     config = PipelineConfig(
         detector=values["detector"],

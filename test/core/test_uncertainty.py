@@ -100,6 +100,25 @@ def test_invalid_terms_are_refused(bad):
         LiftingError(**bad)
 
 
+def test_quantity_sigma_scale_scales_only_that_quantity():
+    a, b, scene = _pair()
+    scaled = replace(MODEL, lifting=replace(FITTED_LIFTING_ERROR, quantity_sigma_scale={"gap": 0.5, "height": 2.0}))
+    plain = replace(MODEL, lifting=replace(FITTED_LIFTING_ERROR, quantity_sigma_scale=()))
+    for name in q.QUANTITIES:
+        other = b if q.QUANTITIES[name].binary else None
+        m, p = q.measure(name, a, other, scene, scaled), q.measure(name, a, other, scene, plain)
+        assert m.value_m == p.value_m, name
+        assert m.uncertainty_m == pytest.approx(p.uncertainty_m * {"gap": 0.5, "height": 2.0}.get(name, 1.0)), name
+    diff, plain_diff = (q.signed_difference("height", a, b, scene, n) for n in (scaled, plain))
+    assert diff.uncertainty_m == pytest.approx(2.0 * plain_diff.uncertainty_m)
+
+
+@pytest.mark.parametrize("scales", [{"gap": 0.0}, {"gap": -1.0}, {"gap": 11.0}, {"gap": "x"}])
+def test_quantity_sigma_scale_refuses_bad_values(scales):
+    with pytest.raises(InputError, match="quantity_sigma_scale"):
+        LiftingError(quantity_sigma_scale=scales)
+
+
 def _values(**overrides):
     values = {spec.name: spec.default for spec in PARAMETERS}
     values.update(overrides)
@@ -110,14 +129,17 @@ def test_node_parameters_build_the_fitted_model():
     config = pipeline_config(validate_values(_values()))
     assert config.noise.lifting == FITTED_LIFTING_ERROR
     assert config.lifting.noise.lifting == FITTED_LIFTING_ERROR
-    config = pipeline_config(validate_values(_values(**{"uncertainty.extent_fraction": [0.0, 0.1, 0.0]})))
+    config = pipeline_config(validate_values(_values(**{"uncertainty.extent_fraction": [0.0, 0.1, 0.0],
+                                                        "uncertainty.quantity_sigma_scale.gap": 0.7})))
     assert config.noise.lifting.extent_fraction == (0.0, 0.1, 0.0)
+    assert config.noise.lifting.quantity_scale("gap") == 0.7
 
 
 @pytest.mark.parametrize("name, value", [("uncertainty.extent_floor_m", [0.0, 0.01]),
                                          ("uncertainty.extent_floor_m", [0.0, -0.01, 0.0]),
                                          ("uncertainty.centre_ray_m", 2.0),
-                                         ("uncertainty.relation_sigma_scale", 0.0)])
+                                         ("uncertainty.relation_sigma_scale", 0.0),
+                                         ("uncertainty.quantity_sigma_scale.height", 0.0)])
 def test_node_parameters_refuse_bad_terms(name, value):
     with pytest.raises(InputError, match=name.replace(".", r"\.")):
         validate_values(_values(**{name: value}))
