@@ -40,9 +40,18 @@ def _cmd_bag_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.core.errors import SpatialError
     from spatial_vlm_ros.evaluation.runner import evaluate
-    summary = evaluate(args.bag, args.ground_truth, args.out, detector=args.detector,
-                       params_file=args.params, rate=args.rate)
+    vlm = {"engine": args.engine, "vlm_model": args.vlm_model, "vlm_timeout_s": args.vlm_timeout,
+           "vlm_parameters": {"backend": args.vlm_backend, "device": args.vlm_device}}
+    subsets = {"relations": set(args.relations) if args.relations else None,
+               "quantities": set(args.quantities) if args.quantities else None}
+    try:
+        summary = evaluate(args.bag, args.ground_truth, args.out, detector=args.detector,
+                           params_file=args.params, rate=args.rate, **vlm, **subsets)
+    except SpatialError as err:
+        print(f"spatial_vlm evaluate: {err}", file=sys.stderr)
+        return 2
     return 0 if summary else 1
 
 
@@ -113,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--detector", default="external", choices=["external", "boxes", "tabletop"])
     e.add_argument("--params", default=None)
     e.add_argument("--rate", type=float, default=1.0)
+    e.add_argument("--engine", default="geometry", choices=["geometry", "vlm"],
+                   help="who answers: the geometry (typed services) or the VLM (~/ask with engine vlm)")
+    e.add_argument("--vlm-model", default="", help="engine vlm: HF id or directory (onnx: export directory)")
+    e.add_argument("--vlm-backend", default="transformers", choices=["transformers", "onnx"])
+    e.add_argument("--vlm-device", default="cpu")
+    e.add_argument("--vlm-timeout", type=float, default=120.0,
+                   help="engine vlm: longest wait for one answer, s (the first includes loading the model)")
+    e.add_argument("--relations", nargs="+", default=None, help="ask only these relations, e.g. left_of behind")
+    e.add_argument("--quantities", nargs="+", default=None, help="ask only these quantities, e.g. distance")
     e.set_defaults(func=_cmd_evaluate)
 
     d = sub.add_parser("demo", help="the `make demo` flow: simulate, replay, ask, score, report")
@@ -121,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 
-    x = sub.add_parser("export-onnx", help="export a VLM to ONNX, or with --part detector|segmenter|depth a "
-                       "learned perception part (see models/README.md)")
+    x = sub.add_parser("export-onnx", add_help=False,     # --help goes to the exporter's own parser
+                       help="export a VLM to ONNX (--model ID_OR_DIR --out DIR; the family comes from its "
+                       "config), or with --part detector|segmenter|depth a learned perception part "
+                       "(see models/README.md)")
     x.add_argument("rest", nargs=argparse.REMAINDER)
     x.set_defaults(func=_cmd_export_onnx)
     from spatial_vlm_ros.perception.learned_cli import add_subcommands   # make-tiny-models, fetch-models
@@ -131,10 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "command", None) == "export-onnx":   # REMAINDER misses leading --options
-        args.rest = extra + list(args.rest)
+    if args.command == "export-onnx":   # the exporter parses its own options, in their original order
+        args.rest = argv[argv.index("export-onnx") + 1:]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)

@@ -175,8 +175,9 @@ class PerceptionClient:
         return self.call("measure", Measure.Request(quantity=quantity, subject=subject,
                                                     reference=reference or ""), timeout_s)
 
-    def ask(self, question: str, timeout_s: float = 10.0):
-        return self.call("ask", Ask.Request(question=question), timeout_s)
+    def ask(self, question: str, timeout_s: float = 10.0, engine: str = ""):
+        """``~/ask`` with ``engine`` ("" or "geometry", "vlm", "both")."""
+        return self.call("ask", Ask.Request(question=question, engine=engine), timeout_s)
 
     def list_objects(self, label_filter: str = "", timeout_s: float = 10.0):
         return self.call("list_objects", ListObjects.Request(label_filter=label_filter), timeout_s)

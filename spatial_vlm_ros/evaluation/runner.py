@@ -9,6 +9,14 @@ ground-truth frames of one scene, docs/ground_truth_format.md): wait until the n
 ``~/get_relation`` and ``~/measure`` with rclpy clients, then ``~/reset`` when the next set is another scene.
 Answers are scored by ``scoring``; ``report`` writes ``results.json``, ``report.md``, plots and annotated frames.
 
+Engines (``--engine``): ``geometry`` (default) asks through the typed services as above; ``vlm`` starts a
+``vlm_node`` subprocess serving ``--vlm-model`` next to the perception node and asks each question as its
+template question (``template_question``) through ``~/ask`` with ``engine: vlm``, so the VLM answers with
+the perception node's scene facts in its prompt and the newest replayed image. Its text is read as yes/no or
+a length (``vlm.answer_parsing``); an answer that cannot be read counts as wrong, like a failed call. The
+VLM's token probability is not a probability of being right, so VLM records carry no confidence and no
+uncertainty (no calibration rows). The run is named ``<detector> (vlm)`` in the report.
+
 Works for any bag with the camera topics and a ground-truth file in the documented format (``objects`` boxes
 are enough: relations and quantities are then computed from them). The node's objects of each scored frame are
 matched one-to-one to the visible ground-truth objects by 3D centre (``matching``). With ``external`` (the
@@ -39,10 +47,11 @@ from spatial_vlm_ros.bag.messages import CameraTopics
 from spatial_vlm_ros.bag.player import BagPlayer
 from spatial_vlm_ros.bag.reader import BagReader, find_ground_truth
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.relations import RELATIONS
 from spatial_vlm_ros.sim.ground_truth_file import load_ground_truth
 
 from .matching import match_objects
-from .records import FrameStats, QueryRecord
+from .records import RELATION, FrameStats, QueryRecord
 from .report import FrameAnnotation, RunResult, write_report
 from .scoring import summarize
 from .truth_queries import (NOT_FOUND, FrameSet, askable_objects, askable_records, detection_counts, failed_records,
@@ -50,6 +59,18 @@ from .truth_queries import (NOT_FOUND, FrameSet, askable_objects, askable_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = REPO_ROOT / "config" / "perception.yaml"
+DEFAULT_VLM_PARAMS = REPO_ROOT / "config" / "vlm.yaml"
+
+#: who answers the evaluation's questions (see the module docstring)
+EVALUATED_ENGINES = ("geometry", "vlm")
+
+#: quantity -> its template question (``core.questions.parse`` reads each back to the quantity)
+QUANTITY_QUESTIONS = {
+    "distance": "How far is the {a} from the {b}?", "gap": "What is the gap between the {a} and the {b}?",
+    "horizontal_distance": "What is the horizontal distance between the {a} and the {b}?",
+    "vertical_distance": "What is the vertical distance between the {a} and the {b}?",
+    "width": "How wide is the {a}?", "depth": "How deep is the {a}?", "height": "How tall is the {a}?",
+    "distance_to_camera": "How far is the {a} from the camera?"}
 
 #: message types whose CDR payload starts with a std_msgs/Header (the stamp is read without deserialising)
 HEADER_FIRST_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo",
@@ -74,6 +95,11 @@ class EvaluationConfig:
     annotate: int = 4                          # annotated frames in the report
     progress: bool = True
     log_path: str | None = None                # node subprocess output (default: <out_dir>/node_<detector>.log)
+    engine: str = "geometry"                   # geometry | vlm (see the module docstring)
+    vlm_model: str = ""                        # engine vlm: the vlm_node's model (HF id or directory)
+    vlm_parameters: dict = field(default_factory=dict)   # further vlm_node parameters, e.g. backend, device
+    vlm_timeout_s: float = 120.0               # engine vlm: longest wait for one answer (the first one
+                                               # includes loading the model)
 
 
 @dataclass
@@ -89,6 +115,12 @@ class EvaluationRun:
     wall_s: float
     summary: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    engine: str = "geometry"
+
+    @property
+    def name(self) -> str:
+        """The run's name in the report: the detector, with `` (vlm)`` when the VLM answered."""
+        return self.detector if self.engine == "geometry" else f"{self.detector} ({self.engine})"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -109,7 +141,21 @@ def node_parameter_overrides(cfg: EvaluationConfig) -> dict:
     with ``~/reset`` instead. ``publish_rate_hz`` 0: ``~/objects`` is published per processed frame with that
     frame's stamp, which is how the runner knows a frame was processed.
     """
-    return {"memory.timeout_s": 1e5, "publish_rate_hz": 0.0, **cfg.parameter_overrides}
+    overrides = {"memory.timeout_s": 1e5, "publish_rate_hz": 0.0}
+    if cfg.engine == "vlm":
+        overrides.update(vlm_service=vlm_service(cfg), vlm_timeout_s=cfg.vlm_timeout_s + 5.0)
+    return {**overrides, **cfg.parameter_overrides}
+
+
+def vlm_service(cfg: EvaluationConfig) -> str:
+    """The ``Ask`` service of the evaluation's VLM node (in ``cfg.namespace``)."""
+    return "/" + "/".join(p for p in (cfg.namespace.strip("/"), "spatial_vlm", "ask") if p)
+
+
+def vlm_parameter_overrides(cfg: EvaluationConfig) -> dict:
+    """The VLM node's parameters on top of ``config/vlm.yaml``: the model, and a request timeout that the
+    perception node's forward outlasts (so the VLM's own timeout message comes back)."""
+    return {"model": cfg.vlm_model, "request_timeout_s": cfg.vlm_timeout_s, **cfg.vlm_parameters}
 
 
 def _ros_value(v) -> str:
@@ -118,6 +164,10 @@ def _ros_value(v) -> str:
     if isinstance(v, float):
         return repr(v)
     return str(v)
+
+
+def _ros_parameters(values: dict) -> list[str]:
+    return [x for k, v in values.items() for x in ("-p", f"{k}:={_ros_value(v)}")]
 
 
 class NodeRunner:
@@ -138,7 +188,9 @@ class NodeRunner:
                "--detector", self.cfg.detector]
         if self.cfg.namespace:
             cmd += ["--namespace", self.cfg.namespace]
-        cmd += ["--ros-args"] + [x for k, v in overrides.items() for x in ("-p", f"{k}:={_ros_value(v)}")]
+        self._spawn(cmd + ["--ros-args"] + _ros_parameters(overrides))
+
+    def _spawn(self, cmd: list[str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -207,6 +259,18 @@ class NodeRunner:
             self._log.close()
             self._log = None
         return code
+
+
+class VLMNodeRunner(NodeRunner):
+    """The ``spatial_vlm`` node of ``engine: vlm``: a subprocess with ``config/vlm.yaml`` and
+    ``vlm_parameter_overrides``."""
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "spatial_vlm_ros.ros.vlm_node", "--ros-args", "--params-file",
+               str(self.params_file)] + _ros_parameters(vlm_parameter_overrides(self.cfg))
+        if self.cfg.namespace.strip("/"):
+            cmd += ["-r", f"__ns:=/{self.cfg.namespace.strip('/')}"]
+        self._spawn(cmd)
 
 
 class SteppedBagPlayer(BagPlayer):
@@ -314,14 +378,41 @@ def _fill(record: QueryRecord, response, latency_ms: float) -> None:
         record.predicted, record.uncertainty = float(response.value), float(response.uncertainty)
 
 
-def ask_records(client, records: list[QueryRecord], timeout_s: float) -> None:
-    """Ask each record's question through ``~/get_relation`` / ``~/measure`` and fill in the answers."""
+def _fill_vlm(record: QueryRecord, response, latency_ms: float) -> None:
+    """A record from an ``Ask`` response with ``engine: vlm``: an answer that was not read counts as wrong."""
+    record.latency_ms = latency_ms
+    if response is None:
+        record.success, record.message = False, "service call timed out"
+        return
+    record.success, record.message, record.answer = bool(response.success), str(response.message), \
+        str(response.answer)
+    if not (record.success and response.vlm_parsed):
+        record.predicted = None
+    else:
+        record.predicted = bool(response.yes) if record.kind == RELATION else float(response.value)
+
+
+def template_question(record: QueryRecord) -> str:
+    """The record's question as ``~/ask`` parses it: "Is the A to the left of the B?", "How far is the A from
+    the B?" (``QUANTITY_QUESTIONS``)."""
+    if record.kind == RELATION:
+        return f"Is the {record.subject} {RELATIONS[record.relation_or_quantity].phrase} the {record.reference}?"
+    return QUANTITY_QUESTIONS[record.relation_or_quantity].format(a=record.subject, b=record.reference)
+
+
+def ask_records(client, records: list[QueryRecord], timeout_s: float, engine: str = "geometry") -> None:
+    """Ask each record's question and fill in the answers: through ``~/get_relation`` / ``~/measure``
+    (``geometry``), or as its template question through ``~/ask`` with ``engine: vlm``."""
     for r in records:
-        if r.kind == "relation":
+        if engine == "vlm":
+            resp, ms = client.ask(template_question(r), timeout_s, engine="vlm")
+            _fill_vlm(r, resp, ms)
+        elif r.kind == "relation":
             resp, ms = client.get_relation(r.subject, r.relation_or_quantity, r.reference, timeout_s)
+            _fill(r, resp, ms)
         else:
             resp, ms = client.measure(r.relation_or_quantity, r.subject, r.reference, timeout_s)
-        _fill(r, resp, ms)
+            _fill(r, resp, ms)
 
 
 # ----------------------------------------------------------------------------------- annotated frames
@@ -425,6 +516,10 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
     cfg = cfg or EvaluationConfig()
     if cfg.detector not in EVALUATED_DETECTORS:
         raise InputError(f"unknown detector '{cfg.detector}' ({', '.join(EVALUATED_DETECTORS)})")
+    if cfg.engine not in EVALUATED_ENGINES:
+        raise InputError(f"unknown engine '{cfg.engine}' ({', '.join(EVALUATED_ENGINES)})")
+    if cfg.engine == "vlm" and not cfg.vlm_model:
+        raise InputError("engine 'vlm' needs a model for the VLM node (--vlm-model HF_ID_OR_DIR)")
     bag_path = Path(bag_path)
     if not bag_path.exists():
         raise InputError(f"bag {bag_path} does not exist")
@@ -454,23 +549,29 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
     skipped: Counter = Counter()
     matching = {"askable": 0, "matched": 0, "reported": 0, "centre_error_m": []}
     annotations: list[FrameAnnotation] = []
+    vlm = VLMNodeRunner(cfg, DEFAULT_VLM_PARAMS, out / "vlm_node.log") if cfg.engine == "vlm" else None
+    ask_timeout_s = cfg.vlm_timeout_s + 10.0 if vlm is not None else cfg.service_timeout_s
     node = NodeRunner(cfg, params, log_path)
     node.start()
     client = None
     bar = None
     try:
+        if vlm is not None:
+            vlm.start()
         client = PerceptionClient(namespace=cfg.namespace)
         deadline = time.monotonic() + cfg.startup_timeout_s
         while not client.wait_for_services(timeout_s=1.0):
             if not node.alive() or time.monotonic() > deadline:
                 raise InputError("the perception node did not start (services not available); its log:\n"
                                  + node.log_tail())
+        if vlm is not None:
+            _wait_for_vlm(client, vlm, cfg, deadline)
         client.objects_subscribed(timeout_s=5.0)
         client.reset()
 
         if cfg.progress:
             from tqdm import tqdm
-            bar = tqdm(total=len(sets), desc=f"evaluating ({cfg.detector})", unit="set")
+            bar = tqdm(total=len(sets), desc=f"evaluating ({cfg.detector}, {cfg.engine})", unit="set")
 
         def on_boundary(i: int) -> None:
             fs: FrameSet = sets[i]
@@ -497,7 +598,7 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
                 set_records, why = frame_queries(gt_frame, names, cfg.detector, cfg.relations, cfg.quantities,
                                                  missed=NOT_FOUND)
                 skipped.update(why)
-                ask_records(client, askable_records(set_records), cfg.service_timeout_s)
+                ask_records(client, askable_records(set_records), ask_timeout_s, cfg.engine)
             else:
                 set_records, why = frame_queries(gt_frame, {k: k for k in visible}, cfg.detector,
                                                  cfg.relations, cfg.quantities)
@@ -519,8 +620,10 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
                 bar.set_postfix(queries=len(records), rel_acc=f"{100 * acc:.1f}%")
                 bar.update(1)
 
+        # engine vlm: the colour topic's second subscriber is the VLM node, which must get the first image
         player = SteppedBagPlayer(bag_path, [s.last for s in sets], on_boundary, topics.color, rate=cfg.rate,
-                                  topics=play_topics, verbose=False, wait_timeout_s=10.0)
+                                  topics=play_topics, verbose=False, wait_timeout_s=10.0,
+                                  wait_subscribers=2 if vlm is not None else 1)
         player.run()
         if player.error is not None:
             raise player.error
@@ -542,11 +645,30 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
         if client is not None:
             client.close()
         code = node.stop()
+        vlm_code = vlm.stop() if vlm is not None else None
     run = EvaluationRun(cfg.detector, records, frames_stats, skipped, matching, annotations,
-                        time.monotonic() - t_start)
+                        time.monotonic() - t_start, engine=cfg.engine)
     if code not in (0, None, -2):
         run.notes.append(f"node exited with code {code} (log: {log_path})")
+    if vlm is not None:
+        run.notes.append(f"answers by the VLM {cfg.vlm_model} through ~/ask (engine vlm); VLM node log "
+                         f"{vlm.log_path}" + (f", exit code {vlm_code}" if vlm_code not in (0, None, -2) else ""))
     return run
+
+
+def _wait_for_vlm(client, vlm: VLMNodeRunner, cfg: EvaluationConfig, deadline: float) -> None:
+    """Until the VLM node's ``Ask`` service is up (its model loads in the background: the first question
+    waits for it, up to ``vlm_timeout_s``)."""
+    from spatial_vlm_interfaces.srv import Ask
+
+    probe = client.node.create_client(Ask, vlm_service(cfg))
+    try:
+        while not probe.wait_for_service(timeout_sec=1.0):
+            if not vlm.alive() or time.monotonic() > deadline:
+                raise InputError(f"the VLM node did not start ({vlm_service(cfg)} not available); its log:\n"
+                                 + vlm.log_tail())
+    finally:
+        client.node.destroy_client(probe)
 
 
 def run_notes(run: EvaluationRun) -> list[str]:
@@ -574,7 +696,7 @@ def finish_run(run: EvaluationRun) -> RunResult:
     run.summary["questions_missed"] = sum(bool(r.missed) for r in run.records)
     run.summary["skipped"] = dict(run.skipped)
     run.summary["wall_s"] = run.wall_s
-    return RunResult(run.detector, run.summary, run.records, run_notes(run))
+    return RunResult(run.name, run.summary, run.records, run_notes(run))
 
 
 def baseline_result(bag_path, ground_truth_path, result: RunResult) -> RunResult | None:
@@ -590,7 +712,7 @@ def evaluate(bag_path, ground_truth_path=None, out_dir="out/eval", detector: str
     """Evaluate the node on a bag + ground truth; writes ``results.json`` and ``report.md`` under ``out_dir``
     and returns the summary dict (``summary["report"]`` is the Markdown path, ``summary["baseline"]`` the
     naive baseline's summary when the bag has instance masks and ``baseline`` is True). ``config``: further
-    ``EvaluationConfig`` fields (node, namespace, parameter_overrides, progress, ...)."""
+    ``EvaluationConfig`` fields (node, namespace, parameter_overrides, progress, engine, vlm_model, ...)."""
     cfg = EvaluationConfig(detector=detector, params_file=params_file, rate=rate, **config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -601,10 +723,12 @@ def evaluate(bag_path, ground_truth_path=None, out_dir="out/eval", detector: str
     if base is not None:
         results.append(base)
     meta = {"bag": str(bag_path), "ground_truth": str(ground_truth_path or find_ground_truth(bag_path)),
-            "detector": detector, "params_file": str(_params_path(params_file)), "rate": rate}
+            "detector": detector, "engine": cfg.engine, "params_file": str(_params_path(params_file)), "rate": rate}
+    if cfg.engine == "vlm":
+        meta.update(vlm_model=cfg.vlm_model, vlm_parameters=cfg.vlm_parameters)
     paths = write_report(out, results, title=f"Evaluation of {Path(bag_path).name}", annotations=run.annotations,
                          meta=meta)
-    summary = dict(result.summary, report=str(paths["markdown"]), results=str(paths["json"]))
+    summary = dict(result.summary, engine=cfg.engine, report=str(paths["markdown"]), results=str(paths["json"]))
     if base is not None:
         summary["baseline"] = base.summary
     _print_summary(results)

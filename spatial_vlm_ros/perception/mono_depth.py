@@ -210,7 +210,7 @@ class MonoDepthModel:
 
     def _open_onnx(self, onnx_dir: Path) -> None:
         from spatial_vlm_ros.runtime.loading import MissingModelError
-        from spatial_vlm_ros.runtime.onnx_session import create_session
+        from spatial_vlm_ros.runtime.providers import open_session
 
         path, meta_path = onnx_dir / ONNX_FILE, onnx_dir / ONNX_META
         if not path.is_file() or not meta_path.is_file():
@@ -222,11 +222,9 @@ class MonoDepthModel:
                                      "std": tuple(meta["preprocessing"]["std"])})
         self.metric = bool(meta["metric"])
         self._fixed_size = tuple(meta["network_size"])
-        self.session, self.provider, reasons = create_session(
+        self.session, self.provider, _ = open_session(
             path, device=self.params.device, fp16=self.params.fp16, threads=self.params.threads,
             cache_dir=self.params.trt_cache_dir or None)
-        for reason in reasons:
-            log.info("depth model ONNX provider skipped: %s", reason)
         inp = self.session.get_inputs()[0]
         self._input_name = inp.name
         self._onnx_fp16 = "float16" in inp.type

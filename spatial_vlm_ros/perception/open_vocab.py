@@ -164,16 +164,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _onnx_session(onnx_dir: str, device: str):
-    from spatial_vlm_ros.runtime.onnx_session import create_session
+    from spatial_vlm_ros.runtime.providers import open_session
 
     root = Path(onnx_dir)
     if not (root / META_FILE).is_file():
         raise InputError(f"{root} holds no detector ONNX export ({META_FILE} missing); run "
                          "`spatial_vlm export-onnx --part detector --model ID_OR_DIR --out DIR`")
     meta = json.loads((root / META_FILE).read_text())
-    session, provider, reasons = create_session(root / ONNX_FILE, device=device)
-    for reason in reasons:
-        log.info("open_vocab detector: %s", reason)
+    session, provider, _ = open_session(root / ONNX_FILE, device=device)
     return session, provider, meta
 
 

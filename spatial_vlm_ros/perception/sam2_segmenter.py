@@ -125,7 +125,7 @@ class Sam2Segmenter(BoxSegmenter):
         self.prep = _preprocessor_config(ref if Path(ref).is_dir() else None)
 
     def _init_onnx(self):
-        from spatial_vlm_ros.runtime.onnx_session import create_session
+        from spatial_vlm_ros.runtime.providers import open_session
 
         if not self.params.onnx_dir:
             raise InputError("segmenter backend 'onnx' needs onnx_dir (run `spatial_vlm export-onnx --part segmenter`)")
@@ -136,10 +136,8 @@ class Sam2Segmenter(BoxSegmenter):
         meta = json.loads((root / META_FILE).read_text())
         self.size = int(meta["image_size"])
         device = self.params.device
-        self.encoder, self.provider, reasons = create_session(root / ENCODER_FILE, device=device)
-        self.decoder, _, _ = create_session(root / DECODER_FILE, device=device)
-        for reason in reasons:
-            log.info("SAM 2 encoder: %s", reason)
+        self.encoder, self.provider, _ = open_session(root / ENCODER_FILE, device=device)
+        self.decoder, _, _ = open_session(root / DECODER_FILE, device=device, order=[self.provider])
         self.prep = _preprocessor_config(root)
 
     def _pixels(self, rgb: np.ndarray) -> np.ndarray:

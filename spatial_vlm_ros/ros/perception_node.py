@@ -19,10 +19,11 @@ services and publishers; activate subscribes to the inputs; deactivate unsubscri
 (services still answer from it); cleanup stops the worker and frees the memory; shutdown cleans up from any
 state. A failed configure leaves the node unconfigured, alive, with the reason in the log.
 
-``~/ask`` answers template questions from the geometry; a question no template matches is forwarded,
-unchanged, to the VLM node's ``Ask`` service (parameter ``vlm_service``) and its answer returned as is; see
-``ros.vlm_forwarding``. Nothing raised in a callback escapes: services answer ``success=false``, frames and
-timers report a diagnostics error.
+``~/ask`` answers template questions from the geometry, or with the request's ``engine`` ``vlm`` / ``both``
+from the VLM (grounded in this node's scene facts) or side by side (``vlm.ask_engines``); a question no
+template matches is forwarded, unchanged, to the VLM node's ``Ask`` service (parameter ``vlm_service``) and
+its answer returned as is; see ``ros.vlm_forwarding``. Nothing raised in a callback escapes: services
+answer ``success=false``, frames and timers report a diagnostics error.
 
 Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward),
 sizes in the gravity-aligned frame (z up), metres.
@@ -49,6 +50,8 @@ from spatial_vlm_ros.ros.frame_worker import (FrameEvents, FrameProcessor, Frame
 from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
 from spatial_vlm_ros.ros.qos import diagnostics_qos
 from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
+from spatial_vlm_ros.vlm.ask_engines import (VLMReply, canonical_engine, engine_fields, grounding_context,
+                                              template_kind)
 
 LOG_THROTTLE_S = 5.0
 RESTART_DELAY_S = 2.0            # a worker process that died is restarted after this long (while active)
@@ -349,16 +352,23 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         return self._guarded(response, fill)
 
     def _ask(self, request, response):
-        """Template questions: the geometry. Others: the VLM (blocks this callback up to vlm_timeout_s)."""
+        """Template questions: the geometry, the VLM or both (``request.engine``, see ``vlm.ask_engines``).
+        Others: the VLM. Asking the VLM blocks this callback up to vlm_timeout_s."""
         def fill(res):
+            engine = canonical_engine(request.engine)
             a = self.queries.ask(request.question)
             if not a.success and not a.recognised:
-                vlm = self.vlm.forward(request.question, a.message)
-                for name in res.get_fields_and_field_types():
-                    setattr(res, name, getattr(vlm, name))
+                _set_fields(res, self.vlm.forward(request.question, a.message))
                 return
-            res.success, res.message, res.answer, res.kind = bool(a.success), a.message, a.answer, a.kind
-            res.yes, res.value, res.confidence = bool(a.yes), _finite(a.value), _finite(a.confidence)
+            geometry = {"success": bool(a.success), "message": a.message, "answer": a.answer, "kind": a.kind,
+                        "yes": bool(a.yes), "value": _finite(a.value), "confidence": _finite(a.confidence)}
+            if engine == "geometry":
+                _set_fields(res, geometry)
+                return
+            kind = template_kind(request.question)
+            reply, failure = self.vlm.ask_grounded(request.question, grounding_context(self.mirror.snapshot()))
+            vlm = VLMReply.failed(kind, failure) if reply is None else VLMReply.read(kind, reply)
+            _set_fields(res, engine_fields(engine, geometry, vlm))
         return self._guarded(response, fill)
 
     def _reset(self, request, response):
@@ -389,6 +399,14 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         with self._transition_lock:
             self._teardown()
         return super().destroy_node()
+
+
+def _set_fields(response, source) -> None:
+    """Copy ``source`` (a dict of field values, or a response of the same type) into ``response``."""
+    values = source if isinstance(source, dict) else {name: getattr(source, name)
+                                                      for name in source.get_fields_and_field_types()}
+    for name, value in values.items():
+        setattr(response, name, _finite(value) if isinstance(value, float) else value)
 
 
 def _finite(value) -> float:

@@ -1,4 +1,4 @@
-"""The one path by which free-form questions reach the VLM: the perception node's ``~/ask`` forwards them.
+"""The one path by which questions reach the VLM: the perception node's ``~/ask`` forwards them.
 
 The perception node answers template questions itself (``core.spatial_queries``). A question that no template
 matches (``AskAnswer.recognised`` is False) is sent, unchanged, as an ``Ask`` request to the service named by
@@ -8,12 +8,15 @@ forwarding is off (``vlm_service: ""``), no server is up, too many forwarded que
 VLM does not answer within ``vlm_timeout_s``, the caller gets ``success=false`` saying that the question is
 not a template question and no VLM is available, followed by the parser's hint.
 
+A template question asked with ``engine`` ``vlm`` or ``both`` (``vlm.ask_engines``) goes the same way through
+``ask_grounded``, with the perception node's scene facts in the request's ``context``.
+
 Threading: ``forward`` runs inside a service callback of a ``MultiThreadedExecutor``. It never spins: it
 calls ``call_async`` and waits on the future with a timeout, while the executor delivers the reply on
 another thread through the client's own callback group. At most ``max_waiting`` questions wait at once
 (more are refused at once), so callers cannot take every executor thread, and a wait ends early when the
-node is removed from its executor (shutdown). Template questions never come here: no service look-up on
-their path.
+node is removed from its executor (shutdown). Template questions with the default engine never come
+here: no service look-up on their path.
 """
 from __future__ import annotations
 
@@ -57,30 +60,46 @@ class VLMForwarder:
         """The VLM's ``Ask.Response`` to ``question`` (sent unchanged), or ``success=false`` saying why no VLM
         answered, with ``parser_message`` (the template parser's hint) appended. Never raises for the caller's
         input; blocks at most ``timeout_s`` seconds."""
-        if self.client is None:
-            return self._refusal("forwarding to a VLM is off (parameter vlm_service is empty)", parser_message)
-        if not isinstance(self._node.executor, MultiThreadedExecutor):
-            return self._refusal("forwarding needs the node to spin in a MultiThreadedExecutor", parser_message)
-        if self._closed.is_set():
-            return self._refusal("the node is shutting down", parser_message)
-        if not self.client.service_is_ready():
-            return self._refusal(f"no server on {self.service} (is vlm_node running?)", parser_message)
-        if not self._slots.acquire(blocking=False):
-            return self._refusal(f"{self.max_waiting} forwarded questions are already waiting for {self.service}",
-                                 parser_message)
-        try:
-            future = self.client.call_async(Ask.Request(question=question))
-            failure = self._wait(future)
-            if failure:
-                self.client.remove_pending_request(future)      # a late reply is dropped
-                return self._refusal(failure, parser_message)
-            response = future.result()
-        finally:
-            self._slots.release()
+        response, failure = self.call(Ask.Request(question=question))
+        if failure:
+            return self._refusal(failure, parser_message)
         if not response.success:
             response.message = (f"not a template question; the VLM on {self.service} could not answer: "
                                 f"{response.message}")
         return response
+
+    def ask_grounded(self, question: str, context: str):
+        """``(response, "")``: the VLM's successful ``Ask.Response`` to a template question sent with the
+        grounding ``context``; or ``(None, why not)``. Blocks at most ``timeout_s`` seconds."""
+        response, failure = self.call(Ask.Request(question=question, context=context))
+        if failure:
+            return None, f"no VLM is available ({failure})"
+        if not response.success:
+            return None, f"the VLM on {self.service} could not answer: {response.message}"
+        return response, ""
+
+    def call(self, request):
+        """``(response, "")`` from the VLM, or ``(None, why no VLM answered)``: forwarding off, wrong executor,
+        shutting down, no server, too many waiting, or no answer within ``timeout_s``."""
+        if self.client is None:
+            return None, "forwarding to a VLM is off (parameter vlm_service is empty)"
+        if not isinstance(self._node.executor, MultiThreadedExecutor):
+            return None, "forwarding needs the node to spin in a MultiThreadedExecutor"
+        if self._closed.is_set():
+            return None, "the node is shutting down"
+        if not self.client.service_is_ready():
+            return None, f"no server on {self.service} (is vlm_node running?)"
+        if not self._slots.acquire(blocking=False):
+            return None, f"{self.max_waiting} forwarded questions are already waiting for {self.service}"
+        try:
+            future = self.client.call_async(request)
+            failure = self._wait(future)
+            if failure:
+                self.client.remove_pending_request(future)      # a late reply is dropped
+                return None, failure
+            return future.result(), ""
+        finally:
+            self._slots.release()
 
     def close(self) -> None:
         """Make waiting and later ``forward`` calls return at once (node shutdown)."""

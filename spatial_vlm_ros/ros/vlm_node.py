@@ -5,11 +5,13 @@ A separate executable, so that model inference never stalls perception. It serve
 - the newest colour image on ``image_topic`` (rgb8/bgr8, sensor-data QoS);
 - the newest measured objects on ``objects_topic`` (the perception node's ``~/objects``), written into
   the prompt by :func:`spatial_vlm_ros.vlm.grounding.scene_facts` so the model reasons over measured
-  geometry.
+  geometry; a request's non-empty ``context`` replaces them (the perception node sends the facts of the
+  snapshot its own answer used). ``grounding: false`` leaves both out. The request's ``engine`` is ignored.
 
 The one path between the two nodes: the perception node answers the questions its template parser
 understands and forwards the ones it cannot parse, unchanged, to this node's ``/spatial_vlm/ask`` as an
-``Ask`` client (asynchronous call, its own timeout); the answer comes back with ``kind="free"`` (or
+``Ask`` client (asynchronous call, its own timeout), and template questions asked with ``engine`` ``vlm`` or
+``both`` with its scene facts as ``context`` (``vlm.ask_engines``); the answer comes back with ``kind="free"`` (or
 ``"yes_no"`` when the model's answer starts with yes/no). Users may also call ``/spatial_vlm/ask`` directly.
 
 Lifecycle (an ``rclpy.lifecycle`` managed node; transitions through ``/spatial_vlm/change_state``,
@@ -59,6 +61,7 @@ from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros import spin
 from spatial_vlm_ros.ros.lifecycle import autostart, declare_autostart, state_label
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
+from spatial_vlm_ros.vlm.answer_parsing import parse_yes_no
 from spatial_vlm_ros.vlm.engine import BACKENDS, EngineSettings, GenerationOptions, VLMRequest, load_engine
 from spatial_vlm_ros.vlm.grounding import scene_facts
 from spatial_vlm_ros.vlm.interventions import VISION_NORM_MODES
@@ -283,18 +286,21 @@ class SpatialVLMNode(LifecycleNode):
                 self._objects = objects
 
     # -- service ------------------------------------------------------------------------------------------
-    def _request(self, question: str) -> VLMRequest:
-        """The request from the newest inputs; call with ``self._lock`` held."""
+    def _request(self, question: str, context: str = "") -> VLMRequest:
+        """The request from the newest inputs (``context``, when given, as the scene facts); call with
+        ``self._lock`` held."""
         v = self.values
         image, objects = self._image, self._objects
         if image is None and v["require_image"]:
             raise SpatialError(f"no camera image received yet on {v['image_topic']}")
         if image is not None and v["max_image_age_s"] > 0 and time.monotonic() - image[1] > v["max_image_age_s"]:
             raise SpatialError(f"the newest image on {v['image_topic']} is older than {v['max_image_age_s']} s")
-        facts = scene_facts(objects, max_objects=v["max_objects"]) if v["grounding"] and objects else ""
+        facts = ""
+        if v["grounding"]:
+            facts = context.strip() or (scene_facts(objects, max_objects=v["max_objects"]) if objects else "")
         return VLMRequest(question=question, image=None if image is None else image[0], facts=facts)
 
-    def _submit(self, question: str) -> tuple[InferenceWorker, concurrent.futures.Future]:
+    def _submit(self, question: str, context: str = "") -> tuple[InferenceWorker, concurrent.futures.Future]:
         """Queue the question on the worker; raises ``SpatialError`` when the node is not active or the
         worker refuses. Under the lock, so that nothing is queued after deactivate / cleanup."""
         with self._lock:
@@ -302,18 +308,18 @@ class SpatialVLMNode(LifecycleNode):
                 raise SpatialError(f"the {self.get_name()} node is not active (lifecycle state "
                                    f"'{state_label(self)}'); activate it through "
                                    f"{self.get_fully_qualified_name()}/change_state")
-            return self.worker, self.worker.submit(self._request(question), self.options)
+            return self.worker, self.worker.submit(self._request(question, context), self.options)
 
-    def _answer(self, question: str):
+    def _answer(self, question: str, context: str = ""):
         """The worker's answer within ``request_timeout_s`` (as ``InferenceWorker.ask``), or ``SpatialError``."""
         start = time.monotonic()
-        worker, future = self._submit(question)
+        worker, future = self._submit(question, context)
         return worker.result(future, self.values["request_timeout_s"], start)
 
     def _ask(self, request, response):
         response.kind = "free"
         try:
-            answer = self._answer(request.question)
+            answer = self._answer(request.question, request.context)
         except SpatialError as err:
             response.success, response.message = False, str(err)
             return response
@@ -326,10 +332,9 @@ class SpatialVLMNode(LifecycleNode):
         response.message = f"answered by {self.values['model']} ({self.values['backend']})"
         if answer.token_logprobs:
             response.confidence = float(math.exp(sum(answer.token_logprobs) / len(answer.token_logprobs)))
-        first = answer.text.strip().lower().split(maxsplit=1)[:1]
-        word = first[0].strip(".,!") if first else ""
-        if word in ("yes", "no"):
-            response.kind, response.yes = "yes_no", word == "yes"
+        yes = parse_yes_no(answer.text)
+        if yes is not None:
+            response.kind, response.yes = "yes_no", yes
         return response
 
     def destroy_node(self):

@@ -5,8 +5,10 @@ question, and returns answer text, optionally with per-token log-probabilities. 
 decoding is greedy (deterministic) unless a temperature above zero is asked for.
 
 Backends: :class:`~spatial_vlm_ros.vlm.transformers_engine.TransformersEngine` (PyTorch, any Hugging Face
-image-text-to-text model) and :class:`~spatial_vlm_ros.vlm.onnx_engine.OnnxEngine` (onnxruntime, models
-exported by :mod:`spatial_vlm_ros.vlm.onnx_export`). Use :func:`load_engine` to build one from settings.
+image-text-to-text model) and the ONNX engines (onnxruntime, models exported by
+:mod:`spatial_vlm_ros.vlm.onnx_export`; the export's family picks the class, see
+:func:`~spatial_vlm_ros.vlm.onnx_engine.open_onnx_engine`). Use :func:`load_engine` to build one from
+settings and :func:`load_processor` for a model's pre-processing.
 """
 from __future__ import annotations
 
@@ -267,7 +269,52 @@ def load_engine(settings: EngineSettings) -> VLMEngine:
                                   compile=settings.compile, interventions=interventions,
                                   local_files_only=settings.local_files_only)
     if settings.backend == "onnx":
-        from spatial_vlm_ros.vlm.onnx_engine import OnnxEngine
+        from spatial_vlm_ros.vlm.onnx_engine import open_onnx_engine
 
-        return OnnxEngine(settings.model, device=settings.device, interventions=interventions)
+        return open_onnx_engine(settings.model, device=settings.device, interventions=interventions)
     raise InputError(f"unknown VLM backend {settings.backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def model_type(model: str, local_files_only: bool = True) -> str:
+    """``config.model_type`` of a hub id or local model directory; InputError if there is no config."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model, local_files_only=local_files_only).model_type
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read a model config from {model!r}: {str(err).splitlines()[0]}") from None
+
+
+_QWEN_PROCESSOR = "spatial_vlm_ros.vlm.qwen_vl_processor:load_qwen_vl_processor"
+#: model_type -> ``"module:callable"`` loading its processor, ``callable(model, local_files_only=...)``, where
+#: ``AutoProcessor`` is not used: the stock SmolVLM and Qwen-VL processors require a video processor, which
+#: needs torchvision. ``Idefics3Processor`` builds SmolVLM's image prompts from the same saved image
+#: processor and tokenizer; Qwen-VL gets the image-only processor of
+#: :mod:`~spatial_vlm_ros.vlm.qwen_vl_processor`. Both handle image inputs only.
+PROCESSOR_LOADERS = {
+    "smolvlm": "transformers:Idefics3Processor.from_pretrained",
+    "qwen2_vl": _QWEN_PROCESSOR,
+    "qwen2_5_vl": _QWEN_PROCESSOR,
+    "qwen3_vl": _QWEN_PROCESSOR,
+}
+_DEFAULT_PROCESSOR = "transformers:AutoProcessor.from_pretrained"
+
+
+def load_processor(model: str, local_files_only: bool = True):
+    """The Hugging Face processor of ``model`` (hub id, model or export directory).
+
+    Image pre-processing never needs torchvision: without it transformers loads the PIL backend of each
+    image processor (``image_processing_pil_*``, e.g. ``SmolVLMImageProcessorPil``,
+    ``Idefics3ImageProcessorPil``, ``CLIPImageProcessorPil``, ``Qwen2VLImageProcessorPil``), which these
+    engines feed PIL images anyway. The families of :data:`PROCESSOR_LOADERS` get their own loader.
+    Raises InputError if nothing loads.
+    """
+    from spatial_vlm_ros.vlm.registry import load_attribute
+
+    family = model_type(model, local_files_only)
+    loader = load_attribute(PROCESSOR_LOADERS.get(family, _DEFAULT_PROCESSOR))
+    try:
+        return loader(model, local_files_only=local_files_only)
+    except (OSError, ImportError, ValueError) as err:
+        raise InputError(f"cannot load the processor of {model!r} ({family}): "
+                         f"{str(err).strip().splitlines()[0]}") from None

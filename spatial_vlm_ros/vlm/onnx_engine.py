@@ -1,14 +1,22 @@
 """onnxruntime backend: runs a model exported by :mod:`spatial_vlm_ros.vlm.onnx_export`.
 
-Provider priority TensorRT -> CUDA -> CPU: each is tried in turn and the reason it was skipped (not in
-this onnxruntime build, its libraries missing, the session fell back) is logged. ``device="cpu"`` tries
-the CPU provider only. On GPU providers inputs and the KV cache are bound with IO binding so the cache
-stays on the device between decode steps (``io_binding=True`` uses the same path on the CPU). fp16: an
-export with ``dtype: float16`` runs in fp16 on CUDA; TensorRT also builds fp16 engines from an fp32 export
-(``trt_fp16_enable``); the CPU provider should be given a float32 export.
+:func:`open_onnx_engine` opens an export directory with the class its ``export_meta.json`` family names
+(:data:`RUNTIMES`): :class:`OnnxEngine` (LLaVA, and the base of the others),
+:class:`~spatial_vlm_ros.vlm.onnx_idefics3.Idefics3OnnxEngine` (Idefics3 / SmolVLM) and the Qwen-VL engine.
+
+Provider priority TensorRT -> CUDA -> CPU (:mod:`spatial_vlm_ros.runtime.providers`): each is tried in turn
+and the reason it was skipped (not in this onnxruntime build, session creation failed, the session fell
+back) is logged. ``device="cpu"`` tries the CPU provider only. On GPU providers inputs and the KV cache are
+bound with IO binding: each step's ``present`` outputs stay OrtValues on the device and are bound as the
+next step's ``past`` inputs, never copied through numpy (``io_binding=True`` uses the same path on the CPU,
+with identical results). fp16: an export with ``dtype: float16`` runs in fp16 on CUDA; TensorRT also
+builds fp16 engines from an fp32 export (``trt_fp16_enable``); the CPU provider should be given a float32
+export.
 
 Pre-processing (tokenizer, image processor, chat template) is the Hugging Face processor saved with the
-export, so prompts are tokenised exactly as in the transformers backend. Decoding mirrors Hugging Face
+export (:func:`~spatial_vlm_ros.vlm.engine.load_processor`: PIL image processors, no torchvision), so
+prompts are tokenised exactly as in the transformers backend. A prompt that does not fit the model's
+context (``max_position_embeddings``) is refused with InputError. Decoding mirrors Hugging Face
 greedy search: left padding, ``position_ids = cumsum(attention_mask) - 1``, finished rows fed the pad
 token.
 """
@@ -22,30 +30,63 @@ from typing import Sequence
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.runtime.onnx_session import _GPU, PROVIDER_PRIORITY, _device_id, create_session  # noqa: F401
 from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
-                                        VLMRequest, caption_logprob_sums, make_answer)
+                                        VLMRequest, caption_logprob_sums, load_processor, make_answer)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
+from spatial_vlm_ros.runtime.providers import GPU_PROVIDERS, device_id, open_session
 from spatial_vlm_ros.vlm.onnx_export import DECODER_FILE, EMBED_FILE, META_FILE, VISION_FILE
+from spatial_vlm_ros.vlm.registry import resolve_family
 
 log = logging.getLogger(__name__)
 
+_IDEFICS3_RUNTIME = "spatial_vlm_ros.vlm.onnx_idefics3:Idefics3OnnxEngine"
+_QWEN_RUNTIME = "spatial_vlm_ros.vlm.onnx_qwen_vl:QwenVLOnnxEngine"
+#: export_meta.json ``family`` -> ``"module:class"`` of the engine that runs it.
+RUNTIMES = {
+    "llava": "spatial_vlm_ros.vlm.onnx_engine:OnnxEngine",
+    "idefics3": _IDEFICS3_RUNTIME,
+    "smolvlm": _IDEFICS3_RUNTIME,
+    "qwen2_vl": _QWEN_RUNTIME,
+    "qwen2_5_vl": _QWEN_RUNTIME,
+    "qwen3_vl": _QWEN_RUNTIME,
+}
+
+
+def read_export_meta(export_dir: Path) -> dict:
+    """export_meta.json of an export directory; InputError if it is not one."""
+    path = Path(export_dir) / META_FILE
+    if not path.is_file():
+        raise InputError(f"{export_dir} is not an ONNX export (no {META_FILE}); run the export first")
+    return json.loads(path.read_text())
+
+
+def open_onnx_engine(export_dir: str | Path, **kwargs) -> "OnnxEngine":
+    """The engine for ``export_dir``, its class picked by the export's family; ``kwargs`` go to it."""
+    family = read_export_meta(Path(export_dir)).get("family", "")
+    return resolve_family(RUNTIMES, family, "the ONNX backend")(export_dir, **kwargs)
+
+
 class OnnxEngine(ProcessorEngine):
     """An exported VLM on onnxruntime (see the module doc). ``export_dir``: the export's output directory;
-    ``threads``: CPU intra-op threads (0 = one per core)."""
+    ``threads``: CPU intra-op threads (0 = one per core). Raises InputError for a directory that is not a
+    complete export of one of ``families``."""
 
     backend = "onnx"
+    families: tuple[str, ...] = ("llava",)
+    graph_files: tuple[str, ...] = (VISION_FILE, EMBED_FILE, DECODER_FILE)
 
     def __init__(self, export_dir: str | Path, device: str = "cpu",
                  interventions: InterventionConfig | None = None, io_binding: bool | None = None,
                  fp16: bool = True, threads: int = 0):
-        from transformers import AutoProcessor
-
         self.dir = Path(export_dir)
-        meta_path = self.dir / META_FILE
-        if not meta_path.is_file():
-            raise InputError(f"{self.dir} is not an ONNX export (no {META_FILE}); run the export first")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = read_export_meta(self.dir)
+        if self.meta.get("family") not in self.families:
+            raise InputError(f"{self.dir} holds a {self.meta.get('family')!r} export, which {type(self).__name__} "
+                             "does not run; open it with open_onnx_engine")
+        missing = [name for name in self.graph_files if not (self.dir / name).is_file()]
+        if missing:
+            raise InputError(f"{self.dir} is an incomplete export (missing {', '.join(missing)}); "
+                             "re-run the export")
         self.model_name = self.meta.get("source_model", str(self.dir))
         self.interventions = interventions or InterventionConfig()
         self.interventions.validate()
@@ -54,22 +95,20 @@ class OnnxEngine(ProcessorEngine):
                 and layer != self.meta.get("vision_layer"):
             raise InputError(f"this export takes vision features from layer {self.meta['vision_layer']}; "
                              f"re-export with vision_layer: {layer}")
-        self.decoder, self.provider, self.fallbacks = create_session(self.dir / DECODER_FILE, device, fp16,
-                                                                     threads=threads)
-        for reason in self.fallbacks:
-            log.warning("onnxruntime provider skipped: %s", reason)
+        self.decoder, self.provider, self.fallbacks = open_session(self.dir / DECODER_FILE, device, fp16,
+                                                                   threads=threads)
         log.info("onnx engine %s on %s", self.dir, self.provider)
         if self.provider == "CPUExecutionProvider" and self.meta["dtype"] == "float16":
             log.warning("float16 export on the CPU provider: expect slow or unsupported kernels; "
                         "export float32 for CPU")
         chain = [self.provider]
-        self.vision, _, _ = create_session(self.dir / VISION_FILE, device, fp16, chain, threads)
-        self.embed, _, _ = create_session(self.dir / EMBED_FILE, device, fp16, chain, threads)
-        self.on_gpu = self.provider in _GPU
+        self.vision, _, _ = open_session(self.dir / VISION_FILE, device, fp16, chain, threads)
+        self.embed, _, _ = open_session(self.dir / EMBED_FILE, device, fp16, chain, threads)
+        self.on_gpu = self.provider in GPU_PROVIDERS
         self.io_binding = self.on_gpu if io_binding is None else bool(io_binding)
-        self.ort_device = ("cuda", _device_id(device)) if self.on_gpu else ("cpu", 0)
+        self.ort_device = ("cuda", device_id(device)) if self.on_gpu else ("cpu", 0)
         self.float = np.float16 if self.meta["dtype"] == "float16" else np.float32
-        self.processor = AutoProcessor.from_pretrained(self.dir, local_files_only=True)
+        self.processor = load_processor(str(self.dir))
         self.past_names = self.meta["past_names"]
         self.present_names = self.meta["present_names"]
 
@@ -81,16 +120,19 @@ class OnnxEngine(ProcessorEngine):
             feats = rescale_to_norm(feats, self.meta["text_norm_stats"]["mean"])
         return feats
 
-    def embeddings(self, input_ids: np.ndarray, pixel_values: np.ndarray | None) -> np.ndarray:
-        """Token embeddings with the image placeholder positions replaced by the vision tokens."""
+    def embeddings(self, input_ids: np.ndarray, pixel_values: np.ndarray | None, **image_inputs) -> np.ndarray:
+        """Token embeddings with the image placeholder positions replaced, in order, by the vision tokens of
+        :meth:`image_features` (``image_inputs``: the further processor outputs a family's
+        ``image_features`` takes, e.g. Qwen-VL's ``image_grid_thw``)."""
         embeds = self.embed.run(None, {"input_ids": input_ids.astype(np.int64)})[0]
         if pixel_values is not None:
-            feats = self.image_features(pixel_values)
+            feats = self.image_features(pixel_values, **image_inputs)
+            tokens = feats.reshape(-1, feats.shape[-1])
             mask = input_ids == self.meta["image_token_id"]
-            if int(mask.sum()) != feats.shape[0] * feats.shape[1]:
+            if int(mask.sum()) != len(tokens):
                 raise InputError(f"prompt has {int(mask.sum())} image tokens but the vision encoder gave "
-                                 f"{feats.shape[0] * feats.shape[1]}")
-            embeds[mask] = feats.reshape(-1, feats.shape[-1]).astype(embeds.dtype)
+                                 f"{len(tokens)}")
+            embeds[mask] = tokens.astype(embeds.dtype)
         return embeds
 
     def _empty_past(self, batch: int) -> list:
@@ -128,11 +170,19 @@ class OnnxEngine(ProcessorEngine):
         return outs[0].numpy().astype(np.float32), list(outs[1:])
 
     # -- inputs -------------------------------------------------------------------------------------------
+    def check_context(self, prompt_tokens: int) -> None:
+        """Raise InputError when a prompt of ``prompt_tokens`` (padded batch length) leaves no room in the
+        model's context (``max_position_embeddings``) for a generated token."""
+        context = self.meta.get("max_position_embeddings")
+        if context is not None and prompt_tokens >= context:
+            raise InputError(f"the prompt is {prompt_tokens} tokens; the model's context is {context} tokens")
+
     def _prefill_inputs(self, inputs, with_image: bool):
         """``(ids, mask, embeds, positions)`` of a processor batch: token ids and attention mask (B, S) int64,
         input embeddings (B, S, H) with the image features merged in, and position ids
-        ``cumsum(mask) - 1`` (1 on padding), as Hugging Face computes them."""
+        ``cumsum(mask) - 1`` (1 on padding), as Hugging Face computes them. Calls :meth:`check_context`."""
         ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        self.check_context(ids.shape[1])
         mask = np.asarray(inputs["attention_mask"], dtype=np.int64)
         embeds = self.embeddings(ids, np.asarray(inputs["pixel_values"]) if with_image else None)
         positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
@@ -152,7 +202,8 @@ class OnnxEngine(ProcessorEngine):
         rng = np.random.default_rng(options.seed)
         unfinished = np.ones(batch, dtype=bool)
         tokens, logprobs = [], []
-        for _ in range(options.max_new_tokens):
+        context = self.meta.get("max_position_embeddings") or ids.shape[1] + options.max_new_tokens
+        for _ in range(min(options.max_new_tokens, context - ids.shape[1])):
             logits, past = self.decode_step(embeds, mask, positions, past)
             step_lp = log_softmax(logits[:, -1].astype(np.float64), axis=-1)
             if options.temperature > 0:

@@ -1,10 +1,10 @@
 """PyTorch backend: any Hugging Face image-text-to-text model, by hub id or local directory.
 
-Loads ``AutoProcessor`` + ``AutoModelForImageTextToText`` from safetensors only (``use_safetensors=True``;
+Loads the processor (:func:`~spatial_vlm_ros.vlm.engine.load_processor`: PIL image processors, no
+torchvision) and ``AutoModelForImageTextToText`` from safetensors only (``use_safetensors=True``;
 pickle checkpoints are refused), on the chosen device and dtype, in eval mode, optionally compiled with
-``torch.compile``. Decoding is greedy unless a temperature is given. Tested families: LLaVA (tiny random
-models); Qwen2-VL / Qwen2.5-VL (incl. SpaceQwen2.5-VL), SmolVLM / Idefics3 load through the same Auto
-classes (see models/README.md).
+``torch.compile``. Decoding is greedy unless a temperature is given. Tested on tiny random models: LLaVA,
+and Qwen2.5-VL and SmolVLM against the ONNX engine (see models/README.md).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.runtime.device import DTYPES, resolve_dtype  # noqa: F401 (re-exported)
 from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
-                                        VLMRequest, caption_logprob_sums, make_answer)
+                                        VLMRequest, caption_logprob_sums, load_processor, make_answer)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class TransformersEngine(ProcessorEngine):
                  interventions: InterventionConfig | None = None, local_files_only: bool = True,
                  attn_implementation: str | None = None):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device {device!r} requested but PyTorch sees no CUDA device")
@@ -48,7 +48,7 @@ class TransformersEngine(ProcessorEngine):
         kwargs = {"local_files_only": local_files_only}
         if local_files_only:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.processor = AutoProcessor.from_pretrained(model, **kwargs)
+        self.processor = load_processor(model, local_files_only)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModelForImageTextToText.from_pretrained(
             model, dtype=self.dtype, use_safetensors=True, **kwargs, **extra).to(self.device).eval()

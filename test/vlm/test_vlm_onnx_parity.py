@@ -78,7 +78,8 @@ def test_caption_scores_match_pytorch(torch_engine, onnx_engine, make_image):
 
 def test_provider_fallback_is_reported(onnx_dir):
     """Asking for the GPU on a machine without one ends on the CPU provider with a reason per skipped one."""
-    from spatial_vlm_ros.vlm.onnx_engine import PROVIDER_PRIORITY, OnnxEngine
+    from spatial_vlm_ros.runtime.providers import PROVIDER_PRIORITY
+    from spatial_vlm_ros.vlm.onnx_engine import OnnxEngine
 
     engine = OnnxEngine(onnx_dir, device="cuda")
     if engine.provider != "CPUExecutionProvider":
@@ -99,13 +100,12 @@ def test_runner_refuses_what_the_export_cannot_do(onnx_dir, tmp_path):
 
 def test_export_refuses_unsupported_families(tmp_path):
     from spatial_vlm_ros.vlm.onnx_export import ExportRecipe, export_model
-    from spatial_vlm_ros.vlm.tiny_models import tiny_qwen2_vl
 
-    model, tokenizer = tiny_qwen2_vl()
-    model.save_pretrained(tmp_path / "qwen")
-    tokenizer.save_pretrained(tmp_path / "qwen")
+    model_dir = tmp_path / "paligemma"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "paligemma"}))
     with pytest.raises(InputError, match="ONNX export supports"):
-        export_model(ExportRecipe(model=str(tmp_path / "qwen"), output=str(tmp_path / "out")))
+        export_model(ExportRecipe(model=str(model_dir), output=str(tmp_path / "out")))
 
 
 @pytest.mark.skipif(not __import__("os").environ.get("SVR_FULL_VLM"),
