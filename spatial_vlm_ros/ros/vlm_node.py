@@ -48,7 +48,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -60,6 +59,7 @@ from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros import spin
 from spatial_vlm_ros.ros.lifecycle import autostart, declare_autostart, state_label
+from spatial_vlm_ros.ros.parameters import ParamSpec, check_value, descriptor
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
 from spatial_vlm_ros.vlm.answer_parsing import parse_yes_no
 from spatial_vlm_ros.vlm.engine import BACKENDS, EngineSettings, GenerationOptions, VLMRequest, load_engine
@@ -70,50 +70,31 @@ from spatial_vlm_ros.vlm.request_queue import InferenceWorker
 NODE_NAME = "spatial_vlm"
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: object
-    description: str
-    range: tuple | None = None
-    choices: tuple[str, ...] = ()
-
-
 PARAMETERS = (
-    Param("model", "", "Hugging Face id or local directory (transformers) / export directory (onnx); "
+    ParamSpec("model", "", "Hugging Face id or local directory (transformers) / export directory (onnx); "
           "empty = no model, every request is refused"),
-    Param("backend", "transformers", "inference backend", choices=BACKENDS),
-    Param("device", "cpu", "cpu | cuda | cuda:N (onnx: anything but cpu tries TensorRT -> CUDA -> CPU)"),
-    Param("dtype", "auto", "transformers weights dtype", choices=("auto", "float32", "float16", "bfloat16")),
-    Param("compile", False, "torch.compile the model (transformers backend)"),
-    Param("allow_download", False, "let transformers download a hub id (default: local files / cache only)"),
-    Param("max_new_tokens", 64, "longest answer, tokens", range=(1, 4096)),
-    Param("interventions.vision_norm", "off", "rescale vision tokens to the text-embedding norm",
+    ParamSpec("backend", "transformers", "inference backend", choices=BACKENDS),
+    ParamSpec("device", "cpu", "cpu | cuda | cuda:N (onnx: anything but cpu tries TensorRT -> CUDA -> CPU)"),
+    ParamSpec("dtype", "auto", "transformers weights dtype", choices=("auto", "float32", "float16", "bfloat16")),
+    ParamSpec("compile", False, "torch.compile the model (transformers backend)"),
+    ParamSpec("allow_download", False, "let transformers download a hub id (default: local files / cache only)"),
+    ParamSpec("max_new_tokens", 64, "longest answer, tokens", range=(1, 4096)),
+    ParamSpec("interventions.vision_norm", "off", "rescale vision tokens to the text-embedding norm",
           choices=VISION_NORM_MODES),
-    Param("interventions.use_vision_layer", False, "take vision features from interventions.vision_layer"),
-    Param("interventions.vision_layer", -2, "vision-tower hidden state index (0 = patch embeddings, "
+    ParamSpec("interventions.use_vision_layer", False, "take vision features from interventions.vision_layer"),
+    ParamSpec("interventions.vision_layer", -2, "vision-tower hidden state index (0 = patch embeddings, "
           "negative from the end)", range=(-128, 128)),
-    Param("queue_size", 2, "requests allowed to wait while one is answered", range=(1, 64)),
-    Param("request_timeout_s", 60.0, "longest wait for an answer, queueing included, seconds",
+    ParamSpec("queue_size", 2, "requests allowed to wait while one is answered", range=(1, 64)),
+    ParamSpec("request_timeout_s", 60.0, "longest wait for an answer, queueing included, seconds",
           range=(0.1, 3600.0)),
-    Param("image_topic", "/camera/color/image_raw", "colour image topic (rgb8 | bgr8)"),
-    Param("objects_topic", "/spatial_perception/objects", "measured objects (SpatialObjectArray) for grounding"),
-    Param("grounding", True, "write the measured objects into the prompt"),
-    Param("max_objects", 8, "objects listed in the prompt (nearest first)", range=(1, 64)),
-    Param("require_image", True, "refuse questions until an image has arrived (false: answer text-only)"),
-    Param("max_image_age_s", 0.0, "refuse when the newest image is older than this, seconds; 0 = any age",
+    ParamSpec("image_topic", "/camera/color/image_raw", "colour image topic (rgb8 | bgr8)"),
+    ParamSpec("objects_topic", "/spatial_perception/objects", "measured objects (SpatialObjectArray) for grounding"),
+    ParamSpec("grounding", True, "write the measured objects into the prompt"),
+    ParamSpec("max_objects", 8, "objects listed in the prompt (nearest first)", range=(1, 64)),
+    ParamSpec("require_image", True, "refuse questions until an image has arrived (false: answer text-only)"),
+    ParamSpec("max_image_age_s", 0.0, "refuse when the newest image is older than this, seconds; 0 = any age",
           range=(0.0, 3600.0)),
 )
-
-
-def _descriptor(p: Param) -> ParameterDescriptor:
-    text = p.description + (f" ({' | '.join(p.choices)})" if p.choices else "")
-    d = ParameterDescriptor(description=text, read_only=True)
-    if p.range is not None and isinstance(p.default, float):
-        d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
-    elif p.range is not None:
-        d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
-    return d
 
 
 @dataclass(frozen=True)
@@ -156,7 +137,7 @@ class SpatialVLMNode(LifecycleNode):
         values, errors = {}, []
         for p in PARAMETERS:
             try:
-                values[p.name] = self.declare_parameter(p.name, p.default, _descriptor(p)).value
+                values[p.name] = self.declare_parameter(p.name, p.default, descriptor(p)).value
             except ParameterException as err:           # rclpy's reason, without its prefix and suffix
                 reason = str(err).split("Reason: ", 1)[-1].removesuffix(f": {p.name}")
                 errors.append(f"parameter {p.name}: {reason}")
@@ -166,10 +147,8 @@ class SpatialVLMNode(LifecycleNode):
         """The parameter values, or ``SpatialError`` naming every invalid one (ranges are checked by rclpy
         at declaration, from the descriptors)."""
         errors = list(self._declare_errors)
-        for p in PARAMETERS:
-            value = self._declared.get(p.name)
-            if p.choices and p.name in self._declared and value not in p.choices:
-                errors.append(f"parameter {p.name}: {value!r} is not one of {', '.join(p.choices)}")
+        errors += [f"parameter {msg}" for p in PARAMETERS if p.name in self._declared
+                   for msg in [check_value(p, self._declared[p.name])] if msg]
         for name in ("image_topic", "objects_topic"):
             if name not in self._declared:
                 continue
