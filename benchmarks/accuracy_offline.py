@@ -77,6 +77,14 @@ def dataset_path(cache: Path, seed: int, n_scenes: int, frames: int, sensor: str
     return cache / f"seed{seed}_n{n_scenes}_f{frames}{suffix}"
 
 
+def _rendering(sensor_fields):
+    """A sensor model's recorded fields without ``lifting`` (the node-side uncertainty terms a depth model
+    carries: they do not change what is rendered)."""
+    if isinstance(sensor_fields, dict):
+        return {k: _rendering(v) for k, v in sensor_fields.items() if k != "lifting"}
+    return sensor_fields
+
+
 def ensure_dataset(cache: Path, seed: int, n_scenes: int, frames: int, sensor: str = DEFAULT_SENSOR) -> Path:
     """The cached scene set for (seed, scenes, frames, sensor), rendered first if missing (640x480). A cached
     set rendered by another sensor model, or with other parameters than today's, is re-rendered."""
@@ -88,7 +96,7 @@ def ensure_dataset(cache: Path, seed: int, n_scenes: int, frames: int, sensor: s
         now = json.loads(json.dumps(asdict(make_sensor(sensor)), default=str))
         if meta.get("generator_version") != GENERATOR_VERSION:
             print(f"{path}: rendered by an older generator; re-rendering", flush=True)
-        elif meta.get("sensor") == sensor and meta.get("config", {}).get("sensor") == now:
+        elif meta.get("sensor") == sensor and _rendering(meta.get("config", {}).get("sensor")) == _rendering(now):
             return path
         else:
             print(f"{path}: rendered with another {sensor} sensor model ({meta.get('sensor', 'unnamed')}); "

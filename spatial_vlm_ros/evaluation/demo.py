@@ -39,7 +39,8 @@ from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
 from .baseline import NAME as BASELINE
 from .records import QueryRecord
 from .report import RunResult, records_table, write_report
-from .runner import EvaluationConfig, _print_summary, baseline_result, finish_run, run_evaluation
+from .runner import (QUANTITY_QUESTIONS, EvaluationConfig, _print_summary, baseline_result, finish_run,
+                     relation_question, run_evaluation)
 
 DEFAULT_SCENES = 16
 FRAMES_PER_SCENE = 3
@@ -74,7 +75,6 @@ class PlannerQuestions:
         if self._sets >= self.n_sets or len(names) < 2:
             return
         self._sets += 1
-        from spatial_vlm_ros.core.relations import RELATIONS
         scene = str(gt_frame.get("scene_id", ""))
         node_labels = {o.id: o.label for o in update.objects}
         self._ask(client, scene, "What objects do you see?",
@@ -86,7 +86,7 @@ class PlannerQuestions:
             if not cands:
                 continue
             r = cands[int(self.rng.integers(len(cands)))]
-            q = f"Is the {names[r['subject']]} {RELATIONS[name].phrase} the {names[r['reference']]}?"
+            q = relation_question(names[r["subject"]], name, names[r["reference"]])
             truth = bool(r["holds"])
             self._ask(client, scene, q, "yes" if truth else "no",
                       lambda resp, t=truth: resp.kind == "yes_no" and bool(resp.yes) == t)
@@ -100,8 +100,8 @@ class PlannerQuestions:
                       and node_labels.get(resp.message.split(";")[0].strip()) == w)
         quantities = [x for x in gt_frame["quantities"] if x["subject"] in names
                       and (not x.get("reference") or x["reference"] in names)]
-        templates = {"distance": "How far apart are the {a} and the {b}?", "height": "How tall is the {a}?",
-                     "distance_to_camera": "How far is the {a} from the camera?"}
+        templates = {"distance": "How far apart are the {a} and the {b}?",      # a paraphrase on purpose
+                     **{q: QUANTITY_QUESTIONS[q] for q in ("height", "distance_to_camera")}}
         for qname, template in templates.items():
             cands = [x for x in quantities if x["quantity"] == qname and x["value_m"] > 0.02]
             if not cands:

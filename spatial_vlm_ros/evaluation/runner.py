@@ -392,11 +392,16 @@ def _fill_vlm(record: QueryRecord, response, latency_ms: float) -> None:
         record.predicted = bool(response.yes) if record.kind == RELATION else float(response.value)
 
 
+def relation_question(subject: str, relation: str, reference: str) -> str:
+    """"Is the A to the left of the B?": a relation's yes/no question as ``~/ask`` parses it."""
+    return f"Is the {subject} {RELATIONS[relation].phrase} the {reference}?"
+
+
 def template_question(record: QueryRecord) -> str:
-    """The record's question as ``~/ask`` parses it: "Is the A to the left of the B?", "How far is the A from
-    the B?" (``QUANTITY_QUESTIONS``)."""
+    """The record's question as ``~/ask`` parses it: ``relation_question``, or "How far is the A from the B?"
+    (``QUANTITY_QUESTIONS``)."""
     if record.kind == RELATION:
-        return f"Is the {record.subject} {RELATIONS[record.relation_or_quantity].phrase} the {record.reference}?"
+        return relation_question(record.subject, record.relation_or_quantity, record.reference)
     return QUANTITY_QUESTIONS[record.relation_or_quantity].format(a=record.subject, b=record.reference)
 
 
