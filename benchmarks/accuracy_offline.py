@@ -50,18 +50,16 @@ sys.path.insert(0, str(ROOT))
 from spatial_vlm_ros.core.camera import CameraModel  # noqa: E402
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
 from spatial_vlm_ros.core.frame import Frame, Segmentation  # noqa: E402
-from spatial_vlm_ros.evaluation.matching import match_objects  # noqa: E402
-from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask  # noqa: E402
 from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries  # noqa: E402
 from spatial_vlm_ros.evaluation.baseline import DepthFrame, evaluate_baseline  # noqa: E402
+from spatial_vlm_ros.evaluation.matching import match_objects  # noqa: E402
 from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION  # noqa: E402
 from spatial_vlm_ros.evaluation.scoring import summarize  # noqa: E402
-from spatial_vlm_ros.evaluation.truth_queries import (NOT_FOUND, askable_objects, frame_queries,  # noqa: E402
-                                                       label_names)
+from spatial_vlm_ros.evaluation.truth_queries import NOT_FOUND, askable_objects, frame_queries, label_names  # noqa: E402
+from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, pipeline_config, validate_values  # noqa: E402
 from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS, make_sensor  # noqa: E402
-from spatial_vlm_ros.ros.parameters import (NODE_NAME, load_parameter_file, pipeline_config,  # noqa: E402
-                                            validate_values)
+from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask  # noqa: E402
 
 #: what the evaluation runner imposes on the node (``evaluation.runner.node_parameter_overrides``; the demo
 #: also turns on motion compensation for multi-frame scenes)

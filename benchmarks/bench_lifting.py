@@ -8,13 +8,13 @@ BLAS/OpenMP/OpenCV run single-threaded. Usage: ``python benchmarks/bench_lifting
 """
 from __future__ import annotations
 
-from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
-
 import argparse  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

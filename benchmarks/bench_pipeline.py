@@ -13,13 +13,13 @@ pinned to one core, BLAS/OpenMP/OpenCV run single-threaded. Per step: wall time 
 """
 from __future__ import annotations
 
-from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
-
 import argparse  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from single_core import pin_to_one_core  # noqa: I001 - first: single-threaded BLAS before numpy loads
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,8 +53,8 @@ def make_frames(n_objects: int, n_frames: int, seed: int, width: int, height: in
 def pipeline_config(node_params: bool) -> PipelineConfig:
     if not node_params:
         return PipelineConfig()
-    from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, pipeline_config as from_values
-    from spatial_vlm_ros.ros.parameters import validate_values
+    from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, validate_values
+    from spatial_vlm_ros.ros.parameters import pipeline_config as from_values
     raw = load_parameter_file(ROOT / "config" / "perception.yaml", NODE_NAME)
     raw["detector"] = "external"
     return from_values(validate_values(raw))

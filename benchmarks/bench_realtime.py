@@ -1,10 +1,10 @@
 """Real-time benchmark of the spatial_perception node: a camera stream and planners' queries at once.
 
 Starts the node as its own process (``python -m spatial_vlm_ros.ros.run --params config/perception.yaml``,
-external masks or ``--detector tabletop``; ``--node-root`` runs another checkout's node), a camera process that publishes an analytic
-tabletop (N objects, 640x480 or 1280x720; rgb8, 16UC1 mm depth, camera info, instance masks) at ``--rate`` Hz
-over DDS with wall-clock capture stamps, and K planner client processes (each its own rclpy context) that
-call get_relation / measure / list_objects back to back. Phases, ``--seconds`` each:
+external masks or ``--detector tabletop``; ``--node-root`` runs another checkout's node), a camera process that
+publishes an analytic tabletop (N objects, 640x480 or 1280x720; rgb8, 16UC1 mm depth, camera info, instance
+masks) at ``--rate`` Hz over DDS with wall-clock capture stamps, and K planner client processes (each its own
+rclpy context) that call get_relation / measure / list_objects back to back. Phases, ``--seconds`` each:
 
 - ``frames``: frames only, no queries;
 - ``idle Kc``: K clients, no frames (service round trips of an idle node);
@@ -26,6 +26,7 @@ p95 <= 2 frame periods, RSS growth after warm-up < 5 MB. Details: docs/realtime.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import multiprocessing as mp
@@ -143,7 +144,7 @@ class RssSampler:
     def window(self, t0: float, t1: float) -> list[tuple[float, int, int]]:
         return [s for s in self.samples if t0 <= s[0] <= t1]
 
-    def start(self) -> "RssSampler":
+    def start(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -173,11 +174,11 @@ def camera_main(conn, n_objects: int, width: int, height: int, with_masks: bool 
     Commands on ``conn``: ("start", rate_hz) ... ("stop",) -> ("stopped", [stamp ns], late_frames); ("quit",).
     """
     import rclpy
+    from bench_services import TOPICS, scene_messages
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image
-    from spatial_vlm_interfaces.msg import InstanceSegmentation
 
-    from bench_services import TOPICS, scene_messages
+    from spatial_vlm_interfaces.msg import InstanceSegmentation
     from spatial_vlm_ros.ros.qos import sensor_qos
 
     rclpy.init()
@@ -229,11 +230,11 @@ def client_main(conn, index: int, labels: list[str], executor_kind: str) -> None
     ("result", {service: [round trip ms]}, failures, {service: timeouts}, [scene age ms]); ("quit",) ends it.
     A call unanswered after CALL_TIMEOUT_S counts as a timeout."""
     import rclpy
+    from bench_services import requests
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-    from spatial_vlm_interfaces.srv import GetRelation, ListObjects, Measure
 
-    from bench_services import requests
+    from spatial_vlm_interfaces.srv import GetRelation, ListObjects, Measure
 
     rclpy.init()
     node = Node(f"bench_planner_{index}")
@@ -295,9 +296,9 @@ class Monitor:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
+
         from spatial_vlm_interfaces.msg import SpatialObjectArray
         from spatial_vlm_interfaces.srv import ListObjects
-
         from spatial_vlm_ros.ros.qos import diagnostics_qos, output_qos
 
         self.node = Node("bench_monitor")
@@ -757,15 +758,11 @@ def main(argv=None) -> int:
         report["error"] = f"{type(err).__name__}: {err}"
     finally:
         for c in clients:
-            try:
+            with contextlib.suppress(OSError, BrokenPipeError):
                 c["conn"].send(("quit",))
-            except (OSError, BrokenPipeError):
-                pass
         if camera is not None:
-            try:
+            with contextlib.suppress(OSError, BrokenPipeError):
                 camera["conn"].send(("quit",))
-            except (OSError, BrokenPipeError):
-                pass
         for proc in [c["proc"] for c in clients] + ([camera["proc"]] if camera else []):
             proc.join(20.0)
             if proc.is_alive():

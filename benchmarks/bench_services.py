@@ -26,9 +26,9 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
+
 from spatial_vlm_interfaces.msg import InstanceSegmentation, SpatialObjectArray
 from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
-
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
@@ -142,7 +142,7 @@ class FrameLoad:
             next_t += period
             self._stop.wait(max(0.0, next_t - time.monotonic()))
 
-    def __enter__(self) -> "FrameLoad":
+    def __enter__(self) -> FrameLoad:
         self._thread.start()
         time.sleep(1.0)                                    # let the node reach its steady state
         return self

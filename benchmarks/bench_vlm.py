@@ -341,14 +341,15 @@ def print_table(title: str, results: dict) -> None:
     print(f"| | {names[0]} | {names[1]} | ORT/PT |\n|---|---|---|---|")
     both = "error" not in pt and "error" not in ox
     for key, label in (("prefill", "prefill ms"), ("decode_step", "decode ms/token")):
-        cells = [_cell(r, lambda r: "p50 {p50:.0f}, p95 {p95:.0f} (n={n})".format(**r[key])) for r in (pt, ox)]
+        cells = [_cell(r, lambda r, key=key: "p50 {p50:.0f}, p95 {p95:.0f} (n={n})".format(**r[key]))
+                 for r in (pt, ox)]
         ratio = f"{ox[key]['p50'] / pt[key]['p50']:.2f}" if both else "-"
         print(f"| {label} | {cells[0]} | {cells[1]} | {ratio} |")
     tps = [None if "error" in r else 1e3 / r["decode_step"]["mean"] for r in (pt, ox)]
     cells = [_cell(r, lambda r, t=t: f"{t:.2f}") for r, t in zip((pt, ox), tps)]
     print(f"| decode tokens/s (mean) | {cells[0]} | {cells[1]} | {f'{tps[1] / tps[0]:.2f}' if both else '-'} |")
     for key, label in (("peak_rss_mb", "peak RSS MB"), ("model_growth_mb", "RSS growth from load MB")):
-        cells = [_cell(r, lambda r: f"{r[key]:.0f}") for r in (pt, ox)]
+        cells = [_cell(r, lambda r, key=key: f"{r[key]:.0f}") for r in (pt, ox)]
         print(f"| {label} | {cells[0]} | {cells[1]} | {f'{ox[key] / pt[key]:.2f}' if both else '-'} |")
 
 

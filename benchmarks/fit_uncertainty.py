@@ -27,6 +27,7 @@ Lengths are metres.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict, replace
@@ -62,10 +63,8 @@ def collect(path: Path, config) -> list[tuple]:
     for record in iter_dataset(path):
         pipeline.reset()
         for f in record.frames:
-            try:
+            with contextlib.suppress(InputError):
                 pipeline.process(acc.core_frame(f, "external"))
-            except InputError:
-                pass
         gt = record.frames[-1].ground_truth
         names = label_names(askable_objects(gt))
         truth = {e["label"]: e for oid, e in askable_objects(gt).items() if oid in names}

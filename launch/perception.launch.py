@@ -17,10 +17,11 @@ Without ``launch`` (PyPI ROS) the same is done by ``python -m spatial_vlm_ros.ro
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 DETECTORS = ("external", "tabletop", "boxes", "open_vocab")      # spatial_vlm_ros.core.pipeline.DETECTORS
 DEPTH_SOURCES = ("sensor", "model", "fuse")

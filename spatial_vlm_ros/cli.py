@@ -68,6 +68,46 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return export_main(args.rest)
 
 
+#: commands whose own parser (a module's ``main(argv)``) reads every option after the command name
+FORWARDED = {
+    "export-onnx": None,     # dispatched by _cmd_export_onnx (VLM or learned perception part)
+    "finetune": "spatial_vlm_ros.training.lora:main",
+    "train": "spatial_vlm_ros.training.train_compact:main",
+    "evaluate-vlm": "spatial_vlm_ros.training.evaluate_vlm:main",
+}
+
+
+def _cmd_forwarded(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    module, _, function = FORWARDED[args.command].partition(":")
+    return int(getattr(import_module(module), function)(args.rest) or 0)
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from spatial_vlm_ros.core.errors import SpatialError
+    from spatial_vlm_ros.synthesis.local import synthesize_to_disk
+    from spatial_vlm_ros.synthesis.templates import SynthesisConfig
+    try:
+        if args.address and args.engine != "ray":
+            raise SpatialError("--address needs --engine ray")
+        kinds = tuple(args.kinds) if args.kinds else SynthesisConfig.kinds
+        config = SynthesisConfig(min_confidence=args.min_confidence, kinds=kinds, max_per_frame=args.max_per_frame)
+        options = {"width": args.width, "height": args.height, "image_width": args.image_width,
+                   "image_height": args.image_height, "detector": args.detector}
+        if args.source in ("analytic", "sim") and args.scene_seed is not None:
+            options["seed"] = args.scene_seed
+        manifest = synthesize_to_disk(args.source, args.scenes, args.seed, args.out, engine=args.engine,
+                                      workers=args.workers, synthesis=config, address=args.address,
+                                      overwrite=args.overwrite, **options)
+    except SpatialError as err:
+        print(f"spatial_vlm synthesize: {err}", file=sys.stderr)
+        return 2
+    print(f"synthesized {manifest['rows']} QA rows from {manifest['frames']} frames "
+          f"({manifest['frames_skipped']} skipped) in {manifest['seconds']:.1f} s -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spatial_vlm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -139,13 +179,45 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 
+    s = sub.add_parser("synthesize", help="RGB-D frames (simulator or a bag) -> spatial VQA dataset on disk "
+                       "(Hugging Face datasets + parquet; docs/synthesis.md)")
+    s.add_argument("--source", required=True, help="analytic | sim (pyrender) | a rosbag2 path | a scene-set folder")
+    s.add_argument("--scenes", type=int, default=None, help="simulated scenes; bags/folders: frames (default all)")
+    s.add_argument("--seed", type=int, default=0, help="template seed (and the simulator's, unless --scene-seed)")
+    s.add_argument("--scene-seed", type=int, default=None, help="simulator seed when it differs from --seed")
+    s.add_argument("--out", required=True, help="new output directory")
+    s.add_argument("--engine", default="local", choices=["local", "ray"])
+    s.add_argument("--workers", type=int, default=1, help="engine ray: CPUs of the embedded local Ray")
+    s.add_argument("--address", default=None, help="engine ray: address of an existing Ray cluster")
+    s.add_argument("--width", type=int, default=128, help="simulator: rendered width, px")
+    s.add_argument("--height", type=int, default=96, help="simulator: rendered height, px")
+    s.add_argument("--image-width", type=int, default=0, help="stored image width when smaller (0 = as rendered)")
+    s.add_argument("--image-height", type=int, default=0)
+    s.add_argument("--detector", default="auto", choices=["auto", "external", "boxes", "tabletop"],
+                   help="bags: masks (external), 2D boxes or the tabletop backend; auto = what the bag has")
+    s.add_argument("--min-confidence", type=float, default=0.95, help="ambiguity filter on relation confidence")
+    s.add_argument("--kinds", nargs="+", default=None, choices=["yes_no", "choice", "metric", "describe"])
+    s.add_argument("--max-per-frame", type=int, default=0, help="keep at most this many QA per frame (0 = all)")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    s.set_defaults(func=_cmd_synthesize)
+
     x = sub.add_parser("export-onnx", add_help=False,     # --help goes to the exporter's own parser
                        help="export a VLM to ONNX (--model ID_OR_DIR --out DIR; the family comes from its "
                        "config), or with --part detector|segmenter|depth a learned perception part "
                        "(see models/README.md)")
     x.add_argument("rest", nargs=argparse.REMAINDER)
     x.set_defaults(func=_cmd_export_onnx)
-    from spatial_vlm_ros.perception.learned_cli import add_subcommands   # make-tiny-models, fetch-models
+    for name, text in (
+            ("finetune", "LoRA fine-tuning of an open VLM on a synthesized dataset (--config F [--resume]; "
+                         "`finetune merge --adapter DIR --out DIR`; see docs/fine_tuning.md)"),
+            ("train", "train the compact spatial VLM from scratch (--preset compact-cpu --out DIR [--seed S]; "
+                      "see docs/compact_vlm.md)"),
+            ("evaluate-vlm", "score a VLM on scenes of an unseen seed: What's Up caption ranking and distances "
+                             "(--model DIR --seed S)")):
+        f = sub.add_parser(name, add_help=False, help=text)   # --help goes to the command's own parser
+        f.add_argument("rest", nargs=argparse.REMAINDER)
+        f.set_defaults(func=_cmd_forwarded)
+    from spatial_vlm_ros.perception.learned_cli import add_subcommands  # make-tiny-models, fetch-models
     add_subcommands(sub)
     return p
 
@@ -154,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "export-onnx":   # the exporter parses its own options, in their original order
-        args.rest = argv[argv.index("export-onnx") + 1:]
+    if args.command in FORWARDED:       # the command parses its own options, in their original order
+        args.rest = argv[argv.index(args.command) + 1:]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)

@@ -14,3 +14,7 @@ if str(ROOT) not in sys.path:          # run from anywhere without installing th
 def rng():
     """A seeded numpy generator, so random test data is the same on every run."""
     return np.random.default_rng(12345)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "linter: lint and type checks (ruff, mypy), test/test_lint.py")

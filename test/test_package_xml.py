@@ -8,6 +8,7 @@ rosdep key must be pinned in a requirements file and named in a package.xml comm
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -36,6 +37,8 @@ MODULE_KEYS = {
     "pytest": "python3-pytest", "catkin_pkg": "python3-catkin-pkg-modules",
     "rosbags": PIP + "rosbags", "pyrender": PIP + "pyrender", "onnx": PIP + "onnx",
     "tokenizers": PIP + "tokenizers", "huggingface_hub": PIP + "huggingface_hub", "safetensors": PIP + "safetensors",
+    "ray": PIP + "ray", "datasets": PIP + "datasets", "pyarrow": PIP + "pyarrow", "pandas": PIP + "pandas",
+    "peft": PIP + "peft",
 }
 #: ROS packages imported under their own name (the package name is the rosdep key)
 ROS_PACKAGES = frozenset({
@@ -232,3 +235,60 @@ def test_an_unknown_import_is_reported(tmp_path):
     (tmp_path / "uses_it.py").write_text("def f():\n    import not_a_known_module\n", encoding="utf-8")
     problems = undeclared(imported_modules(tmp_path), set(), PACKAGE_XML, "exec_depend")
     assert len(problems) == 1 and "not_a_known_module" in problems[0]
+
+
+# ------------------------------------------------------------- xmllint-style: every package.xml, its schema
+FORMAT_3_SCHEMA = "http://download.ros.org/schema/package_format3.xsd"
+_NOT_SOURCES = {"build", "install", "log", "out"}               # colcon's and the tools' output folders
+
+
+def all_package_xmls(root: Path = ROOT) -> set[Path]:
+    """Every package.xml under ``root``, less hidden folders (.venv, .git) and build output."""
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (folder == str(root) and d in _NOT_SOURCES)]
+        if "package.xml" in files:
+            found.add(Path(folder) / "package.xml")
+    return found
+
+
+def schema_problems(path: Path) -> list[str]:
+    """What ``xmllint --schema`` (ament_xmllint) would miss or refuse before validating: an XML declaration
+    other than version 1.0, or no ``<?xml-model?>`` instruction naming the format-3 XML Schema."""
+    text = path.read_text(encoding="utf-8")
+    problems = []
+    if not re.match(r'<\?xml version="1\.0"(\s+encoding="(?i:utf-8)")?\s*\?>', text):
+        problems.append(f"{path.name}: does not start with <?xml version=\"1.0\"?>")
+    models = re.findall(r"<\?xml-model\s+([^?]*)\?>", text)
+    schema = [m for m in models if f'href="{FORMAT_3_SCHEMA}"' in m
+              and 'schematypens="http://www.w3.org/2001/XMLSchema"' in m]
+    if not schema:
+        problems.append(f"{path.name}: no <?xml-model href=\"{FORMAT_3_SCHEMA}\" "
+                        "schematypens=\"http://www.w3.org/2001/XMLSchema\"?>")
+    return problems
+
+
+def test_every_package_xml_in_the_repository_is_checked():
+    assert all_package_xmls() == {PACKAGE_XML, INTERFACES / "package.xml"}
+
+
+@pytest.mark.parametrize("path", [PACKAGE_XML, INTERFACES / "package.xml"], ids=["spatial_vlm_ros", "interfaces"])
+def test_package_xml_names_the_format_3_schema(path):
+    assert schema_problems(path) == []
+
+
+@pytest.mark.parametrize("pattern,replacement,needle", [
+    ("package_format3.xsd", "package_format2.xsd", "xml-model"),
+    (r'<\?xml version="1.0"\?>', '<?xml version="1.1"?>', "1.0"),
+])
+def test_a_package_xml_with_another_schema_is_reported(tmp_path, pattern, replacement, needle):
+    problems = schema_problems(_broken_copy(tmp_path, pattern, replacement))
+    assert len(problems) == 1 and needle in problems[0], problems
+
+
+def test_a_package_xml_anywhere_is_found(tmp_path):
+    (tmp_path / "sub" / "pkg").mkdir(parents=True)
+    (tmp_path / "sub" / "pkg" / "package.xml").write_text("<package/>", encoding="utf-8")
+    (tmp_path / ".venv" / "x").mkdir(parents=True)
+    (tmp_path / ".venv" / "x" / "package.xml").write_text("<package/>", encoding="utf-8")
+    assert all_package_xmls(tmp_path) == {tmp_path / "sub" / "pkg" / "package.xml"}

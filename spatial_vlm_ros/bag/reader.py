@@ -7,16 +7,23 @@ Message types the built-in store does not know are registered from the definitio
 from __future__ import annotations
 
 import bisect
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_types_from_msg
 
-from spatial_vlm_ros.bag.messages import (DETECTIONS, CameraTopics, camera_info_dict, detections_list, image_array,
-                                          stamp_ns_of)
+from spatial_vlm_ros.bag.messages import (
+    DETECTIONS,
+    CameraTopics,
+    camera_info_dict,
+    detections_list,
+    image_array,
+    stamp_ns_of,
+)
 from spatial_vlm_ros.bag.typestore import typestore
 from spatial_vlm_ros.bag.writer import GROUND_TRUTH_FILE
 from spatial_vlm_ros.core.errors import InputError
@@ -80,7 +87,7 @@ class BagReader:
         self._store = typestore()
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    def open(self) -> "BagReader":
+    def open(self) -> BagReader:
         if self._reader is None:
             try:
                 self._reader = Reader(self.path)
@@ -97,7 +104,7 @@ class BagReader:
             self._reader.close()
             self._reader = None
 
-    def __enter__(self) -> "BagReader":
+    def __enter__(self) -> BagReader:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -109,10 +116,8 @@ class BagReader:
         msgdef = getattr(conn, "msgdef", None)
         if msgdef is not None and getattr(msgdef, "format", None) and "msg" in str(msgdef.format).lower() \
                 and msgdef.data:
-            try:
+            with contextlib.suppress(Exception):   # an undecodable custom type only matters if it is decoded
                 self._store.register(get_types_from_msg(msgdef.data, conn.msgtype))
-            except Exception:   # noqa: BLE001 - an undecodable custom type only matters if it is decoded
-                pass
 
     @property
     def reader(self) -> Reader:

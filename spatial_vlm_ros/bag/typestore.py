@@ -11,7 +11,7 @@ import os
 import threading
 from pathlib import Path
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from spatial_vlm_ros.core.errors import InputError

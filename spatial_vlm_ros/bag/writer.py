@@ -14,13 +14,22 @@ The ground truth goes to ``<bag>/ground_truth.json`` (docs/ground_truth_format.m
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from spatial_vlm_ros.bag.messages import (CAMERA_INFO, DETECTIONS, IMAGE, INSTANCES, CameraTopics, camera_info_msg,
-                                          detections_msg, image_msg, instances_msg)
+from spatial_vlm_ros.bag.messages import (
+    CAMERA_INFO,
+    DETECTIONS,
+    IMAGE,
+    INSTANCES,
+    CameraTopics,
+    camera_info_msg,
+    detections_msg,
+    image_msg,
+    instances_msg,
+)
 from spatial_vlm_ros.bag.typestore import typestore
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.sim.ground_truth_file import save_ground_truth
@@ -105,6 +114,7 @@ def write_dataset_bag(dataset_dir: str | Path, bag_path: str | Path, storage: st
                       overwrite: bool = False, progress: bool = True) -> Path:
     """Convert a dataset folder written by ``sim.dataset.generate_scenes`` into a bag + sidecar."""
     import json
+
     from spatial_vlm_ros.sim.dataset import iter_dataset
     meta = Path(dataset_dir) / "dataset.json"
     total = len(json.loads(meta.read_text()).get("scenes", [])) if meta.is_file() else None

@@ -6,7 +6,7 @@ the names in, so this module only phrases.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -32,6 +32,15 @@ MAX_PIXEL_ASPECT = 4.0
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)
 
 
+def _intrinsic_arrays(K, D) -> tuple[np.ndarray, np.ndarray]:
+    """``K`` as a (3, 3) and ``D`` as a (k,) float64 array (``D`` None: no coefficients)."""
+    try:
+        return (np.array(K, dtype=np.float64).reshape(3, 3),
+                np.array(D if D is not None else [], dtype=np.float64).ravel())
+    except (TypeError, ValueError) as err:
+        raise InputError(f"camera intrinsics: K must have 9 numbers and D be numeric ({err})") from None
+
+
 @dataclass(frozen=True, eq=False)
 class CameraModel:
     """Intrinsics of one camera: image size (pixels), ``K`` (3x3), distortion ``D`` and its model name."""
@@ -45,11 +54,7 @@ class CameraModel:
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        try:
-            K = np.array(self.K, dtype=np.float64).reshape(3, 3)
-            D = np.array(self.D if self.D is not None else [], dtype=np.float64).ravel()
-        except (TypeError, ValueError) as err:
-            raise InputError(f"camera intrinsics: K must have 9 numbers and D be numeric ({err})") from None
+        K, D = _intrinsic_arrays(self.K, self.D)
         K.setflags(write=False)
         D.setflags(write=False)
         object.__setattr__(self, "K", K)
@@ -61,21 +66,22 @@ class CameraModel:
     # ------------------------------------------------------------------------------------ constructors
     @classmethod
     def from_intrinsics(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                        D=None, distortion_model: str = "plumb_bob", frame_id: str = "") -> "CameraModel":
+                        D=None, distortion_model: str = "plumb_bob", frame_id: str = "") -> CameraModel:
         """Validated model from focal lengths and principal point (pixels)."""
-        K = [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]
-        camera = cls(width, height, K, D if D is not None else [], distortion_model, frame_id)
+        K, D = _intrinsic_arrays([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], D)
+        camera = cls(width, height, K, D, distortion_model, frame_id)
         camera.validate()
         return camera
 
     @classmethod
     def from_camera_info_fields(cls, width: int, height: int, k, d, distortion_model: str,
-                                frame_id: str = "") -> "CameraModel":
+                                frame_id: str = "") -> CameraModel:
         """Validated model from the CameraInfo fields ``width``, ``height``, ``k`` (9, row-major), ``d``."""
         k = list(k)
         if len(k) != 9:
             raise InputError(f"camera_info: K must have 9 values, got {len(k)}")
-        camera = cls(width, height, k, list(d), distortion_model, frame_id)
+        K, D = _intrinsic_arrays(k, list(d))
+        camera = cls(width, height, K, D, distortion_model, frame_id)
         camera.validate()
         return camera
 
@@ -86,12 +92,19 @@ class CameraModel:
         (``2 atan(size / 2f)``, distortion ignored) lies within ``FOV_RANGE_DEG`` in both directions, a pixel
         aspect ratio ``fx / fy`` within ``MAX_PIXEL_ASPECT`` either way, the principal point inside the
         image, and a known distortion model with the right number of coefficients."""
+        self._check_image_size()
+        self._check_intrinsic_matrix()
+        self._check_distortion()
+
+    def _check_image_size(self) -> None:
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"camera_info: image size {self.width}x{self.height} is not positive "
                              "(is the camera calibrated?)")
         if max(self.width, self.height) > MAX_IMAGE_SIDE_PX:
             raise InputError(f"camera_info: image size {self.width}x{self.height} is implausible (more than "
                              f"{MAX_IMAGE_SIDE_PX} px a side)")
+
+    def _check_intrinsic_matrix(self) -> None:
         if not np.all(np.isfinite(self.K)):
             raise InputError("camera_info: K contains NaN or infinite values")
         if self.fx <= 0.0 or self.fy <= 0.0:
@@ -114,6 +127,8 @@ class CameraModel:
         if not (0.0 <= self.cx <= self.width and 0.0 <= self.cy <= self.height):
             raise InputError(f"camera_info: principal point ({self.cx:g}, {self.cy:g}) lies outside the "
                              f"{self.width}x{self.height} image")
+
+    def _check_distortion(self) -> None:
         if not np.all(np.isfinite(self.D)):
             raise InputError("camera_info: D contains NaN or infinite values")
         if self.has_distortion:
@@ -174,7 +189,9 @@ class CameraModel:
         if self._fisheye:
             norm = cv2.fisheye.undistortPoints(pts, self.K, self.D, criteria=_UNDISTORT_CRITERIA)
         else:
-            norm = cv2.undistortPointsIter(pts, self.K, self.D, None, None, _UNDISTORT_CRITERIA)
+            # cv2's stub wants matrices for R and P; None (identity, normalised output) is what OpenCV documents
+            norm = cv2.undistortPointsIter(pts, self.K, self.D, None, None,  # type: ignore[call-overload]
+                                           _UNDISTORT_CRITERIA)
         rays[:, :2] = norm.reshape(-1, 2)
         return rays
 

@@ -1,7 +1,8 @@
 """Coarse colour words for object colours (the words people use to tell objects apart: "the red mug").
 
 Colours are RGB 0-255. The word is decided in HSV: low saturation gives black/gray/white by brightness;
-otherwise the hue picks the name, with dark oranges called brown.
+otherwise the hue picks the name, with dark oranges called brown. Bright pastels (saturation 0.12-0.25,
+value above 0.75) keep their hue's name, and a pastel red is called pink, as people say.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ COLOR_NAMES = ("red", "orange", "brown", "yellow", "green", "cyan", "blue", "pur
 # Hue (degrees) upper bounds of the chromatic names, in order around the circle.
 _HUES = ((15.0, "red"), (40.0, "orange"), (70.0, "yellow"), (165.0, "green"), (195.0, "cyan"),
          (260.0, "blue"), (290.0, "purple"), (340.0, "pink"), (360.0, "red"))
+_PASTEL_SATURATION = 0.12      # below it a bright colour is white (white objects under tinted light)
 
 
 def color_name(rgb) -> str:
@@ -24,8 +26,16 @@ def color_name(rgb) -> str:
     hue = h * 360.0
     if v < 0.2:
         return "black"
-    if s < 0.25 or (s < 0.4 and v < 0.35):
+    if s < _PASTEL_SATURATION or (s < 0.25 and v <= 0.75) or (s < 0.4 and v < 0.35):
         return "white" if v > 0.75 else "gray"
+    if s < 0.25:                                   # a bright pastel
+        name = _hue_name(hue, v)
+        return "pink" if name == "red" else name
+    return _hue_name(hue, v)
+
+
+def _hue_name(hue: float, v: float) -> str:
+    """Chromatic name of a hue in degrees (``v``: HSV value 0-1, dark oranges are brown)."""
     for bound, name in _HUES:
         if hue < bound:
             if name == "orange" and v < 0.6:

@@ -45,7 +45,7 @@ class FusionParams:
     max_samples: int = 5000            # valid pixels (subsampled, seeded) used by the robust fit
     local_sigma_px: float = 15.0       # > 0: also correct the aligned depth locally (Gaussian sigma, px)
 
-    def validate(self) -> "FusionParams":
+    def validate(self) -> FusionParams:
         if self.min_valid_pixels < 2 + int(self.fit_shift):
             raise InputError(f"min_valid_pixels must be >= {2 + int(self.fit_shift)}, got {self.min_valid_pixels}")
         if not (self.f_scale > 0 and self.inlier_threshold > 0 and 0 <= self.min_inlier_fraction <= 1):

@@ -45,7 +45,7 @@ class Detection2D:
 
     @classmethod
     def from_corners(cls, label: str, score: float, u_min: float, v_min: float, u_max: float, v_max: float,
-                     id: str = "") -> "Detection2D":
+                     id: str = "") -> Detection2D:
         """Build from pixel corners ``(u_min, v_min, u_max, v_max)``."""
         return cls(label, float(score), 0.5 * (u_min + u_max), 0.5 * (v_min + v_max),
                    float(u_max - u_min), float(v_max - v_min), id)

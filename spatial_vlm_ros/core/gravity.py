@@ -101,30 +101,14 @@ def fit_support_plane(points_c: np.ndarray, prior_up=None, max_tilt_deg: float =
     sample = pts if pts.shape[0] <= max_points else pts[rng.choice(pts.shape[0], max_points, replace=False)]
     if seed is not None:
         o3d.utility.random.seed(int(seed))
-    remaining = sample
-    for _ in range(max_planes):
-        if remaining.shape[0] < max(3, min_inliers * sample.shape[0] / pts.shape[0]):
-            return None
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(remaining))
-        model, inliers = cloud.segment_plane(distance_threshold_m, 3, iterations)
-        normal = np.asarray(model[:3], dtype=np.float64)
-        if len(inliers) < 3 or float(len(inliers)) / sample.shape[0] < min_inlier_ratio:
-            return None
-        if _angle_deg(normal, up) <= max_tilt_deg or _angle_deg(-normal, up) <= max_tilt_deg:
-            break
-        keep = np.ones(remaining.shape[0], dtype=bool)
-        keep[np.asarray(inliers)] = False
-        remaining = remaining[keep]
-    else:
+    found = _ransac_horizontal_plane(sample, up, max_tilt_deg, distance_threshold_m, max_planes, iterations,
+                                     min_inlier_ratio, min_inliers * sample.shape[0] / pts.shape[0])
+    if found is None:
         return None
-    offset = float(model[3]) / float(np.linalg.norm(normal))
-    normal = normal / np.linalg.norm(normal)
-    # Least-squares refit on all input points near the plane, twice (the second with the refined inliers).
-    for _ in range(2):
-        inlier = np.abs(pts @ normal + offset) <= distance_threshold_m
-        if np.count_nonzero(inlier) < 3:
-            return None
-        normal, offset, sigma_deg = _refine(pts[inlier])
+    refined = _least_squares_refit(pts, *found, distance_threshold_m)
+    if refined is None:
+        return None
+    normal, offset, sigma_deg = refined
     if offset < 0.0:                      # orient towards the camera (the origin) side
         normal, offset = -normal, -offset
     if _angle_deg(normal, up) > max_tilt_deg:
@@ -135,6 +119,42 @@ def fit_support_plane(points_c: np.ndarray, prior_up=None, max_tilt_deg: float =
     mask = np.zeros(all_pts.shape[0], dtype=bool)
     mask[np.flatnonzero(finite)[inlier]] = True
     return SupportPlane(normal, offset, mask, float(np.count_nonzero(inlier)) / pts.shape[0], sigma_deg)
+
+
+def _ransac_horizontal_plane(sample: np.ndarray, up: np.ndarray, max_tilt_deg: float, distance_threshold_m: float,
+                             max_planes: int, iterations: int, min_inlier_ratio: float, min_remaining: float
+                             ) -> tuple[np.ndarray, float] | None:
+    """``fit_support_plane``'s RANSAC stage on the (N, 3) ``sample``: the unit normal and offset (metres) of the
+    largest plane within ``max_tilt_deg`` of ``up`` (either orientation) among the ``max_planes`` largest, or
+    None (too few points left, fewer than ``min_remaining``, or a plane below ``min_inlier_ratio``)."""
+    remaining = sample
+    for _ in range(max_planes):
+        if remaining.shape[0] < max(3, min_remaining):
+            return None
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(remaining))
+        model, inliers = cloud.segment_plane(distance_threshold_m, 3, iterations)
+        normal = np.asarray(model[:3], dtype=np.float64)
+        if len(inliers) < 3 or float(len(inliers)) / sample.shape[0] < min_inlier_ratio:
+            return None
+        if _angle_deg(normal, up) <= max_tilt_deg or _angle_deg(-normal, up) <= max_tilt_deg:
+            return normal / np.linalg.norm(normal), float(model[3]) / float(np.linalg.norm(normal))
+        keep = np.ones(remaining.shape[0], dtype=bool)
+        keep[np.asarray(inliers)] = False
+        remaining = remaining[keep]
+    return None
+
+
+def _least_squares_refit(pts: np.ndarray, normal: np.ndarray, offset: float, distance_threshold_m: float
+                         ) -> tuple[np.ndarray, float, float] | None:
+    """Least-squares refit of a plane on the (N, 3) points within ``distance_threshold_m`` of it, twice (the
+    second with the refined inliers): ``(normal, offset, sigma_deg)``, or None with fewer than 3 inliers."""
+    sigma_deg = 0.0
+    for _ in range(2):
+        inlier = np.abs(pts @ normal + offset) <= distance_threshold_m
+        if np.count_nonzero(inlier) < 3:
+            return None
+        normal, offset, sigma_deg = _refine(pts[inlier])
+    return normal, offset, sigma_deg
 
 
 def highest_support(points_c: np.ndarray, up_c, bin_m: float = 0.01, fraction: float = 0.3) -> float | None:
@@ -251,6 +271,25 @@ TRACK_CONVERGED_DEG = 0.01              # ... until one turns the normal less th
                                         # than a tenth of the threshold (static camera: one; 2-3 deg/frame: two)
 
 
+def _check_params(p: GravityParams) -> None:
+    """Raise ``InputError`` for a setting of ``GravityEstimator`` outside its range."""
+    if p.mode not in MODES:
+        raise InputError(f"gravity: unknown mode '{p.mode}' (expected one of {', '.join(MODES)})")
+    if not 0.0 < p.smoothing <= 1.0:
+        raise InputError(f"gravity: smoothing must be in (0, 1], got {p.smoothing}")
+    if p.plane_sigma_deg <= 0.0 or p.motion_sigma_deg < 0.0 or p.jump_support_fraction <= 0.0:
+        raise InputError("gravity: plane_sigma_deg and jump_support_fraction must be > 0, motion_sigma_deg "
+                         ">= 0")
+    for name in ("refit_every_frames", "pixel_stride", "track_pixel_stride"):
+        value = getattr(p, name)
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise InputError(f"gravity: {name} must be an integer >= 1, got {value}")
+    if p.track_capture_m < p.distance_threshold_m or not 0.0 < p.track_min_inliers <= 1.0 \
+            or p.track_max_turn_deg <= 0.0:
+        raise InputError("gravity: track_capture_m must be >= distance_threshold_m, track_min_inliers in "
+                         "(0, 1] and track_max_turn_deg > 0")
+
+
 class GravityEstimator:
     """Per-frame gravity estimate with temporal smoothing and fallbacks.
 
@@ -309,21 +348,7 @@ class GravityEstimator:
             raise InputError(f"gravity: unknown setting(s) {', '.join(sorted(unknown))}")
         self.params = replace(params or GravityParams(), **overrides)
         p = self.params
-        if p.mode not in MODES:
-            raise InputError(f"gravity: unknown mode '{p.mode}' (expected one of {', '.join(MODES)})")
-        if not 0.0 < p.smoothing <= 1.0:
-            raise InputError(f"gravity: smoothing must be in (0, 1], got {p.smoothing}")
-        if p.plane_sigma_deg <= 0.0 or p.motion_sigma_deg < 0.0 or p.jump_support_fraction <= 0.0:
-            raise InputError("gravity: plane_sigma_deg and jump_support_fraction must be > 0, motion_sigma_deg "
-                             ">= 0")
-        for name in ("refit_every_frames", "pixel_stride", "track_pixel_stride"):
-            value = getattr(p, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise InputError(f"gravity: {name} must be an integer >= 1, got {value}")
-        if p.track_capture_m < p.distance_threshold_m or not 0.0 < p.track_min_inliers <= 1.0 \
-                or p.track_max_turn_deg <= 0.0:
-            raise InputError("gravity: track_capture_m must be >= distance_threshold_m, track_min_inliers in "
-                             "(0, 1] and track_max_turn_deg > 0")
+        _check_params(p)
         self._static = None
         if p.static_orientation is not None:
             self._static = gravity_from_static(p.static_orientation, p.static_support_height)
@@ -381,28 +406,14 @@ class GravityEstimator:
             return self._current
         if p.mode == "static":
             self.status = "configured static camera pose"
+            assert self._static is not None, "__init__ refuses mode 'static' without static_orientation"
             self._current = self._static
             return self._current
         check_depth_image(depth_m, camera.shape)
         if exclude_mask is not None and exclude_mask.shape != depth_m.shape:
             raise InputError(f"gravity: exclude mask is {exclude_mask.shape[1]}x{exclude_mask.shape[0]}, "
                              f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}")
-        track_pts = self._sample(depth_m, camera, exclude_mask, p.track_pixel_stride)
-        plane = None
-        if self._track_plane is not None and self._jumps == 0 and self._since_fit + 1 < p.refit_every_frames:
-            plane = self._track(track_pts)
-        self.tracked = plane is not None
-        if plane is None:                   # the full fit on the denser grid, in float64
-            pts_h = self._sample(depth_m, camera, exclude_mask, p.pixel_stride)
-            pts = np.ascontiguousarray(pts_h[:3].T, dtype=np.float64)   # (N, 3)
-            plane = self._fit(pts)
-            self._since_fit = 0
-            if plane is not None:           # what tracking compares with: its inliers on the tracking grid
-                plane_h = np.array((*plane.normal_c, plane.offset), dtype=np.float32)
-                self._track_ref = int(np.count_nonzero(np.abs(plane_h @ track_pts) <= p.distance_threshold_m))
-        else:
-            pts = track_pts[:3].T
-            self._since_fit += 1
+        plane, pts = self._tracked_or_fitted_plane(depth_m, camera, exclude_mask)
         self.last_plane = plane
         if plane is None:
             self._track_plane = None
@@ -424,40 +435,71 @@ class GravityEstimator:
         self._jumps = 0
         self._missed = 0
         self._track_plane = np.array((*plane.normal_c, plane.offset), dtype=np.float32)
-        if self._up is None:
-            self._up, self._height, self._var = up_new, h_new, fit_var
-        else:
-            prior_var = self._var + p.motion_sigma_deg ** 2
-            a = max(p.smoothing, prior_var / (prior_var + fit_var))
-            self._var = (1.0 - a) * prior_var
-            up = (1.0 - a) * self._up + a * up_new
-            self._up = up / np.linalg.norm(up)
-            if abs(h_new - self._height) > p.max_height_jump_m:   # another surface: no blending of the two
-                self._height = h_new
-            else:
-                self._height = (1.0 - a) * self._height + a * h_new
+        up, height = self._fuse(up_new, h_new, fit_var)
         how = ", tracked" if self.tracked else ""
         self.status = f"support plane fitted ({plane.inlier_ratio:.0%} of sampled points{how})"
-        self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane",
+        self._current = GravityFrame.from_up(up, support_height=float(height), source="plane",
                                              up_from="tracked support plane" if self.tracked else "support plane")
         return self._current
+
+    def _tracked_or_fitted_plane(self, depth_m: np.ndarray, camera: CameraModel, exclude_mask: np.ndarray | None
+                                 ) -> tuple[SupportPlane | None, np.ndarray]:
+        """This frame's support plane, tracked from the last one when allowed, else the full fit (see the class
+        docstring), with the (N, 3) camera-frame points it was found on; sets ``tracked``."""
+        p = self.params
+        track_pts = self._sample(depth_m, camera, exclude_mask, p.track_pixel_stride)
+        plane = None
+        if self._track_plane is not None and self._jumps == 0 and self._since_fit + 1 < p.refit_every_frames:
+            plane = self._track(track_pts)
+        self.tracked = plane is not None
+        if plane is None:                   # the full fit on the denser grid, in float64
+            pts_h = self._sample(depth_m, camera, exclude_mask, p.pixel_stride)
+            pts = np.ascontiguousarray(pts_h[:3].T, dtype=np.float64)   # (N, 3)
+            plane = self._fit(pts)
+            self._since_fit = 0
+            if plane is not None:           # what tracking compares with: its inliers on the tracking grid
+                plane_h = np.array((*plane.normal_c, plane.offset), dtype=np.float32)
+                self._track_ref = int(np.count_nonzero(np.abs(plane_h @ track_pts) <= p.distance_threshold_m))
+        else:
+            pts = track_pts[:3].T
+            self._since_fit += 1
+        return plane, pts
+
+    def _fuse(self, up_new: np.ndarray, h_new: float, fit_var: float) -> tuple[np.ndarray, float]:
+        """Blend an accepted plane's up and support height (metres) into the running estimate (restarted when
+        there is none); returns the new running ``(up, height)``."""
+        p = self.params
+        if self._up is None or self._height is None:
+            self._up, self._height, self._var = up_new, h_new, fit_var
+            return self._up, self._height
+        prior_var = self._var + p.motion_sigma_deg ** 2
+        a = max(p.smoothing, prior_var / (prior_var + fit_var))
+        self._var = (1.0 - a) * prior_var
+        up = (1.0 - a) * self._up + a * up_new
+        self._up = up / np.linalg.norm(up)
+        if abs(h_new - self._height) > p.max_height_jump_m:   # another surface: no blending of the two
+            self._height = h_new
+        else:
+            self._height = (1.0 - a) * self._height + a * h_new
+        return self._up, self._height
 
     def _still_supported(self, pts: np.ndarray, plane: SupportPlane) -> bool:
         """Does the running up still explain a support plane about as well as the new fit does? Counts the
         points of the best plane with the running normal (densest ``2 * distance_threshold``-wide height
         slab, found on a histogram) against the new plane's inliers."""
         thr = self.params.distance_threshold_m
+        assert self._up is not None, "called only while there is a running up"
         h = pts @ self._up
         h = h[np.isfinite(h)]
         if h.size == 0:
             return False
         counts = np.bincount(((h - h.min()) / thr).astype(np.intp))
         best = int(np.max(counts[:-1] + counts[1:])) if counts.size > 1 else int(counts.sum())
-        return best >= self.params.jump_support_fraction * np.count_nonzero(plane.inlier_mask)
+        return bool(best >= self.params.jump_support_fraction * np.count_nonzero(plane.inlier_mask))
 
     def _hold(self, reason: str) -> GravityFrame:
         self._missed += 1
-        if self._up is not None and self._missed <= self.params.max_hold_frames:
+        if self._up is not None and self._height is not None and self._missed <= self.params.max_hold_frames:
             self.status = f"{reason}: kept the previous plane estimate ({self._missed} frame(s))"
             self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane",
                                                  up_from="held support plane")
@@ -506,6 +548,7 @@ class GravityEstimator:
         p = self.params
         n = pts_h.shape[1]
         last = self._track_plane
+        assert last is not None, "called only while a plane is tracked"
         plane, normal, offset = last, last[:3], float(last[3])
         for k, band in enumerate((p.track_capture_m, *(p.distance_threshold_m,) * TRACK_MAX_REFITS)):
             inlier = np.abs(plane @ pts_h) <= band

@@ -48,11 +48,11 @@ class GravityFrame:
 
     @classmethod
     def from_up(cls, up_c, support_height: float | None = None, source: str = "plane", up_from: str = "",
-                assumed: bool | None = None) -> "GravityFrame":
+                assumed: bool | None = None) -> GravityFrame:
         return cls(rotation_from_up(up_c), support_height, source, up_from, assumed)
 
     @classmethod
-    def camera_default(cls) -> "GravityFrame":
+    def camera_default(cls) -> GravityFrame:
         """Assume the camera is level: up is the camera's -y axis."""
         return cls(rotation_from_up(np.array([0.0, -1.0, 0.0])), None, "camera")
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -155,7 +156,7 @@ def _check_frame(depth_m, camera: CameraModel, instances, rgb) -> None:
         origin = getattr(inst, "origin", None)
         if origin is not None:                           # a crop at (row, col): it must lie inside the image
             h, w = inst.mask.shape
-            if not (0 <= origin[0] and 0 <= origin[1] and origin[0] + h <= H and origin[1] + w <= W):
+            if not (origin[0] >= 0 and origin[1] >= 0 and origin[0] + h <= H and origin[1] + w <= W):
                 raise InputError(f"mask crop of instance {inst.instance_id} '{inst.label}' ({w}x{h} at row "
                                  f"{origin[0]}, column {origin[1]}) does not fit the {W}x{H} depth image")
         elif inst.mask.shape != depth_m.shape:
@@ -167,7 +168,8 @@ def _check_frame(depth_m, camera: CameraModel, instances, rgb) -> None:
 
 
 _NO_PIXELS = np.empty(0, np.intp)
-_ZERO_BORDER = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}   # cv2.erode: nothing outside the array
+#: cv2.erode's border arguments for nothing outside the array
+_ZERO_BORDER: dict[str, Any] = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
 
 
 @lru_cache(maxsize=8)
@@ -296,35 +298,40 @@ def _select_pixels(depth_m: np.ndarray, items, p: LiftingParams) -> list:
                 rim = _rim_samples(m, core, depth, kernel)
         rois.append((item, x0, y0, mask, depth, m, core, rim, border))
     agrees = _rim_agrees([roi[7] for roi in rois], p)
-    out = []
-    for (item, x0, y0, mask, depth, m, core, rim, border), ok in zip(rois, agrees):
-        _, inst, x, y, w, h, crop = item
-        if core is not None:
-            if ok is not None:                               # + rim pixels consistent with the core
-                core = core.copy()
-                core.ravel()[rim[0][ok]] = True
-            if np.count_nonzero(core) >= p.min_pixels:       # thin objects keep their un-eroded mask
-                m = core
-        # the interior grid starts at the corner of the rectangle grown by the erosion
-        phase = ((max(y - e, 0) - y0) % p.interior_stride, (max(x - e, 0) - x0) % p.interior_stride)
-        flat, wgt, inner = _decimated_pixels(m, p.interior_stride, phase, border)
-        total = wgt.sum()
-        if total < p.min_pixels:
-            out.append(f"only {int(total)} valid depth pixels (need {p.min_pixels})")
-            continue
-        holes = _NO_PIXELS
-        if p.fill_silhouette:
-            sil = mask
-            if p.mask_spill_px > 0:
-                sil = cv2.erode(mask.view(np.uint8), _square(2 * p.mask_spill_px + 1), **border).view(bool)
-            holes = np.flatnonzero((sil > inner) > (depth > 0.0))   # silhouette, not interior, no reading
-        sel = _Selected(inst, flat, wgt, holes, m.shape[1], y0 * W + x0, (x, y, w, h))
-        if p.amodal == "auto":
-            _edges(sel, crop, x, y, 0, h - 1)
-        if p.rest_snap_m > 0.0:
-            _lower_rim(sel, crop, x, y)
-        out.append(sel)
-    return out
+    return [_selected(*roi, ok, W, p) for roi, ok in zip(rois, agrees)]
+
+
+def _selected(item, x0: int, y0: int, mask: np.ndarray, depth: np.ndarray, m: np.ndarray, core: np.ndarray | None,
+              rim, border: dict[str, Any], ok: np.ndarray | None, W: int, p: LiftingParams) -> _Selected | str:
+    """Step 1 of one item, in its ROI (corner ``(x0, y0)`` in an image ``W`` pixels wide: the mask, the depth
+    and the in-range mask ``m`` there, the eroded ``core`` and its ``rim`` samples, which of those agree
+    (``ok``)): its ``_Selected``, or the reason it cannot be lifted."""
+    _, inst, x, y, w, h, crop = item
+    if core is not None:
+        if ok is not None:                               # + rim pixels consistent with the core
+            core = core.copy()
+            core.ravel()[rim[0][ok]] = True
+        if np.count_nonzero(core) >= p.min_pixels:       # thin objects keep their un-eroded mask
+            m = core
+    # the interior grid starts at the corner of the rectangle grown by the erosion
+    e = max(p.erosion_px, 1)
+    phase = ((max(y - e, 0) - y0) % p.interior_stride, (max(x - e, 0) - x0) % p.interior_stride)
+    flat, wgt, inner = _decimated_pixels(m, p.interior_stride, phase, border)
+    total = wgt.sum()
+    if total < p.min_pixels:
+        return f"only {int(total)} valid depth pixels (need {p.min_pixels})"
+    holes = _NO_PIXELS
+    if p.fill_silhouette:
+        sil = mask
+        if p.mask_spill_px > 0:
+            sil = cv2.erode(mask.view(np.uint8), _square(2 * p.mask_spill_px + 1), **border).view(bool)
+        holes = np.flatnonzero((sil > inner) > (depth > 0.0))   # silhouette, not interior, no reading
+    sel = _Selected(inst, flat, wgt, holes, m.shape[1], y0 * W + x0, (x, y, w, h))
+    if p.amodal == "auto":
+        _edges(sel, crop, x, y, 0, h - 1)
+    if p.rest_snap_m > 0.0:
+        _lower_rim(sel, crop, x, y)
+    return sel
 
 
 def _lower_rim(sel: _Selected, mask, x0: int, y0: int, cols_fraction: float = 0.6, max_cols: int = 32) -> None:
@@ -468,13 +475,7 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
     # 2. Outliers along the optical axis: median/MAD band (statistics on <= 2048 samples per instance), then
     #    the largest depth cluster. The band is never narrower than the object's width (metres at the median
     #    depth): objects seen at a grazing angle legitimately span a depth range about as large as they are.
-    z_med, mad = np.empty(K), np.empty(K)
-    for k in range(K):
-        zs = z[off[k]:off[k + 1]:_subsample_step(int(counts[k]), 2048)]
-        half = zs.size // 2
-        z_med[k] = np.partition(zs, half)[half]
-        dev = np.abs(zs - np.float32(z_med[k]))
-        mad[k] = np.partition(dev, half)[half]
+    z_med, mad = _depth_medians(z, off, counts)
     sigma = np.asarray(p.noise.sigma(z_med), np.float64).reshape(K)
     band = np.maximum(np.maximum(p.mad_k * 1.4826 * mad, p.min_depth_band_m), bw * z_med / camera.fx)
     inband = np.abs(z - z_med.astype(np.float32)[g]) <= band.astype(np.float32)[g]
@@ -491,16 +492,12 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
     pts = _backproject(rx, ry, pix, z)
     pts_g = R @ pts
     if support is not None:
-        above = pts_g[2] > (support + margin).astype(np.float32)[g]
-        if not above.all():
-            keep = np.flatnonzero(above)
-            pts, pts_g = pts.take(keep, axis=1), pts_g.take(keep, axis=1)
-            pix, wgt, g = pix.take(keep), wgt.take(keep), g.take(keep)
+        pts, pts_g, pix, wgt, g = _above_support(pts, pts_g, pix, wgt, g, support + margin)
     off = _seg_offsets(g, K)
     n_pix = np.rint(_seg_sum(wgt, off)).astype(np.intp)
     alive = n_pix >= p.min_pixels
-    for k in np.flatnonzero(~alive):
-        yield picked[k][0], (f"only {n_pix[k]} depth pixels left after outlier and support-plane rejection "
+    for j in np.flatnonzero(~alive):
+        yield picked[j][0], (f"only {n_pix[j]} depth pixels left after outlier and support-plane rejection "
                              f"(need {p.min_pixels})")
     if not alive.any():
         return
@@ -519,15 +516,7 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
     # ... silhouette pixels without depth, at the depth of their row's nearest accepted pixel
     all_pts, all_g, all_w, ga = pts, pts_g, wgt, g
     if p.fill_silhouette:
-        fill = _silhouette_fill(sels, pix, z, g, H * W, W, p)
-        if fill is not None:
-            fq, fz, fg = fill
-            fpts = _backproject(rx, ry, fq, fz)
-            order = np.argsort(np.concatenate([g, fg]), kind="stable")   # per instance: accepted, filled
-            all_pts = np.concatenate([pts, fpts], axis=1).take(order, axis=1)
-            all_g = np.concatenate([pts_g, R @ fpts], axis=1).take(order, axis=1)
-            all_w = np.concatenate([wgt, np.ones(fq.size, np.float32)]).take(order)
-            ga = np.concatenate([g, fg]).take(order)
+        all_pts, all_g, all_w, ga = _with_silhouette_fill(sels, pix, pts, pts_g, wgt, g, (H, W), rx, ry, R, p)
     off_a = _seg_offsets(ga, K)
 
     # 4. Amodal completion, noise-aware box in the gravity frame, bottom on the support.
@@ -535,40 +524,17 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
     noise = (np.asarray(p.noise.sigma(all_pts[2]), np.float32) * scale.astype(np.float32)[ga]) / all_pts[2]
     noise = noise * np.abs(all_g)
     if p.amodal == "auto":
-        occluded = _occluded_sides(sels, depth_m, sigma, p)
-        comp = _completion(all_g, ga, off_a, occluded, z_med / camera.fx, p)
-        if comp is not None:
-            extra, src, cg = comp
-            order = np.argsort(np.concatenate([ga, cg]), kind="stable")   # per instance: ..., completed
-            all_g = np.concatenate([all_g, extra], axis=1).take(order, axis=1)
-            noise = np.concatenate([noise, noise.take(src, axis=1)], axis=1).take(order, axis=1)
-            all_w = np.concatenate([all_w, np.zeros(src.size, np.float32)]).take(order)   # copies: no data
-            ga = np.concatenate([ga, cg]).take(order)
-            off_a = _seg_offsets(ga, K)
+        all_g, noise, all_w, ga, off_a = _with_completion(sels, depth_m, all_g, noise, all_w, ga, off_a, sigma,
+                                                          z_med / camera.fx, p)
     bmin, bmax = _robust_boxes(all_g, noise, all_w, ga, off_a, z_med, camera, gravity.rotation, p)
     bmin, bmax = _amodal(bmin, bmax, p)
     if support is not None:
-        lift = bmin[:, 2] - support
-        snap = (lift > 0.0) & (lift <= np.maximum(p.snap_to_support_m, margin + 0.005))
-        bmin[snap, 2] = support
-        if p.rest_snap_m > 0.0:
-            # a resting object's bottom is measured about the support margin plus the noise trim high
-            min_gap = np.maximum(p.seen_gap_m, margin + 4.0 * sigma * np.clip(scale, 1.0, 2.0))
-            seen = _bottom_seen(sels, depth_m, camera, gravity, bmin[:, 2], min_gap, p)
-            if seen.any():                       # ... and the lowest visible surface is an upright side
-                slope = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx)
-                seen &= np.abs(slope) < p.seen_max_undercut
-            _rest_on_supports(bmin, bmax, float(support), p, ~seen)
+        _snap_to_support(bmin, bmax, support, margin, sigma, scale, sels, depth_m, camera, gravity, pts_g, off, p)
     centres = gravity.to_camera((bmin + bmax) / 2.0)
 
     # 5. Observations: points (subsampled), colour, 2D box.
     source, src_off = (all_g, off_a) if p.amodal_points else (pts, off)
-    n_src = np.diff(src_off)
-    step = -(-n_src // p.max_points)                          # <= max_points per instance, evenly spread
-    points = source.take(_seg_strided(src_off, step), axis=1).T.astype(np.float64)
-    if p.amodal_points:                                       # gravity frame -> camera frame
-        points = points @ np.asarray(gravity.rotation, np.float64)
-    points = np.split(points, np.cumsum(-(-n_src // step))[:-1])
+    points = _subsampled_points(source, src_off, gravity if p.amodal_points else None, p.max_points)
     colors = _median_colors(rgb, pix, off) if rgb is not None else [(0, 0, 0)] * K
     for k, (index, s) in enumerate(picked):
         color = colors[k]
@@ -580,6 +546,94 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
                                  points=points[k], n_pixels=int(n_pix[k]), instance_id=inst.instance_id,
                                  color_rgb=color, color_name=name, bbox_2d=(x, y, x + w - 1, y + h - 1),
                                  stamp=float(stamp))
+
+
+def _depth_medians(z: np.ndarray, off: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per instance (segments ``off`` of the depths ``z``, metres), the upper median depth and the median
+    absolute deviation from it, both on <= 2048 evenly spread samples."""
+    K = counts.size
+    z_med, mad = np.empty(K), np.empty(K)
+    for k in range(K):
+        zs = z[off[k]:off[k + 1]:_subsample_step(int(counts[k]), 2048)]
+        half = zs.size // 2
+        z_med[k] = np.partition(zs, half)[half]
+        dev = np.abs(zs - np.float32(z_med[k]))
+        mad[k] = np.partition(dev, half)[half]
+    return z_med, mad
+
+
+def _above_support(pts, pts_g, pix, wgt, g, floor_m: np.ndarray):
+    """The points (camera ``pts``, gravity ``pts_g``, flat pixels, weights, instance indices ``g``) whose
+    gravity height lies above their instance's ``floor_m`` (the support height plus its margin, metres)."""
+    above = pts_g[2] > floor_m.astype(np.float32)[g]
+    if above.all():
+        return pts, pts_g, pix, wgt, g
+    keep = np.flatnonzero(above)
+    return pts.take(keep, axis=1), pts_g.take(keep, axis=1), pix.take(keep), wgt.take(keep), g.take(keep)
+
+
+def _with_silhouette_fill(sels, pix, pts, pts_g, wgt, g, shape: tuple[int, int], rx, ry, R, p: LiftingParams):
+    """The accepted points (camera ``pts``, gravity ``pts_g``, weights, instance indices ``g``) with the
+    silhouette pixels without depth (``_silhouette_fill``) merged in, per instance after its accepted ones:
+    ``(all_pts, all_g, all_w, ga)``; the inputs themselves when there are none."""
+    H, W = shape
+    fill = _silhouette_fill(sels, pix, pts[2], g, H * W, W, p)
+    if fill is None:
+        return pts, pts_g, wgt, g
+    fq, fz, fg = fill
+    fpts = _backproject(rx, ry, fq, fz)
+    order = np.argsort(np.concatenate([g, fg]), kind="stable")   # per instance: accepted, filled
+    return (np.concatenate([pts, fpts], axis=1).take(order, axis=1),
+            np.concatenate([pts_g, R @ fpts], axis=1).take(order, axis=1),
+            np.concatenate([wgt, np.ones(fq.size, np.float32)]).take(order),
+            np.concatenate([g, fg]).take(order))
+
+
+def _with_completion(sels, depth_m, all_g, noise, all_w, ga, off_a, sigma, tie_m, p: LiftingParams):
+    """The gravity-frame points with the amodal completion's points (``_completion``, for the sides
+    ``_occluded_sides`` finds hidden) merged in, per instance after the others, with their noise (the source
+    point's), zero weights (copies: no data), instance indices and segment offsets:
+    ``(all_g, noise, all_w, ga, off_a)``; the inputs themselves when nothing is completed."""
+    occluded = _occluded_sides(sels, depth_m, sigma, p)
+    comp = _completion(all_g, ga, off_a, occluded, tie_m, p)
+    if comp is None:
+        return all_g, noise, all_w, ga, off_a
+    extra, src, cg = comp
+    order = np.argsort(np.concatenate([ga, cg]), kind="stable")   # per instance: ..., completed
+    ga = np.concatenate([ga, cg]).take(order)
+    return (np.concatenate([all_g, extra], axis=1).take(order, axis=1),
+            np.concatenate([noise, noise.take(src, axis=1)], axis=1).take(order, axis=1),
+            np.concatenate([all_w, np.zeros(src.size, np.float32)]).take(order),
+            ga, _seg_offsets(ga, off_a.size - 1))
+
+
+def _snap_to_support(bmin, bmax, support: float, margin, sigma, scale, sels, depth_m, camera: CameraModel,
+                     gravity: GravityFrame, pts_g, off, p: LiftingParams) -> None:
+    """Bottoms (``bmin[:, 2]``, gravity frame, metres) just above the support height snap onto it; with
+    ``rest_snap_m``, objects whose bottom is not seen rest on the supports (``_rest_on_supports``). In place."""
+    lift = bmin[:, 2] - support
+    snap = (lift > 0.0) & (lift <= np.maximum(p.snap_to_support_m, margin + 0.005))
+    bmin[snap, 2] = support
+    if p.rest_snap_m > 0.0:
+        # a resting object's bottom is measured about the support margin plus the noise trim high
+        min_gap = np.maximum(p.seen_gap_m, margin + 4.0 * sigma * np.clip(scale, 1.0, 2.0))
+        seen = _bottom_seen(sels, depth_m, camera, gravity, bmin[:, 2], min_gap, p)
+        if seen.any():                       # ... and the lowest visible surface is an upright side
+            slope = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx)
+            seen &= np.abs(slope) < p.seen_max_undercut
+        _rest_on_supports(bmin, bmax, float(support), p, ~seen)
+
+
+def _subsampled_points(source: np.ndarray, src_off: np.ndarray, gravity: GravityFrame | None, max_points: int
+                       ) -> list[np.ndarray]:
+    """Per instance (segments ``src_off`` of the (3, N) points ``source``), <= ``max_points`` of its points,
+    evenly spread, as (n, 3) float64 in the camera frame (``gravity``: the points are in its frame)."""
+    n_src = np.diff(src_off)
+    step = -(-n_src // max_points)                          # <= max_points per instance, evenly spread
+    points = source.take(_seg_strided(src_off, step), axis=1).T.astype(np.float64)
+    if gravity is not None:                                 # gravity frame -> camera frame
+        points = points @ np.asarray(gravity.rotation, np.float64)
+    return np.split(points, np.cumsum(-(-n_src // step))[:-1])
 
 
 def _median_colors(rgb: np.ndarray, pix: np.ndarray, off: np.ndarray) -> list[tuple[int, int, int]]:

@@ -50,8 +50,8 @@ import math
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -91,7 +91,7 @@ class MemoryParams:
     jump_confirm_frames: int = 3         # consecutive far-future frames that confirm a forward clock jump
     restart_confirm_frames: int = 3      # consecutive frames this far back that confirm a replay restart
 
-    def validate(self) -> "MemoryParams":
+    def validate(self) -> MemoryParams:
         checks = [
             (self.timeout_s > 0, "timeout_s must be > 0"),
             (self.match_distance_m > 0, "match_distance_m must be > 0"),
@@ -197,28 +197,89 @@ def _check_observation(obs, params: MemoryParams) -> tuple[dict | None, str]:
         n_pixels = int(obs.n_pixels)
     except (TypeError, ValueError) as err:
         return None, f"unreadable fields ({err})"
-    if center.shape != (3,) or not _all_finite(center):
-        return None, "centre is not a finite 3-vector"
-    if center[2] <= 0.0:
-        return None, "centre is not in front of the camera (z <= 0)"
-    if size.shape != (3,) or not _all_finite(size) or size.min() < 0:
-        return None, "size is not a finite non-negative 3-vector"
-    if not math.isfinite(score):
-        return None, "score is not finite"
-    if score < params.min_score:
-        return None, f"score {score:.2f} below min_score {params.min_score:.2f}"
-    if points.size and (points.ndim != 2 or points.shape[1] != 3):
-        return None, "points are not an (N, 3) array"
-    points = points.reshape(-1, 3)
-    if not _all_finite(points):
-        points = points.take(np.flatnonzero(np.isfinite(points).all(axis=1)), axis=0)
-    if len(points) > params.max_points:
-        points = points[np.linspace(0, len(points) - 1, params.max_points).astype(int)]
+    problem = _field_problem(center, size, score, points, params)
+    if problem:
+        return None, problem
+    points = _usable_points(points, params.max_points)
     return {
         "label": obs.label.strip(), "label_key": label_key(obs.label), "score": min(max(score, 0.0), 1.0),
         "center": center, "size": size, "points": points, "color_rgb": color_rgb,
         "color_name": str(obs.color_name or ""), "n_pixels": max(n_pixels, 0),
     }, ""
+
+
+def _field_problem(center: np.ndarray, size: np.ndarray, score: float, points: np.ndarray, params: MemoryParams
+                   ) -> str:
+    """Why an observation's converted fields are unusable (camera-frame centre and size in metres, score,
+    points), or "" when they are usable."""
+    if center.shape != (3,) or not _all_finite(center):
+        return "centre is not a finite 3-vector"
+    if center[2] <= 0.0:
+        return "centre is not in front of the camera (z <= 0)"
+    if size.shape != (3,) or not _all_finite(size) or size.min() < 0:
+        return "size is not a finite non-negative 3-vector"
+    if not math.isfinite(score):
+        return "score is not finite"
+    if score < params.min_score:
+        return f"score {score:.2f} below min_score {params.min_score:.2f}"
+    if points.size and (points.ndim != 2 or points.shape[1] != 3):
+        return "points are not an (N, 3) array"
+    return ""
+
+
+def _usable_points(points: np.ndarray, max_points: int) -> np.ndarray:
+    """The finite rows of (N, 3) (or empty) ``points``, at most ``max_points`` of them, evenly spread."""
+    points = points.reshape(-1, 3)
+    if not _all_finite(points):
+        points = points.take(np.flatnonzero(np.isfinite(points).all(axis=1)), axis=0)
+    if len(points) > max_points:
+        points = points[np.linspace(0, len(points) - 1, max_points).astype(int)]
+    return points
+
+
+def _clean_observations(observations, params: MemoryParams) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The usable observations' cleaned fields (``_check_observation``, with their ``index`` in the list) and
+    ``(index, reason)`` for the others."""
+    clean, rejected = [], []
+    for index, obs in enumerate(observations):
+        fields, reason = _check_observation(obs, params)
+        if fields is None:
+            rejected.append((index, reason))
+        else:
+            clean.append(dict(fields, index=index))
+    return clean, rejected
+
+
+def _add_tracks(tracks: list[_Track], unmatched: list[dict], stamp: float, next_key: int, max_objects: int,
+                rejected: list[tuple[int, str]]) -> int:
+    """Append a tentative track (no id yet) to ``tracks`` for each unmatched observation while there is room
+    for ``max_objects``; the others go to ``rejected``. Returns the next free track key."""
+    for fields in unmatched:
+        if len(tracks) >= max_objects:
+            rejected.append((fields["index"], f"memory full ({max_objects} objects); "
+                                              f"'{fields['label']}' not added"))
+            continue
+        tracks.append(_Track(
+            key=next_key, id="", label=fields["label"], label_key=fields["label_key"],
+            score=fields["score"], center=_frozen(fields["center"]), size=_frozen(fields["size"]),
+            points=_frozen(fields["points"], (-1, 3)), observations=1, first_seen=stamp,
+            last_seen=stamp, color_rgb=fields["color_rgb"], color_name=fields["color_name"],
+            n_pixels=fields["n_pixels"]))
+        next_key += 1
+    return next_key
+
+
+def _confirm_ids(tracks: list[_Track], counters: dict[str, int], min_observations: int) -> list[str]:
+    """Give each tentative track seen ``min_observations`` times its id (``<prefix>_<n>``, counting on in
+    ``counters``), in place; returns the new ids."""
+    created = []
+    for index, track in enumerate(tracks):
+        if not track.id and track.observations >= min_observations:
+            prefix = id_prefix(track.label)
+            counters[prefix] = counters.get(prefix, 0) + 1
+            tracks[index] = replace(track, id=f"{prefix}_{counters[prefix]}")
+            created.append(tracks[index].id)
+    return created
 
 
 def _pair_costs(tracks: Sequence[_Track], obs: Sequence[dict], gravity: GravityFrame, gate_m: float,
@@ -325,13 +386,7 @@ class SceneMemory:
             if note:
                 tracks, counters, next_key = (), {}, 0
 
-            clean, rejected = [], []
-            for index, obs in enumerate(observations):
-                fields, reason = _check_observation(obs, self.params)
-                if fields is None:
-                    rejected.append((index, reason))
-                else:
-                    clean.append(dict(fields, index=index))
+            clean, rejected = _clean_observations(observations, self.params)
 
             alive = [t for t in tracks if stamp - t.last_seen <= self.params.timeout_s]
             expired = tuple(t.id for t in tracks if t.id and stamp - t.last_seen > self.params.timeout_s)
@@ -350,28 +405,9 @@ class SceneMemory:
                 new_tracks.append(track)
                 matched_names.append(track.id or f"{track.label} (tentative)")
             new_tracks.extend(t for i, t in enumerate(alive) if i not in matched_tracks)
-            for j, fields in enumerate(clean):
-                if j in matched_obs:
-                    continue
-                if len(new_tracks) >= self.params.max_objects:
-                    rejected.append((fields["index"], f"memory full ({self.params.max_objects} objects); "
-                                                      f"'{fields['label']}' not added"))
-                    continue
-                new_tracks.append(_Track(
-                    key=next_key, id="", label=fields["label"], label_key=fields["label_key"],
-                    score=fields["score"], center=_frozen(fields["center"]), size=_frozen(fields["size"]),
-                    points=_frozen(fields["points"], (-1, 3)), observations=1, first_seen=stamp,
-                    last_seen=stamp, color_rgb=fields["color_rgb"], color_name=fields["color_name"],
-                    n_pixels=fields["n_pixels"]))
-                next_key += 1
-
-            created = []
-            for index, track in enumerate(new_tracks):
-                if not track.id and track.observations >= self.params.min_observations:
-                    prefix = id_prefix(track.label)
-                    counters[prefix] = counters.get(prefix, 0) + 1
-                    new_tracks[index] = replace(track, id=f"{prefix}_{counters[prefix]}")
-                    created.append(new_tracks[index].id)
+            unmatched = [fields for j, fields in enumerate(clean) if j not in matched_obs]
+            next_key = _add_tracks(new_tracks, unmatched, stamp, next_key, self.params.max_objects, rejected)
+            created = _confirm_ids(new_tracks, counters, self.params.min_observations)
 
             scene = self._build_scene(new_tracks, gravity, stamp)
             # commit: nothing above touched the memory's state
@@ -438,7 +474,7 @@ class SceneMemory:
             kind, needed = "future", p.jump_confirm_frames
         else:
             return ""
-        run = (stamp,)
+        run: tuple[float, ...] = (stamp,)
         if self._jump_run is not None and self._jump_run[0] == kind:
             _, previous, seen_at = self._jump_run
             step = stamp - previous[-1]

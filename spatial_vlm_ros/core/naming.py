@@ -9,7 +9,7 @@ explains the phrase are preferred to those that need their colour or a generic n
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -113,6 +113,12 @@ def matches(name: str, objects: Sequence[TrackedObject]) -> list[TrackedObject]:
         explained = [e for e in explained if e[2]]
     if not any(pending for _, pending, _ in explained):
         return [obj for obj, _, _ in explained]
+    return _extremes(explained)
+
+
+def _extremes(explained: list[tuple[TrackedObject, list[str], bool]]) -> list[TrackedObject]:
+    """The explained objects that are the extreme among them for each of their pending size words
+    (``SIZE_WORDS``: "largest", "smaller", ...)."""
     peers = [obj for obj, _, _ in explained]
     chosen = []
     for obj, pending, _ in explained:

@@ -29,7 +29,7 @@ class DepthNoiseModel:
 
     @classmethod
     def from_stereo(cls, focal_px: float, baseline_m: float, disparity_sigma_px: float = 0.08,
-                    sigma0: float = 0.001) -> "DepthNoiseModel":
+                    sigma0: float = 0.001) -> DepthNoiseModel:
         """Model of a stereo sensor: ``k = dd / (f * B)``."""
         return cls(sigma0=sigma0, k=disparity_sigma_px / (focal_px * baseline_m))
 
@@ -38,7 +38,7 @@ class DepthNoiseModel:
         z = np.asarray(z, dtype=np.float64)
         return self.sigma0 + self.k * z * z + self.rel * z
 
-    def widened(self, rel: float) -> "DepthNoiseModel":
+    def widened(self, rel: float) -> DepthNoiseModel:
         """This model with a relative-error term of at least ``rel`` (depth from a monocular model)."""
         return replace(self, rel=max(self.rel, float(rel)))
 

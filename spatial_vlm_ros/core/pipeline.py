@@ -26,11 +26,11 @@ from spatial_vlm_ros.core.memory import MemoryParams, SceneMemory
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.core.observation import Observation, TrackedObject
 from spatial_vlm_ros.perception.base import Detector, Instance
-from spatial_vlm_ros.perception.external import cropped_instances_from_mask
-from spatial_vlm_ros.perception.tabletop import TabletopDetector, TabletopParams
-from spatial_vlm_ros.perception.mono_depth import DepthModelParams   # no torch: the model is imported lazily
 from spatial_vlm_ros.perception.boxes import BoxesDetector, BoxesParams, check_detections
-from spatial_vlm_ros.perception.open_vocab import OpenVocabParams   # no torch: the models load lazily
+from spatial_vlm_ros.perception.external import CroppedInstance, cropped_instances_from_mask
+from spatial_vlm_ros.perception.mono_depth import DepthModelParams  # no torch: the model is imported lazily
+from spatial_vlm_ros.perception.open_vocab import OpenVocabParams  # no torch: the models load lazily
+from spatial_vlm_ros.perception.tabletop import TabletopDetector, TabletopParams
 
 DETECTORS = ("external", "tabletop", "boxes", "open_vocab")
 DEPTH_SOURCES = ("sensor", "model", "fuse")
@@ -89,7 +89,7 @@ def make_depth_predictor(config: PipelineConfig, predictor=None):
     if config.depth_source == "sensor":
         return None
     if predictor is None:
-        from spatial_vlm_ros.perception.mono_depth import MonoDepthModel   # torch only when a model is used
+        from spatial_vlm_ros.perception.mono_depth import MonoDepthModel  # torch only when a model is used
         predictor = MonoDepthModel(config.depth_model)
     if config.depth_source == "model" and not getattr(predictor, "metric", True):
         raise InputError(f"depth model {config.depth_model.model!r} predicts relative depth, not metres: "
@@ -160,9 +160,11 @@ class FramePipeline:
         gravity = self.gravity.update(depth_m, frame.camera, exclude_mask=exclude)
         t, c = _lap(timings, cpu, "gravity", t, c)
 
+        instances: list[Instance]
         if external is not None:
-            instances = external[0]
+            instances = list(external[0])
         else:
+            assert self.detector is not None, "no external instances without a detector"
             instances = list(self.detector.detect(frame.rgb, depth_m, frame.camera, gravity,
                                                   boxes=frame.detections))
             warnings.extend(getattr(self.detector, "warnings", []))
@@ -236,7 +238,7 @@ class FramePipeline:
         return pred
 
     @staticmethod
-    def _external_instances(frame: Frame) -> tuple[list[Instance], list[str]]:
+    def _external_instances(frame: Frame) -> tuple[list[CroppedInstance], list[str]]:
         """The frame's segmentation as ``CroppedInstance``s (no full-size mask per instance) and warnings
         for listed ids without pixels."""
         seg = frame.segmentation

@@ -16,8 +16,8 @@ error (``noise.lifting``, ``core.uncertainty``) in quadrature:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree

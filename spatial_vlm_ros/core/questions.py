@@ -320,13 +320,9 @@ def _object_phrase(text: str | None) -> str:
     return _LEADING_ARTICLE.sub("", phrase)
 
 
-def _build(template: Template, match: re.Match, question: str) -> Query | None:
-    groups = match.groupdict()
-    a, b = _object_phrase(groups.get("a")), _object_phrase(groups.get("b"))
-    if _CONNECTORS.intersection(a.split()) or _CONNECTORS.intersection(b.split()):
-        return None      # an object phrase swallowed a clause: let a later template try
-    if a in _PRONOUNS or b in _PRONOUNS:
-        return None
+def _relation_and_quantity(template: Template, groups: dict) -> tuple[str, str]:
+    """The canonical relation and quantity a matched template asks about: its fixed ones, or those its
+    ``rel``/``cmp``/``ext``/``diff``/``dir`` groups name."""
     relation, quantity = template.relation, template.quantity
     if groups.get("rel"):
         relation = RELATION_ALIASES[groups["rel"]]
@@ -338,6 +334,17 @@ def _build(template: Template, match: re.Match, question: str) -> Query | None:
         quantity, relation = _DIFF_WORDS[groups["diff"]]
     if groups.get("dir"):
         relation = "higher_than" if groups["dir"] == "above" else "lower_than"
+    return relation, quantity
+
+
+def _build(template: Template, match: re.Match, question: str) -> Query | None:
+    groups = match.groupdict()
+    a, b = _object_phrase(groups.get("a")), _object_phrase(groups.get("b"))
+    if _CONNECTORS.intersection(a.split()) or _CONNECTORS.intersection(b.split()):
+        return None      # an object phrase swallowed a clause: let a later template try
+    if a in _PRONOUNS or b in _PRONOUNS:
+        return None
+    relation, quantity = _relation_and_quantity(template, groups)
     if template.kind in ("list",):
         if a in ("object", "objects", "thing", "things", "item", "items"):
             a = ""
@@ -346,21 +353,26 @@ def _build(template: Template, match: re.Match, question: str) -> Query | None:
         return None
     if template.kind in ("exists", "locate", "dimensions"):
         return Query(template.kind, subject=a, question=question, template=template.name)
-    if template.kind == "choice":
-        if not b or a == b:
-            return None
-        return Query("choice", relation=relation, subject=a, reference=b, options=(a, b), question=question,
-                     template=template.name)
-    if template.kind == "relation":
-        if not b:
-            return None
-        return Query("relation", relation=relation, subject=a, reference=b, question=question,
-                     template=template.name)
+    if template.kind in ("choice", "relation"):
+        return _pair_query(template, relation, a, b, question)
     binary = QUANTITIES[quantity].binary or bool(relation)
     if binary and not b:
         return None
     return Query("quantity", relation=relation, quantity=quantity, subject=a, reference=b if binary else "",
                  question=question, template=template.name)
+
+
+def _pair_query(template: Template, relation: str, a: str, b: str, question: str) -> Query | None:
+    """The "choice" or "relation" query between the object phrases ``a`` and ``b`` (None without a ``b``, or
+    a choice between one object and itself)."""
+    if template.kind == "choice":
+        if not b or a == b:
+            return None
+        return Query("choice", relation=relation, subject=a, reference=b, options=(a, b), question=question,
+                     template=template.name)
+    if not b:
+        return None
+    return Query("relation", relation=relation, subject=a, reference=b, question=question, template=template.name)
 
 
 def _refuse_directional_offset(text: str, question: str) -> None:

@@ -38,15 +38,15 @@ sigma includes the lifting's own error (``core.uncertainty``) in quadrature with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
+from . import quantities as q
 from .errors import QueryError
 from .noise import DepthNoiseModel
 from .observation import TrackedObject
-from . import quantities as q
 from .scene import Scene
 
 SIGMA_FLOOR_M = 1e-4
@@ -110,7 +110,7 @@ class _Pair:
         """One-sigma error of the difference of the two objects' extents along gravity ``axis``, metres."""
         return q.quadrature(q.extent_sigma(self.a, self.noise, axis), q.extent_sigma(self.b, self.noise, axis))
 
-    def swapped(self) -> "_Pair":
+    def swapped(self) -> _Pair:
         return _Pair(self.b, self.a, self.scene, self.noise)
 
 

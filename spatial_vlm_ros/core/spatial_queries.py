@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from . import answers
 from .errors import QueryError, SpatialError
@@ -188,6 +189,8 @@ class SpatialQueries:
         name_a = display_name(a, scene.objects)
         name_b = display_name(b, scene.objects) if b else ""
         if query.relation:
+            if b is None:
+                raise QueryError(f"'{query.relation}' needs a reference object")
             diff = signed_difference(query.quantity, a, b, scene, self.noise)
             value = -diff.value_m if query.relation in _NEGATIVE_DIFFERENCE else diff.value_m
             sentence = answers.difference_answer(query.relation, value, name_a, name_b)

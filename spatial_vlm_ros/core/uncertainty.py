@@ -51,11 +51,12 @@ class LiftingError:
     extent_floor_m: Vec3 = ZERO
     extent_fraction: Vec3 = ZERO
     relation_sigma_scale: float = 1.0
-    quantity_sigma_scale: tuple[tuple[str, float], ...] = ()    # (quantity, scale > 0), 1s left out; or a dict
+    #: (quantity, scale > 0) pairs or a dict; stored as sorted pairs with the 1s left out
+    quantity_sigma_scale: tuple[tuple[str, float], ...] | dict[str, float] = ()
 
     def __post_init__(self):
         scales = self.quantity_sigma_scale
-        pairs = tuple(sorted((scales.items() if isinstance(scales, dict) else scales)))
+        pairs = tuple(sorted(scales.items() if isinstance(scales, dict) else scales))
         for name, value in pairs:
             if not (isinstance(name, str) and isinstance(value, (int, float)) and 0.0 < value <= 10.0):
                 raise InputError(f"lifting error quantity_sigma_scale {name!r} must be in (0, 10], got {value!r}")
@@ -101,11 +102,14 @@ class LiftingError:
 def ray_basis(ray_c, up_c) -> np.ndarray:
     """(3, 3) rows: the unit ray, the horizontal unit vector across it, the unit vector across it in the
     vertical plane (camera frame). A ray along up takes the camera x axis as its horizontal."""
-    r = np.asarray(ray_c, dtype=np.float64)
-    h = np.cross(np.asarray(up_c, dtype=np.float64), r)
-    n = float(np.linalg.norm(h))
-    h = h / n if n > 1e-9 else np.array([1.0, 0.0, 0.0])
-    return np.stack([r, h, np.cross(r, h)])
+    rx, ry, rz = (float(v) for v in ray_c)
+    ux, uy, uz = (float(v) for v in up_c)
+    # cross products written out: np.cross on 3-vectors costs more than the rest of a relation query
+    hx, hy, hz = uy * rz - uz * ry, uz * rx - ux * rz, ux * ry - uy * rx          # up x ray
+    n = math.sqrt(hx * hx + hy * hy + hz * hz)
+    hx, hy, hz = (hx / n, hy / n, hz / n) if n > 1e-9 else (1.0, 0.0, 0.0)
+    return np.array([[rx, ry, rz], [hx, hy, hz],
+                     [ry * hz - rz * hy, rz * hx - rx * hz, rx * hy - ry * hx]])      # ray x h
 
 
 #: fitted on the tuning seeds of the simulator with all three sensor models pooled (``benchmarks/

@@ -16,9 +16,9 @@ builds one from a ``sim.dataset.Frame``, ``frames_from_bag`` from a bag's frames
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class DepthFrame:
             raise InputError(f"baseline: depth is {self.depth_m.shape} but the mask is {self.mask.shape}")
 
     @classmethod
-    def from_dataset(cls, f) -> "DepthFrame":
+    def from_dataset(cls, f) -> DepthFrame:
         """From a ``sim.dataset.Frame`` (16UC1 depth in millimetres)."""
         return cls(f.ground_truth, decode_depth(f.depth_mm, "16UC1"), f.mask, camera_from_info(f.camera_info))
 

@@ -14,7 +14,7 @@ Inputs are ``facts.Fact`` objects (or anything with ``answered``, ``truth``, ``p
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -33,14 +33,20 @@ from pathlib import Path
 import numpy as np
 
 from spatial_vlm_ros.core.errors import SpatialError
-
 from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
 
 from .baseline import NAME as BASELINE
 from .records import QueryRecord
 from .report import RunResult, records_table, write_report
-from .runner import (QUANTITY_QUESTIONS, EvaluationConfig, _print_summary, baseline_result, finish_run,
-                     relation_question, run_evaluation)
+from .runner import (
+    QUANTITY_QUESTIONS,
+    EvaluationConfig,
+    _print_summary,
+    baseline_result,
+    finish_run,
+    relation_question,
+    run_evaluation,
+)
 
 DEFAULT_SCENES = 16
 FRAMES_PER_SCENE = 3

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.relations import RELATIONS

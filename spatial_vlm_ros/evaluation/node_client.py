@@ -6,19 +6,20 @@ node that use the default context. Latencies are service round trips measured he
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
 
-from diagnostic_msgs.msg import DiagnosticArray
 from spatial_vlm_interfaces.msg import SpatialObjectArray
 from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
-from std_srvs.srv import Trigger
 
 
 def stamp_to_sec(stamp) -> float:
@@ -69,10 +70,8 @@ class PerceptionClient:
 
     # ------------------------------------------------------------------ lifecycle
     def _spin(self) -> None:
-        try:
+        with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
             self._executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
 
     def close(self) -> None:
         """Stop the executor thread, destroy the node, shut the context down (clean exit, no abort)."""
@@ -81,7 +80,7 @@ class PerceptionClient:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self._ctx)
 
-    def __enter__(self) -> "PerceptionClient":
+    def __enter__(self) -> PerceptionClient:
         return self
 
     def __exit__(self, *exc) -> None:

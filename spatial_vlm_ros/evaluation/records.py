@@ -5,8 +5,8 @@ file's layout or on the service types. Lengths are metres, times milliseconds, s
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 RELATION = "relation"
 QUANTITY = "quantity"
@@ -57,7 +57,7 @@ class QueryRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QueryRecord":
+    def from_dict(cls, data: dict) -> QueryRecord:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -37,9 +37,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -54,8 +54,17 @@ from .matching import match_objects
 from .records import RELATION, FrameStats, QueryRecord
 from .report import FrameAnnotation, RunResult, write_report
 from .scoring import summarize
-from .truth_queries import (NOT_FOUND, FrameSet, askable_objects, askable_records, detection_counts, failed_records,
-                            frame_queries, frame_sets, label_names)
+from .truth_queries import (
+    NOT_FOUND,
+    FrameSet,
+    askable_objects,
+    askable_records,
+    detection_counts,
+    failed_records,
+    frame_queries,
+    frame_sets,
+    label_names,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = REPO_ROOT / "config" / "perception.yaml"
@@ -192,7 +201,7 @@ class NodeRunner:
 
     def _spawn(self, cmd: list[str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - the node process writes to it until stop() closes it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      cwd=str(REPO_ROOT))
@@ -487,7 +496,7 @@ def annotate_frame(bag_path: Path, topics: CameraTopics, gt_frame: dict, update,
     rotation = np.asarray(gt_frame["gravity"]["rotation"], dtype=np.float64)
     h, w = rgb.shape[:2]
     boxes = []
-    for oid, obj in askable_objects(gt_frame).items():
+    for obj in askable_objects(gt_frame).values():
         box = _gt_box_2d(obj, rotation, K, w, h)
         if box is not None:
             boxes.append((obj["label"], box))

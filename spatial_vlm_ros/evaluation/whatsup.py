@@ -17,8 +17,9 @@ Chance level for 4 captions is 25% accuracy, 6.25% pair and 0.4% set accuracy.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -53,7 +53,7 @@ class BoxSegmenter(ABC):
 
     name = "segmenter"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.warnings: list[str] = []
 
     @abstractmethod

@@ -21,7 +21,6 @@ from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.perception.base import Detector, Instance
 from spatial_vlm_ros.perception.box_segmenter import DepthBoxParams, DepthBoxSegmenter
 
-
 _SEG = DepthBoxParams()
 
 

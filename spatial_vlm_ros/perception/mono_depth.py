@@ -52,7 +52,7 @@ class DepthModelParams:
     trt_cache_dir: str = ""          # onnx backend: TensorRT engine cache ("" = <onnx_dir>/trt_cache)
     threads: int = 0                 # onnx backend: CPU intra-op threads (0 = onnxruntime's default)
 
-    def validate(self) -> "DepthModelParams":
+    def validate(self) -> DepthModelParams:
         if self.backend not in BACKENDS:
             raise InputError(f"depth_model.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0.0 <= self.relative_error < 1.0:
@@ -76,11 +76,11 @@ class Preprocessing:
     multiple: int = 14               # network input sides are multiples of this (the ViT patch size)
     bicubic: bool = True             # PIL resample 3 (bicubic) -> cv2.INTER_CUBIC, else bilinear
     rescale: float = 1.0 / 255.0
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN     # per RGB channel, after rescale
+    std: tuple[float, ...] = IMAGENET_STD
 
     @classmethod
-    def from_processor(cls, proc, input_size: int = 0) -> "Preprocessing":
+    def from_processor(cls, proc, input_size: int = 0) -> Preprocessing:
         """From a transformers image processor (its attributes as in ``preprocessor_config.json``)."""
         size = getattr(proc, "size", None) or {}
         get = size.get if isinstance(size, dict) else (lambda k, d=None: getattr(size, k, d))
@@ -116,7 +116,8 @@ class Preprocessing:
         h, w = self.network_size(*rgb.shape[:2])
         interp = cv2.INTER_CUBIC if self.bicubic else cv2.INTER_LINEAR
         x = cv2.resize(rgb, (w, h), interpolation=interp).astype(np.float32) * np.float32(self.rescale)
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        x -= np.asarray(self.mean, np.float32)
+        x /= np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
@@ -204,7 +205,7 @@ class MonoDepthModel:
             self.metric = predicts_metric(self.net.config)
             self.provider = f"torch:{self.device}"
             self._dtype = next(self.net.parameters()).dtype
-            self._fixed_size = None
+            self._fixed_size: tuple[int, ...] | None = None
         else:
             self._open_onnx(Path(p.onnx_dir).expanduser())
 

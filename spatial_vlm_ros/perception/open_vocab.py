@@ -25,6 +25,7 @@ Follows the part-module protocol of ``perception.learned_parts`` (part ``detecto
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import string
@@ -154,7 +155,10 @@ def select_detections(scores: np.ndarray, boxes_xyxy: np.ndarray, classes: tuple
                                      float(score_threshold), float(nms_iou))
     picked = idx[np.asarray(picked, int).reshape(-1)]
     picked = picked[np.argsort(-best[picked], kind="stable")][:max_detections]
-    dets = [Detection2D.from_corners(classes[label[i]], float(best[i]), *map(float, boxes[i])) for i in picked]
+    dets = []
+    for i in picked:
+        u_min, v_min, u_max, v_max = (float(c) for c in boxes[i])
+        dets.append(Detection2D.from_corners(classes[label[i]], float(best[i]), u_min, v_min, u_max, v_max))
     return dets, warnings
 
 
@@ -262,9 +266,9 @@ class ZeroShotBoxDetector:
             return logits[0], boxes[0]
         torch = self._torch
         with torch.inference_mode():
-            feed = {k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in inputs.items()}
-            feed = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in feed.items()}
-            out = self.model(**feed)
+            tensors = {k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in inputs.items()}
+            tensors = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+            out = self.model(**tensors)
             return out.logits[0].float().cpu().numpy(), out.pred_boxes[0].float().cpu().numpy()
 
     def scores_and_boxes(self, logits, pred_boxes, meta: dict, width: int, height: int, n_classes: int):
@@ -455,10 +459,8 @@ def _exportable_grounding_dino():
 
     modules = []
     for name in ("grounding_dino.modeling_grounding_dino", "mm_grounding_dino.modeling_mm_grounding_dino"):
-        try:
+        with contextlib.suppress(ImportError):
             modules.append(importlib.import_module(f"transformers.models.{name}"))
-        except ImportError:
-            pass
     attr = "generate_masks_with_special_tokens_and_transfer_map"
     saved = [(m, getattr(m, attr)) for m in modules if hasattr(m, attr)]
     for m, _ in saved:
@@ -478,8 +480,8 @@ def export_onnx(model: str, out_dir: str | Path, fp16: bool = False, image_hw: t
     import torch
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    from spatial_vlm_ros.runtime.onnx_export import export_graph, to_fp16
     from spatial_vlm_ros.runtime.loading import from_pretrained
+    from spatial_vlm_ros.runtime.onnx_export import export_graph, to_fp16
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,8 @@ def preprocess(rgb: np.ndarray, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InputError(f"SAM 2 needs an (H, W, 3) colour image, got shape {rgb.shape}")
     img = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) * rescale
-    img = (img - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    img -= np.asarray(mean, np.float32)
+    img /= np.asarray(std, np.float32)
     return img.transpose(2, 0, 1)[None].astype(np.float32)
 
 
@@ -276,8 +277,8 @@ def export_onnx(model: str, out_dir: str | Path, fp16: bool = False) -> Path:
     import torch
     from transformers import Sam2Model
 
-    from spatial_vlm_ros.runtime.onnx_export import export_graph, to_fp16
     from spatial_vlm_ros.runtime.loading import from_pretrained, resolve_model
+    from spatial_vlm_ros.runtime.onnx_export import export_graph, to_fp16
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -132,32 +132,8 @@ class TabletopDetector(Detector):
                 continue
             roi = (slice(y, y + h), slice(x, x + w))
             sel = labels[roi] == k
-            area = int(sel.sum())
-            if area < p.min_pixels:
-                continue
-            zs, hs = z[roi][sel], height[roi][sel]
-            pts = np.stack([rx[roi][sel] * zs, ry[roi][sel] * zs, zs], axis=1).astype(np.float64)
-            horiz = np.stack([pts @ a_axis, pts @ b_axis], axis=1)
-            parts = [np.ones(area, dtype=bool)]
-            if p.stack_split:
-                colors = rgb[roi][sel] if rgb is not None else None
-                upper = self._upper_of_stack(hs, horiz, colors)
-                if upper is not None:
-                    parts = [~upper, upper]
-            rows, cols = np.nonzero(sel)
-            for part in parts:
-                count = int(part.sum())
-                if count < p.min_pixels:
-                    continue
-                extent = self._extent(horiz[part], hs[part])
-                if max(extent) > p.max_size_m:
-                    continue
-                mask = np.zeros(z.shape, dtype=bool)
-                mask[rows[part] + y, cols[part] + x] = True
-                color = None
-                if rgb is not None:
-                    color = median_color(rgb[roi][sel][part][:: max(1, count // 2000)])
-                found.append((count, mask, color, extent))
+            if int(sel.sum()) >= p.min_pixels:
+                found.extend(self._cluster_objects(sel, (x, y), z, height, (rx, ry), (a_axis, b_axis), rgb))
         found.sort(key=lambda f: -f[0])                # largest first: ids 1, 2, ... by pixel area
         found = self._drop_slivers(found)
         self.status = f"{len(found)} object(s) on the support plane"
@@ -225,7 +201,46 @@ class TabletopDetector(Detector):
             keep.append(f)
         return keep
 
-    def _join_across_holes(self, labels, n, stats, cand, z, valid, rgb):
+    def _cluster_objects(self, sel: np.ndarray, corner: tuple[int, int], z: np.ndarray, height: np.ndarray,
+                         rays: tuple[np.ndarray, np.ndarray], axes: tuple[np.ndarray, np.ndarray],
+                         rgb: np.ndarray | None) -> list[tuple]:
+        """The objects of one cluster (``sel``: its pixels in its bounding rectangle, top-left ``corner``
+        (x, y) in pixels): the whole cluster, or the lower and upper part of a stack (``stack_split``), each
+        as ``(pixel count, full-size mask, median colour or None, extent)`` when it is large enough and not
+        larger than ``max_size_m``. ``height``: gravity height above the support (metres) per pixel; ``rays``
+        the camera's ray grid; ``axes`` two orthonormal directions in the support plane."""
+        p = self.params
+        x, y = corner
+        roi = (slice(y, y + sel.shape[0]), slice(x, x + sel.shape[1]))
+        (rx, ry), (a_axis, b_axis) = rays, axes
+        zs, hs = z[roi][sel], height[roi][sel]
+        pts = np.stack([rx[roi][sel] * zs, ry[roi][sel] * zs, zs], axis=1).astype(np.float64)
+        horiz = np.stack([pts @ a_axis, pts @ b_axis], axis=1)
+        parts = [np.ones(zs.size, dtype=bool)]
+        if p.stack_split:
+            colors = rgb[roi][sel] if rgb is not None else None
+            upper = self._upper_of_stack(hs, horiz, colors)
+            if upper is not None:
+                parts = [~upper, upper]
+        rows, cols = np.nonzero(sel)
+        found = []
+        for part in parts:
+            count = int(part.sum())
+            if count < p.min_pixels:
+                continue
+            extent = self._extent(horiz[part], hs[part])
+            if max(extent) > p.max_size_m:
+                continue
+            mask = np.zeros(z.shape, dtype=bool)
+            mask[rows[part] + y, cols[part] + x] = True
+            color = None
+            if rgb is not None:
+                color = median_color(rgb[roi][sel][part][:: max(1, count // 2000)])
+            found.append((count, mask, color, extent))
+        return found
+
+    def _join_across_holes(self, labels: np.ndarray, n: int, stats: np.ndarray, cand: np.ndarray, z: np.ndarray,
+                           valid: np.ndarray, rgb: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
         """Join clusters that touch through fillable holes (``_fillable_holes``) when their median colours
         agree within ``hole_join_color_delta`` (or there is no colour): the pieces of one object broken by
         depth dropouts. Returns relabelled (n, labels, stats) as ``cv2.connectedComponentsWithStats``."""
@@ -234,48 +249,16 @@ class TabletopDetector(Detector):
         m, joined = cv2.connectedComponents(bridged.view(np.uint8), connectivity=4)
         if m - 1 == n - 1:
             return n, labels, stats
-        parent = np.arange(n)
         group = np.zeros(n, dtype=np.int64)
         keys = joined[cand]
         group[labels[cand]] = keys                      # each cluster's bridged component
-        colors = {}
         by_group: dict[int, list[int]] = {}
         for k in range(1, n):
             by_group.setdefault(int(group[k]), []).append(k)
-        for members in by_group.values():
-            if len(members) < 2:
-                continue
-            members.sort(key=lambda k: -stats[k, cv2.CC_STAT_AREA])
-            anchor = members[0]
-            for k in members[1:]:
-                if rgb is not None:
-                    for q in (anchor, k):
-                        if q not in colors:
-                            x, y, w, h = stats[q, :4]
-                            roi = (slice(y, y + h), slice(x, x + w))
-                            px = rgb[roi][labels[roi] == q]
-                            colors[q] = median_color(px[:: max(1, len(px) // 500)])
-                    if color_delta(colors[k], colors[anchor]) > p.hole_join_color_delta:
-                        continue
-                parent[k] = anchor
+        parent = _join_parents(n, by_group, labels, stats, rgb, p.hole_join_color_delta)
         if (parent == np.arange(n)).all():
             return n, labels, stats
-        roots = np.unique(parent[1:])
-        new_id = np.zeros(n, dtype=np.int32)
-        new_id[roots] = np.arange(1, roots.size + 1)
-        merged = new_id[parent]
-        labels = merged[labels]
-        out = np.zeros((roots.size + 1, 5), dtype=np.int64)
-        for k in range(1, n):
-            x, y, w, h, area = stats[k]
-            j = merged[k]
-            if out[j, 4] == 0:
-                out[j] = (x, y, x + w, y + h, area)
-            else:
-                out[j] = (min(out[j, 0], x), min(out[j, 1], y), max(out[j, 2], x + w), max(out[j, 3], y + h),
-                          out[j, 4] + area)
-        out[:, 2:4] -= out[:, 0:2]                      # back to (x, y, w, h, area)
-        return roots.size + 1, labels, out
+        return _merge_clusters(parent, labels, stats)
 
     def _fillable_holes(self, cand: np.ndarray, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Invalid-depth pixels (dropouts on dark or shiny surfaces) whose candidate neighbours within
@@ -371,3 +354,52 @@ class TabletopDetector(Detector):
                 b = f"{word} {b}"
             names.append(b)
         return names
+
+
+def _join_parents(n: int, by_group: dict[int, list[int]], labels: np.ndarray, stats: np.ndarray,
+                  rgb: np.ndarray | None, max_color_delta: float) -> np.ndarray:
+    """Union parents of the clusters (``cv2.connectedComponentsWithStats`` ``labels`` and ``stats``): within
+    each group of clusters bridged by fillable holes, each joins the largest one when their median colours
+    agree within ``max_color_delta`` (always without colour); the others are their own parent."""
+    parent = np.arange(n)
+    colors: dict[int, tuple[int, int, int]] = {}
+    for members in by_group.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda k: -stats[k, cv2.CC_STAT_AREA])
+        anchor = members[0]
+        for k in members[1:]:
+            if rgb is not None:
+                for q in (anchor, k):
+                    if q not in colors:
+                        x, y, w, h = stats[q, :4]
+                        roi = (slice(y, y + h), slice(x, x + w))
+                        px = rgb[roi][labels[roi] == q]
+                        colors[q] = median_color(px[:: max(1, len(px) // 500)])
+                if color_delta(colors[k], colors[anchor]) > max_color_delta:
+                    continue
+            parent[k] = anchor
+    return parent
+
+
+def _merge_clusters(parent: np.ndarray, labels: np.ndarray, stats: np.ndarray
+                    ) -> tuple[int, np.ndarray, np.ndarray]:
+    """The clusters merged into their ``parent``s and renumbered: (n, labels, stats) as
+    ``cv2.connectedComponentsWithStats`` (background 0)."""
+    n = parent.size
+    roots = np.unique(parent[1:])
+    new_id = np.zeros(n, dtype=np.int32)
+    new_id[roots] = np.arange(1, roots.size + 1)
+    merged = new_id[parent]
+    labels = merged[labels]
+    out = np.zeros((roots.size + 1, 5), dtype=np.int64)
+    for k in range(1, n):
+        x, y, w, h, area = stats[k]
+        j = merged[k]
+        if out[j, 4] == 0:
+            out[j] = (x, y, x + w, y + h, area)
+        else:
+            out[j] = (min(out[j, 0], x), min(out[j, 1], y), max(out[j, 2], x + w), max(out[j, 3], y + h),
+                      out[j, 4] + area)
+    out[:, 2:4] -= out[:, 0:2]                      # back to (x, y, w, h, area)
+    return roots.size + 1, labels, out

@@ -22,13 +22,13 @@ import array
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
+
 from spatial_vlm_interfaces.msg import Detection2D as Detection2DMsg
 from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObject
-
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.core.observation import TrackedObject
 from spatial_vlm_ros.core.frame import Detection2D, Segmentation
+from spatial_vlm_ros.core.observation import TrackedObject
 
 try:  # real ROS installs (apt ros-$DISTRO-vision-msgs); not available as a PyPI wheel
     from vision_msgs.msg import Detection2DArray as VisionDetection2DArray
@@ -39,12 +39,14 @@ except ImportError:
 IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
     "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),          # ZED cameras publish colour as bgra8
     "mono8": (np.dtype(np.uint8), 1),
     "mono16": (np.dtype(np.uint16), 1),
     "16UC1": (np.dtype(np.uint16), 1),
     "32FC1": (np.dtype(np.float32), 1),
 }
-COLOR_ENCODINGS = ("rgb8", "bgr8")
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 MASK_ENCODINGS = ("mono8", "16UC1", "mono16")
 
 
@@ -114,12 +116,12 @@ def array_to_image(pixels: np.ndarray, encoding: str, stamp: Time | None = None,
 
 
 def color_to_rgb(msg: Image) -> np.ndarray:
-    """Colour image (rgb8 or bgr8) -> (H, W, 3) uint8 RGB."""
+    """Colour image (rgb8, bgr8, rgba8 or bgra8; alpha dropped) -> (H, W, 3) uint8 RGB."""
     if msg.encoding not in COLOR_ENCODINGS:
         raise InputError(f"colour image: unsupported encoding '{msg.encoding}' "
                          f"(supported: {', '.join(COLOR_ENCODINGS)})")
-    pixels = image_to_array(msg, "colour image")
-    return pixels[:, :, ::-1] if msg.encoding == "bgr8" else pixels
+    pixels = image_to_array(msg, "colour image")[:, :, :3]
+    return pixels[:, :, ::-1] if msg.encoding.startswith("bgr") else pixels
 
 
 # ----------------------------------------------------------------------------------------------- camera

@@ -93,7 +93,10 @@ class ProcessingStats:
             recent = [t for t in self._finished if now - t <= RATE_WINDOW_S]
             rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) >= 2 and recent[-1] > recent[0] \
                 else 0.0
-            age = (lambda t: None if t is None else now - t)
+
+            def age(t: float | None) -> float | None:
+                return None if t is None else now - t
+
             return StatsSnapshot(
                 frames_processed=self.frames_processed, frames_failed=self.frames_failed,
                 frame_rate_hz=float(rate),

@@ -24,6 +24,7 @@ outlives the node. Nothing raised in a callback escapes: it becomes a rejected f
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -38,10 +39,10 @@ from pathlib import Path
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image
-from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
 from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.frame import Frame
 from spatial_vlm_ros.core.noise import DepthNoiseModel
@@ -476,10 +477,8 @@ def _worker_main(conn, spec: WorkerSpec) -> None:
 
 def _spin_quietly(executor) -> None:
     from rclpy.executors import ExternalShutdownException
-    try:
+    with contextlib.suppress(ExternalShutdownException, KeyboardInterrupt):
         executor.spin()
-    except (ExternalShutdownException, KeyboardInterrupt):
-        pass
 
 
 def _run_command(processor: FrameProcessor, command: str, args) -> tuple[bool, str]:

@@ -21,22 +21,22 @@ from typing import Any
 
 import yaml
 
+from spatial_vlm_ros.core.depth_fusion import FusionParams
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.gravity import MODES as GRAVITY_MODES
 from spatial_vlm_ros.core.gravity import GravityParams
 from spatial_vlm_ros.core.lifting import AMODAL_MODES, LiftingParams
 from spatial_vlm_ros.core.memory import MemoryParams
 from spatial_vlm_ros.core.noise import DepthNoiseModel
+from spatial_vlm_ros.core.pipeline import DEPTH_SOURCES, DETECTORS, PipelineConfig
 from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.uncertainty import FITTED_LIFTING_ERROR, LiftingError
-from spatial_vlm_ros.core.depth_fusion import FusionParams
-from spatial_vlm_ros.core.pipeline import DEPTH_SOURCES
-from spatial_vlm_ros.perception.mono_depth import BACKENDS as DEPTH_BACKENDS, DepthModelParams
-from spatial_vlm_ros.runtime.device import DTYPES
-from spatial_vlm_ros.core.pipeline import DETECTORS, PipelineConfig
-from spatial_vlm_ros.perception.tabletop import TabletopParams
-from spatial_vlm_ros.perception.open_vocab import OpenVocabParams
 from spatial_vlm_ros.perception.boxes import BoxesParams
+from spatial_vlm_ros.perception.mono_depth import BACKENDS as DEPTH_BACKENDS
+from spatial_vlm_ros.perception.mono_depth import DepthModelParams
+from spatial_vlm_ros.perception.open_vocab import OpenVocabParams
+from spatial_vlm_ros.perception.tabletop import TabletopParams
+from spatial_vlm_ros.runtime.device import DTYPES
 
 NODE_NAME = "spatial_perception"
 FRAME_WORKERS = ("process", "thread")
@@ -101,7 +101,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'tabletop' (weight-free support-plane clustering), 'boxes' (any 2D detector's boxes on "
               "topics.detections, segmented from depth) or 'open_vocab' (built-in open-vocabulary model)",
               choices=DETECTORS),
-    ParamSpec("topics.color", "/camera/color/image_raw", "Colour image topic (rgb8 or bgr8)"),
+    ParamSpec("topics.color", "/camera/color/image_raw", "Colour image topic (rgb8, bgr8, rgba8 or bgra8)"),
     ParamSpec("topics.depth", "/camera/aligned_depth_to_color/image_raw",
               "Depth image aligned to colour (16UC1 millimetres or 32FC1 metres)"),
     ParamSpec("topics.camera_info", "/camera/color/camera_info", "CameraInfo of the colour image"),

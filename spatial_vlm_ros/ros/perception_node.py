@@ -36,22 +36,29 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure, SetClasses
 from std_srvs.srv import Trigger
 
+from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure, SetClasses
 from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.scene import Scene
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros import lifecycle, spin
 from spatial_vlm_ros.ros.diagnostics import ProcessingStats, diagnostic_array
-from spatial_vlm_ros.ros.frame_worker import (FrameEvents, FrameProcessor, FrameReport, SceneMirror, WorkerProcess,
-                                              WorkerSpec, detections_input, input_topics)
+from spatial_vlm_ros.ros.frame_worker import (
+    FrameEvents,
+    FrameProcessor,
+    FrameReport,
+    SceneMirror,
+    WorkerProcess,
+    WorkerSpec,
+    detections_input,
+    input_topics,
+)
 from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
 from spatial_vlm_ros.ros.qos import diagnostics_qos
 from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
-from spatial_vlm_ros.vlm.ask_engines import (VLMReply, canonical_engine, engine_fields, grounding_context,
-                                              template_kind)
+from spatial_vlm_ros.vlm.ask_engines import VLMReply, canonical_engine, engine_fields, grounding_context, template_kind
 
 LOG_THROTTLE_S = 5.0
 RESTART_DELAY_S = 2.0            # a worker process that died is restarted after this long (while active)
@@ -174,8 +181,9 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
                 (ListObjects, "list_objects", self._list_objects), (GetRelation, "get_relation", self._get_relation),
                 (Measure, "measure", self._measure), (Ask, "ask", self._ask), (Trigger, "reset", self._reset),
                 (SetClasses, "set_classes", self._set_classes))]
-        self._entities.append((self.destroy_timer, self.create_timer(s.diagnostics_period_s,
-                                                                     self._on_diagnostics_timer, callback_group=timers)))
+        diagnostics_timer = self.create_timer(s.diagnostics_period_s, self._on_diagnostics_timer,
+                                              callback_group=timers)
+        self._entities.append((self.destroy_timer, diagnostics_timer))
         self.get_logger().info(
             f"detector '{s.detector}', depth source '{s.depth_source}', frames in a {s.frame_worker}, "
             f"inputs {', '.join(topics[x] for x in self.slots)}, slop {s.sync_slop_s * 1e3:.0f} ms, "
@@ -305,7 +313,8 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         s = self.settings
         extra = dict(self.worker_values)
         extra.update({"detector": s.detector, "depth_source": s.depth_source, "frame_worker": s.frame_worker,
-                      "state": lifecycle.state_label(self), "vlm_service": (self.vlm.service if self.vlm else "") or "off"})
+                      "state": lifecycle.state_label(self),
+                      "vlm_service": (self.vlm.service if self.vlm else "") or "off"})
         if self.worker_process is not None:
             extra["worker_pid"] = self.worker_process.process.pid if self.worker_process.alive else "dead"
         msg = diagnostic_array(self.stats.snapshot(), self.get_clock().now().to_msg(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -20,7 +20,6 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from spatial_vlm_ros.core.errors import SpatialError
-
 
 #: GIL switch interval while spinning, s (Python's default is 5 ms): a thread that holds the GIL in Python
 #: code (frame conversion, the scene receiver) makes a service callback wait at most this long.

@@ -23,8 +23,9 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 
 @dataclass

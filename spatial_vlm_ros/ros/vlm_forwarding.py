@@ -26,8 +26,8 @@ import time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from spatial_vlm_interfaces.srv import Ask
 
+from spatial_vlm_interfaces.srv import Ask
 from spatial_vlm_ros.core.errors import InputError
 
 MAX_WAITING = 2          # forwarded questions waiting at once (the executors here have 4 threads)

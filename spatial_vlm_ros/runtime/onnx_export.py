@@ -55,7 +55,7 @@ def export_graph(module, args: tuple, path: Path, input_names: list[str], output
     path = Path(path)
     with quiet_export():
         if dynamo:
-            dims = {}
+            dims: dict[str, object] = {}        # label -> torch.export.Dim, shared by the axes so labelled
             shapes = tuple({axis: dims.setdefault(label, torch.export.Dim(label, min=2, max=4096))
                             for axis, label in dynamic_axes.get(name, {}).items()} for name in input_names)
             torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,

@@ -10,9 +10,9 @@ provider). Every reason is logged as a warning, so a run on the CPU says why it 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from spatial_vlm_ros.core.errors import InputError
 

@@ -144,7 +144,7 @@ class AnalyticFrame:
     gravity: GravityFrame            # true camera -> gravity frame (support_height = table top)
     objects: list[ObjectTruth]
     pose: CameraPose
-    table_mask: np.ndarray = field(repr=False, default=None)   # (H, W) bool, pixels showing the table top
+    table_mask: np.ndarray | None = field(repr=False, default=None)   # (H, W) bool, pixels showing the table top
 
     def truth(self, instance_id: int) -> ObjectTruth:
         return next(o for o in self.objects if o.instance_id == instance_id)
@@ -216,6 +216,12 @@ def _hit_plane_z(C, d, z, half_extent=None):
         if half_extent is not None:
             ok &= (np.abs(C[0] + t * d[0]) <= half_extent[0]) & (np.abs(C[1] + t * d[1]) <= half_extent[1])
     return np.where(ok, t, np.inf)
+
+
+def _rgb(color) -> tuple[int, int, int]:
+    """An object's colour as an (r, g, b) tuple of ints (0-255)."""
+    r, g, b = (int(c) for c in color)
+    return r, g, b
 
 
 def _corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -331,7 +337,7 @@ def render(objects, pose: CameraPose = CameraPose(), camera: CameraModel | None 
             vmin = vmax = np.full(3, np.nan)
         at_border = bool(sel[0].any() or sel[-1].any() or sel[:, 0].any() or sel[:, -1].any())
         truths.append(ObjectTruth(k, obj.label, shape, bmin, bmax, gravity.to_camera((bmin + bmax) / 2),
-                                  bmax - bmin, vmin, vmax, n, tuple(int(c) for c in obj.color),
+                                  bmax - bmin, vmin, vmax, n, _rgb(obj.color),
                                   occluded=_hidden_by_others(footprints[k - 1], best_id, k),
                                   truncated=at_border, corners_c=gravity.to_camera(_corners(bmin, bmax))))
 
@@ -368,7 +374,7 @@ def random_tabletop(n_objects: int, seed: int = 0, area: tuple[float, float] = (
     palette = [(210, 35, 35), (35, 160, 50), (40, 70, 210), (230, 200, 30), (240, 130, 20), (150, 50, 180),
                (240, 240, 240), (30, 30, 30), (230, 90, 160), (40, 190, 200)]
     placed: list[tuple[float, float, float]] = []   # x, y, footprint radius
-    objects = []
+    objects: list[BoxObject | CylinderObject] = []
     tries = 0
     while len(objects) < n_objects:
         tries += 1

@@ -18,9 +18,9 @@ another with a gap (``scene_gap_s``) so a node's memory can tell them apart by t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -30,8 +30,14 @@ from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, DepthSensor, make_
 from spatial_vlm_ros.sim.ground_truth import GroundTruthConfig, frame_ground_truth
 from spatial_vlm_ros.sim.ground_truth_file import load_ground_truth, save_ground_truth
 from spatial_vlm_ros.sim.scene_sampler import SamplerConfig, sample_scene
-from spatial_vlm_ros.sim.trajectory import (OPTICAL_FRAME_ID, TrajectoryConfig, ViewpointConfig, camera_trajectory,
-                                            sample_intrinsics, sample_viewpoint)
+from spatial_vlm_ros.sim.trajectory import (
+    OPTICAL_FRAME_ID,
+    TrajectoryConfig,
+    ViewpointConfig,
+    camera_trajectory,
+    sample_intrinsics,
+    sample_viewpoint,
+)
 
 DATASET_FORMAT = "spatial_vlm_ros/sim_dataset"
 #: bumped when a generator fix changes what a set renders (2: a scene drawn where a freed one was got its meshes)
@@ -148,7 +154,7 @@ def render_scene(index: int, seed: int, cfg: GeneratorConfig, renderer) -> Scene
 def iter_scenes(n_scenes: int, seed: int = 0, cfg: GeneratorConfig | None = None,
                 progress: bool = False) -> Iterator[SceneRecord]:
     """Render ``n_scenes`` scenes one by one (a single offscreen renderer for all)."""
-    from spatial_vlm_ros.sim.renderer import Renderer   # imports pyrender / OpenGL only when rendering
+    from spatial_vlm_ros.sim.renderer import Renderer  # imports pyrender / OpenGL only when rendering
     cfg = cfg or GeneratorConfig()
     cfg.sensor_model()                                   # an unknown sensor name fails before rendering
     if n_scenes < 0 or cfg.frames_per_scene < 1:
@@ -219,8 +225,9 @@ def generate_scenes(out_dir: str | Path, n_scenes: int = 5, frames_per_scene: in
         scene_ids.append(record.scene_id)
         gt_frames += [f.ground_truth for f in record.frames]
     save_ground_truth(out / "ground_truth.json", gt_frames)
-    meta = {"format": DATASET_FORMAT, "version": 1, "generator_version": GENERATOR_VERSION, "seed": seed, "scenes": scene_ids,
-            "sensor": sensor_name(model), "config": json.loads(json.dumps(asdict(cfg), default=str))}
+    meta = {"format": DATASET_FORMAT, "version": 1, "generator_version": GENERATOR_VERSION, "seed": seed,
+            "scenes": scene_ids, "sensor": sensor_name(model),
+            "config": json.loads(json.dumps(asdict(cfg), default=str))}
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
     return out
 

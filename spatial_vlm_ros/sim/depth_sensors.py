@@ -19,7 +19,7 @@ facts behind them are in docs/sensor_models.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -120,7 +120,7 @@ class StereoDepth(_ColourCamera):
         return DepthNoiseModel.from_stereo(_check_focal(focal_px), self.baseline_m,
                                            disparity_sigma_px=self.random_disparity_sigma_px(), sigma0=0.0005)
 
-    def for_scene(self, rng: np.random.Generator) -> "StereoDepth":
+    def for_scene(self, rng: np.random.Generator) -> StereoDepth:
         """This camera as one unit for a whole scene: its bias field fixed (kept if already fixed)."""
         if self.bias_seed is not None or self.bias_rms_px <= 0:
             return self
@@ -234,7 +234,7 @@ class ToFDepth(_ColourCamera):
         return out.astype(np.float32)
 
 
-DepthSensor = Union[GaussianDepth, StereoDepth, ToFDepth]
+DepthSensor = GaussianDepth | StereoDepth | ToFDepth
 SENSORS: dict[str, type] = {cls.name: cls for cls in (GaussianDepth, StereoDepth, ToFDepth)}
 PERFECT = "perfect"
 DEFAULT_SENSOR = StereoDepth.name

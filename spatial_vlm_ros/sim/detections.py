@@ -64,7 +64,7 @@ def detections_from_mask(mask_ids: np.ndarray, ids, labels, jitter: DetectionJit
             continue
         u0, v0, u1, v1 = c0[i] - 0.5, r0[i] - 0.5, c1[i] + 0.5, r1[i] + 0.5
         score = 1.0
-        if rng is not None:
+        if jitter is not None and rng is not None:
             du0, dv0, du1, dv1 = rng.normal(0.0, jitter.edge_sigma_px, 4)
             u0, u1 = np.clip(u0 + du0, -0.5, w - 0.5), np.clip(u1 + du1, -0.5, w - 0.5)
             v0, v1 = np.clip(v0 + dv0, -0.5, h - 0.5), np.clip(v1 + dv1, -0.5, h - 0.5)

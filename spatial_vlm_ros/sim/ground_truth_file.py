@@ -6,8 +6,8 @@ one for a bag recorded elsewhere. The format is specified in ``docs/ground_truth
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from spatial_vlm_ros.core.errors import InputError
 

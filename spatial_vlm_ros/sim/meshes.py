@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import trimesh
@@ -80,13 +80,13 @@ def _package_dir(name: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pybullet_data_dir() -> Path | None:
     """``pybullet_data`` folder of the pybullet wheel, or None when not installed."""
     return _package_dir("pybullet_data")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def robosuite_assets_dir() -> Path | None:
     """``robosuite/models/assets`` of the robosuite wheel, or None when not installed."""
     root = _package_dir("robosuite")
@@ -95,7 +95,7 @@ def robosuite_assets_dir() -> Path | None:
     return root / "models" / "assets"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def texture_paths() -> dict[str, Path]:
     """Surface textures for tables, floors and walls: name -> image path (robosuite + pybullet_data)."""
     out: dict[str, Path] = {}
@@ -155,7 +155,7 @@ def _rot_x(deg: float) -> np.ndarray:
     return trimesh.transformations.rotation_matrix(np.radians(deg), [1, 0, 0])[:3, :3]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_obj(path: str) -> trimesh.Trimesh:
     """One OBJ file as a single Trimesh; textures named by ``map_Kd`` are attached even when the path is
     relative to a parent folder (robosuite's meshes point at ``../../textures``)."""

@@ -89,7 +89,7 @@ class Renderer:
     def close(self) -> None:
         self._finalizer()
 
-    def __enter__(self) -> "Renderer":
+    def __enter__(self) -> Renderer:
         return self
 
     def __exit__(self, *exc) -> None:

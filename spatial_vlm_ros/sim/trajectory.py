@@ -91,7 +91,7 @@ class Viewpoint:
         eye = t - self.distance * np.cos(self.pitch) * forward + np.array([0, 0, self.distance * np.sin(self.pitch)])
         return look_at(eye, t, self.roll)
 
-    def moved(self, d_azimuth: float = 0.0, d_pitch: float = 0.0, d_distance: float = 0.0) -> "Viewpoint":
+    def moved(self, d_azimuth: float = 0.0, d_pitch: float = 0.0, d_distance: float = 0.0) -> Viewpoint:
         return Viewpoint(self.target, self.azimuth + d_azimuth, self.pitch + d_pitch,
                          self.distance + d_distance, self.roll)
 

@@ -50,7 +50,7 @@ _MEASURE = re.compile(rf"(?<![\w.,])(?P<a>{_NUMBER})(?:\s*(?:-|–|to|or)\s*(?P<
                       re.IGNORECASE)
 _BETWEEN = re.compile(rf"\bbetween\s+(?P<a>{_NUMBER})\s*(?:{_UNIT})?\s+and\s+(?P<b>{_NUMBER})\s*(?P<unit>{_UNIT})",
                       re.IGNORECASE)
-_BARE = re.compile(rf"^(?:(?:about|around|approximately|roughly|~)\s*)?(?P<a>\d+(?:\.\d+)?|\.\d+)\s*$")
+_BARE = re.compile(r"^(?:(?:about|around|approximately|roughly|~)\s*)?(?P<a>\d+(?:\.\d+)?|\.\d+)\s*$")
 _JOIN = re.compile(r"^\s*(?:,|and)?\s*$")
 
 

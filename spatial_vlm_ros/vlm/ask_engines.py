@@ -65,13 +65,13 @@ class VLMReply:
     reading: Reading = field(default_factory=lambda: Reading(False))
 
     @classmethod
-    def read(cls, kind: str, response) -> "VLMReply":
+    def read(cls, kind: str, response) -> VLMReply:
         """From a successful ``Ask`` response of the VLM node (``answer``, ``message``, ``confidence``)."""
         return cls(kind, True, str(response.message), str(response.answer), float(response.confidence),
                    read_answer(kind, str(response.answer)))
 
     @classmethod
-    def failed(cls, kind: str, reason: str) -> "VLMReply":
+    def failed(cls, kind: str, reason: str) -> VLMReply:
         return cls(kind, False, reason)
 
     def fields(self) -> dict:

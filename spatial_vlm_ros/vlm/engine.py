@@ -13,8 +13,8 @@ settings and :func:`load_processor` for a model's pre-processing.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class VLMEngine(abc.ABC):
         """Answer one request."""
         return self.generate([request], options)[0]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: an engine without resources to free keeps it
         """Release the model's memory."""
 
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spatial_vlm_ros.vlm.onnx_export import (VISION_FILE, ExportRecipe, export_graph, export_text_graphs,
-                                             load_for_export, write_export)
+from spatial_vlm_ros.vlm.onnx_export import (
+    VISION_FILE,
+    ExportRecipe,
+    export_graph,
+    export_text_graphs,
+    load_for_export,
+    write_export,
+)
 
 
 def _vision(model):

@@ -35,8 +35,14 @@ import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.vlm.engine import model_type
-from spatial_vlm_ros.vlm.onnx_export import (VISION_FILE, ExportRecipe, export_graph, export_text_graphs,
-                                             load_for_export, write_export)
+from spatial_vlm_ros.vlm.onnx_export import (
+    VISION_FILE,
+    ExportRecipe,
+    export_graph,
+    export_text_graphs,
+    load_for_export,
+    write_export,
+)
 
 QWEN_VL_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 #: Extra vision-graph inputs of each family, after pixel_values, vision_position_ids and cu_seqlens.

@@ -17,7 +17,7 @@ nearest to the camera); a last line says how many were left out. All numbers are
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.spatial.distance import pdist, squareform

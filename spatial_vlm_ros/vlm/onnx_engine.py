@@ -24,16 +24,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
-                                        VLMRequest, caption_logprob_sums, load_processor, make_answer)
-from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
 from spatial_vlm_ros.runtime.providers import GPU_PROVIDERS, device_id, open_session
+from spatial_vlm_ros.vlm.engine import (
+    CAPTION_PROMPT,
+    GenerationOptions,
+    ProcessorEngine,
+    VLMAnswer,
+    VLMRequest,
+    caption_logprob_sums,
+    load_processor,
+    make_answer,
+)
+from spatial_vlm_ros.vlm.interventions import InterventionConfig, rescale_to_norm
 from spatial_vlm_ros.vlm.onnx_export import DECODER_FILE, EMBED_FILE, META_FILE, VISION_FILE
 from spatial_vlm_ros.vlm.registry import resolve_family
 
@@ -60,7 +68,7 @@ def read_export_meta(export_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def open_onnx_engine(export_dir: str | Path, **kwargs) -> "OnnxEngine":
+def open_onnx_engine(export_dir: str | Path, **kwargs) -> OnnxEngine:
     """The engine for ``export_dir``, its class picked by the export's family; ``kwargs`` go to it."""
     family = read_export_meta(Path(export_dir)).get("family", "")
     return resolve_family(RUNTIMES, family, "the ONNX backend")(export_dir, **kwargs)

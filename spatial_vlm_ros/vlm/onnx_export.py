@@ -70,7 +70,7 @@ class ExportRecipe:
     optimize: bool = True            # run the onnxscript graph optimiser (constant folding, fusions)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "ExportRecipe":
+    def from_yaml(cls, path: str | Path, **overrides) -> ExportRecipe:
         import yaml
 
         with open(path, encoding="utf-8") as fh:

@@ -10,11 +10,12 @@ ROS-free, so the node's scheduling is unit-testable. Guarantees:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.vlm.engine import GenerationOptions, VLMAnswer, VLMEngine, VLMRequest
@@ -55,7 +56,7 @@ class InferenceWorker:
         self.refused = 0
 
     # -- life cycle ---------------------------------------------------------------------------------------
-    def start(self) -> "InferenceWorker":
+    def start(self) -> InferenceWorker:
         self._thread.start()
         return self
 
@@ -68,10 +69,8 @@ class InferenceWorker:
                 break
             if item is not _STOP:
                 item[2].cancel()
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=1.0)
-        except queue.Full:
-            pass
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self.engine is not None:

@@ -71,9 +71,17 @@ def tiny_llava(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, vision
     ``image_size``/``patch_size`` (pixels) give ``(image_size // patch_size) ** 2`` image tokens per image.
     A large ``initializer_range`` spreads the logits so that greedy decoding is not decided by rounding.
     """
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config,
-                              SiglipImageProcessorPil, SiglipVisionConfig)
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        Qwen2Config,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+    )
 
     if variant not in ("clip_llama", "siglip_qwen2"):
         raise InputError(f"unknown tiny LLaVA variant {variant!r}")
@@ -255,9 +263,16 @@ def tiny_idefics3(seed: int = 0, family: str = "idefics3", hidden_size: int = 64
     with the family's PIL image processor for both families (SmolVLM's own processor needs a torchvision
     video processor; see :func:`spatial_vlm_ros.vlm.engine.load_processor`).
     """
-    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil,
-                              Idefics3Processor, LlamaConfig, SmolVLMConfig, SmolVLMForConditionalGeneration,
-                              SmolVLMImageProcessorPil)
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        LlamaConfig,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+    )
 
     classes = {"idefics3": (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil),
                "smolvlm": (SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil)}

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.runtime.device import DTYPES, resolve_dtype  # noqa: F401 (re-exported)
-from spatial_vlm_ros.vlm.engine import (CAPTION_PROMPT, GenerationOptions, ProcessorEngine, VLMAnswer,
-                                        VLMRequest, caption_logprob_sums, load_processor, make_answer)
+from spatial_vlm_ros.vlm.engine import (
+    CAPTION_PROMPT,
+    GenerationOptions,
+    ProcessorEngine,
+    VLMAnswer,
+    VLMRequest,
+    caption_logprob_sums,
+    load_processor,
+    make_answer,
+)
 from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions
 
 log = logging.getLogger(__name__)

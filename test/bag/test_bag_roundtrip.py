@@ -3,14 +3,14 @@ and the message definitions stored in the bag (what Foxglove / ros2 bag need).""
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from spatial_vlm_ros.bag.messages import CameraTopics, image_array, image_msg
 from spatial_vlm_ros.bag.reader import BagReader, find_ground_truth, read_frames
 from spatial_vlm_ros.bag.writer import write_bag, write_dataset_bag
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask
 from spatial_vlm_ros.sim.dataset import Frame, GeneratorConfig, SceneRecord, generate_scenes, load_dataset
+from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask
 from spatial_vlm_ros.sim.scene_sampler import SamplerConfig
 
 W, H = 64, 48
@@ -170,9 +170,8 @@ def test_bad_requests_raise_input_errors(tmp_path, rng):
         write_bag([SceneRecord("s", frames[::-1])], tmp_path / "c")
     with pytest.raises(InputError, match="does not exist"):
         BagReader(tmp_path / "nothing")
-    with BagReader(tmp_path / "b") as reader:
-        with pytest.raises(InputError, match="no topic"):
-            list(reader.raw_messages(["/nope"]))
+    with BagReader(tmp_path / "b") as reader, pytest.raises(InputError, match="no topic"):
+        list(reader.raw_messages(["/nope"]))
     with pytest.raises(InputError, match="no colour topic"):
         read_frames(tmp_path / "b", CameraTopics(color="/other/image"))
     with pytest.raises(InputError, match="encoding"):

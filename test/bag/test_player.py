@@ -14,8 +14,8 @@ pytest.importorskip("spatial_vlm_interfaces.msg", reason="run under scripts/ros_
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation  # noqa: E402
 
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation  # noqa: E402
 from spatial_vlm_ros.bag.player import BagPlayer  # noqa: E402
 from spatial_vlm_ros.bag.writer import write_bag  # noqa: E402
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402

@@ -13,8 +13,8 @@ pytest.importorskip("spatial_vlm_interfaces.msg", reason="run under scripts/ros_
 
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from spatial_vlm_interfaces.msg import InstanceSegmentation  # noqa: E402
 
+from spatial_vlm_interfaces.msg import InstanceSegmentation  # noqa: E402
 from spatial_vlm_ros.bag.reader import BagReader  # noqa: E402
 from spatial_vlm_ros.bag.recorder import BagRecorder  # noqa: E402
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402

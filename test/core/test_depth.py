@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from spatial_vlm_ros.core.depth import (SUPPORTED_DEPTH_ENCODINGS, check_depth_image, decode_depth,
-                                        encode_depth_mm)
+from spatial_vlm_ros.core.depth import SUPPORTED_DEPTH_ENCODINGS, check_depth_image, decode_depth, encode_depth_mm
 from spatial_vlm_ros.core.errors import InputError
 
 

@@ -4,8 +4,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.core.gravity import (GravityEstimator, fit_support_plane, gravity_from_plane,
-                                          gravity_from_static, highest_support)
+from spatial_vlm_ros.core.gravity import (
+    GravityEstimator,
+    fit_support_plane,
+    gravity_from_plane,
+    gravity_from_static,
+    highest_support,
+)
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render
 

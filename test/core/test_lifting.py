@@ -5,7 +5,7 @@ Poses (camera relative to the table centre): HIGH = 0.6 m up, 35 deg down, 0.9 m
 view; tops seen from above); STEEP = 0.9 m up, 50 deg down; LEVEL = 0.12 m up, level, yawed 20 deg (only the
 fronts of most objects are seen); LOW = 0.2 m up, 8 deg down (tops seen at a grazing angle).
 """
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ POSES = {
 SEEDS = tuple(range(10))
 
 
-@lru_cache(maxsize=None)
+@cache
 def scene(pose: str, seed: int, noisy: bool = False):
     noise = dict(noise=DepthNoiseModel(), edge_holes=0.3, mask_dilate_px=2, seed=seed) if noisy else {}
     return render(random_tabletop(8, seed=seed), POSES[pose], **noise)

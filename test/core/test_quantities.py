@@ -2,13 +2,20 @@
 import math
 
 import pytest
-from reasoning_fixtures import make_object, make_scene, on_table, pitched_gravity, TABLE_Z
+from reasoning_fixtures import TABLE_Z, make_object, make_scene, on_table, pitched_gravity
 
 from spatial_vlm_ros.core.errors import QueryError
 from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.noise import DepthNoiseModel
-from spatial_vlm_ros.core.quantities import (QUANTITIES, canonical_quantity, centre_sigma, is_binary, measure,
-                                             signed_difference, surface_sigma)
+from spatial_vlm_ros.core.quantities import (
+    QUANTITIES,
+    canonical_quantity,
+    centre_sigma,
+    is_binary,
+    measure,
+    signed_difference,
+    surface_sigma,
+)
 
 NOISE = DepthNoiseModel()
 PITCHED = pitched_gravity(40.0)

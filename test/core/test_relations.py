@@ -1,13 +1,12 @@
 """Relations on analytic scenes with known answers, level and pitched cameras."""
 import numpy as np
 import pytest
-from reasoning_fixtures import make_scene, on_table, pitched_gravity, TABLE_Z
+from reasoning_fixtures import TABLE_Z, make_scene, on_table, pitched_gravity
 
 from spatial_vlm_ros.core.errors import QueryError
 from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.noise import DepthNoiseModel
-from spatial_vlm_ros.core.relations import (ALIASES, RELATIONS, canonical_relation, confidence_from_margin,
-                                            evaluate)
+from spatial_vlm_ros.core.relations import ALIASES, RELATIONS, canonical_relation, confidence_from_margin, evaluate
 
 NOISE = DepthNoiseModel()
 LEVEL = GravityFrame.from_up(np.array([0.0, -1.0, 0.0]), TABLE_Z, "static")

@@ -1,7 +1,7 @@
 """The facade the node calls: answers from one memory snapshot; bad requests give success=False."""
 import numpy as np
 import pytest
-from reasoning_fixtures import box_surface, pitched_gravity, TABLE_Z
+from reasoning_fixtures import TABLE_Z, box_surface, pitched_gravity
 
 from spatial_vlm_ros.core.memory import SceneMemory
 from spatial_vlm_ros.core.noise import DepthNoiseModel

@@ -101,6 +101,9 @@ def test_size_mismatch_raises_input_error():
     ((210, 35, 35), "red"), ((240, 130, 20), "orange"), ((120, 70, 20), "brown"), ((230, 200, 30), "yellow"),
     ((35, 160, 50), "green"), ((40, 190, 200), "cyan"), ((40, 70, 210), "blue"), ((150, 50, 180), "purple"),
     ((230, 90, 160), "pink"), ((245, 245, 240), "white"), ((128, 128, 128), "gray"), ((20, 20, 25), "black"),
+    # bright pastels keep their hue (a pastel red is pink); warm or cool off-whites stay white
+    ((250, 205, 215), "pink"), ((240, 200, 200), "pink"), ((200, 215, 245), "blue"), ((205, 240, 205), "green"),
+    ((250, 240, 225), "white"), ((230, 235, 245), "white"), ((170, 160, 150), "gray"),
 ])
 def test_color_names(rgb, name):
     assert name in COLOR_NAMES

@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.evaluation.baseline import (NAME, NO_DEPTH, NO_MASK, DepthFrame, baseline_object,
-                                                 camera_from_info, evaluate_baseline, frame_objects)
+from spatial_vlm_ros.evaluation.baseline import (
+    NAME,
+    NO_DEPTH,
+    NO_MASK,
+    DepthFrame,
+    baseline_object,
+    camera_from_info,
+    evaluate_baseline,
+    frame_objects,
+)
 from spatial_vlm_ros.evaluation.report import RunResult, write_report
 from spatial_vlm_ros.evaluation.scoring import summarize
 

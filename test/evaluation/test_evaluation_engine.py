@@ -15,8 +15,14 @@ from spatial_vlm_ros.core.questions import parse
 from spatial_vlm_ros.core.relations import RELATIONS
 from spatial_vlm_ros.evaluation.facts import merge_facts
 from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION, QueryRecord
-from spatial_vlm_ros.evaluation.runner import (EvaluationConfig, _fill_vlm, node_parameter_overrides, run_evaluation,
-                                               template_question, vlm_parameter_overrides)
+from spatial_vlm_ros.evaluation.runner import (
+    EvaluationConfig,
+    _fill_vlm,
+    node_parameter_overrides,
+    run_evaluation,
+    template_question,
+    vlm_parameter_overrides,
+)
 
 
 @pytest.mark.parametrize("relation", sorted(RELATIONS))

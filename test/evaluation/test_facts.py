@@ -9,8 +9,7 @@ from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.observation import TrackedObject
 from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.scene import Scene
-from spatial_vlm_ros.evaluation.facts import (ANTISYMMETRIC, ORDERED, SYMMETRIC, canonical_asking, fact_key,
-                                              merge_facts)
+from spatial_vlm_ros.evaluation.facts import ANTISYMMETRIC, ORDERED, SYMMETRIC, canonical_asking, fact_key, merge_facts
 from spatial_vlm_ros.evaluation.records import QueryRecord
 from spatial_vlm_ros.evaluation.scoring import score_quantities, score_relations
 

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from spatial_vlm_ros.evaluation.records import FrameStats, QueryRecord
-from spatial_vlm_ros.evaluation.report import (FrameAnnotation, RunResult, draw_annotation, records_table,
-                                               write_report)
+from spatial_vlm_ros.evaluation.report import FrameAnnotation, RunResult, draw_annotation, records_table, write_report
 from spatial_vlm_ros.evaluation.scoring import summarize
 
 
@@ -57,5 +56,5 @@ def test_draw_annotation_adds_caption_strip():
 
 def test_records_table_shows_prediction_and_truth():
     lines = records_table(_records())
-    assert any("left_of" in l and "yes" in l for l in lines)
-    assert any("height(cup)" in l and "failed" in l for l in lines)
+    assert any("left_of" in line and "yes" in line for line in lines)
+    assert any("height(cup)" in line and "failed" in line for line in lines)

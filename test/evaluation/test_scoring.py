@@ -4,9 +4,15 @@ import math
 import pytest
 
 from spatial_vlm_ros.evaluation.records import FrameStats, QueryRecord
-from spatial_vlm_ros.evaluation.scoring import (acceptance, failure_breakdown, percentiles, score_quantities,
-                                                score_relations, summarize, within)
-
+from spatial_vlm_ros.evaluation.scoring import (
+    acceptance,
+    failure_breakdown,
+    percentiles,
+    score_quantities,
+    score_relations,
+    summarize,
+    within,
+)
 
 _stamps = iter(range(1, 10**6))
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from spatial_vlm_ros.evaluation.matching import match_objects
-from spatial_vlm_ros.evaluation.truth_queries import (askable_objects, frame_queries, frame_sets, label_names)
+from spatial_vlm_ros.evaluation.truth_queries import askable_objects, frame_queries, frame_sets, label_names
 
 
 def _obj(oid, label, center, visible=True, size=(0.1, 0.1, 0.1)):

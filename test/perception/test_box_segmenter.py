@@ -45,7 +45,7 @@ def test_an_object_in_front_of_a_bigger_one_gets_its_own_mask():
     boxes = detections_from_mask(frame.mask, frame.ids, frame.labels)
     u0, v0, u1, v1 = boxes[1].corners()
     U0, V0, U1, V1 = boxes[0].corners()
-    assert U0 < u0 and u1 < U1 and V0 < v0                      # the mug's box lies inside the big box's
+    assert u0 > U0 and u1 < U1 and v0 > V0                      # the mug's box lies inside the big box's
     _, _, found = _segment(frame, boxes)
     got = _by_label(found)
     assert set(got) == {"box", "mug"}

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from spatial_vlm_ros import cli
+from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.perception import learned_cli
 from spatial_vlm_ros.perception.open_vocab import META_FILE, ONNX_FILE, OpenVocabParams, ZeroShotBoxDetector
 from spatial_vlm_ros.sim import analytic
-from spatial_vlm_ros.core.noise import DepthNoiseModel
 
 
 @pytest.fixture(scope="session")

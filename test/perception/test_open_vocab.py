@@ -13,8 +13,13 @@ from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.perception import open_vocab, sam2_segmenter
 from spatial_vlm_ros.perception.base import Instance
-from spatial_vlm_ros.perception.open_vocab import (OpenVocabDetector, OpenVocabParams, ZeroShotBoxDetector,
-                                                   clean_classes, select_detections)
+from spatial_vlm_ros.perception.open_vocab import (
+    OpenVocabDetector,
+    OpenVocabParams,
+    ZeroShotBoxDetector,
+    clean_classes,
+    select_detections,
+)
 from spatial_vlm_ros.runtime.loading import MissingModelError
 from spatial_vlm_ros.sim import analytic
 

@@ -29,13 +29,13 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+from ros_harness import FrameMessages, frame_messages
 from sensor_msgs.msg import CameraInfo, Image
 
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.relations import RELATIONS
 from spatial_vlm_ros.ros import conversions as conv
-from ros_harness import FrameMessages, frame_messages
 
 SLOTS = ("color", "depth", "camera_info", "instances")
 GRID_S = 0.1                          # spacing of the normal time line; the node's slop must be < GRID_S / 4
@@ -182,7 +182,7 @@ def image_fault(rng: random.Random, msg: Image, slot: str) -> str:
 
 
 def _bad_encoding(rng: random.Random, slot: str) -> str:
-    pools = {"color": ["yuv422", "16UC1", "32FC1", "mono8", "mono16", "rgba8", "bgra8", "RGB8", "rgb8 ",
+    pools = {"color": ["yuv422", "16UC1", "32FC1", "mono8", "mono16", "RGBA8", "bgra16", "RGB8", "rgb8 ",
                        "bayer_rggb8", "8UC3"],
              "depth": ["mono8", "rgb8", "bgr8", "16SC1", "32FC2", "64FC1", "16uc1", "8UC1", "yuv422"],
              "mask": ["32FC1", "rgb8", "bgr8", "16SC1", "8UC1", "32SC1", "MONO8"]}

@@ -17,10 +17,10 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
-from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
-from spatial_vlm_interfaces.srv import ListObjects
 from visualization_msgs.msg import MarkerArray
 
+from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, SpatialObjectArray
+from spatial_vlm_interfaces.srv import ListObjects
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
@@ -126,7 +126,7 @@ class NodeHarness:
         self.executor.add_node(self.tester)
         self.thread = threading.Thread(target=self.executor.spin, name="executor", daemon=False)
 
-    def __enter__(self) -> "NodeHarness":
+    def __enter__(self) -> NodeHarness:
         self.thread.start()
         self._wait_for_matching()
         return self
@@ -225,7 +225,7 @@ def ros_init() -> None:
         rclpy.init()
 
 
-def memory_rows(harness: "NodeHarness") -> list[tuple]:
+def memory_rows(harness: NodeHarness) -> list[tuple]:
     """The node's memory as ``~/list_objects`` reports it, one tuple per object (id, label, observations,
     centre, size, last_seen), to compare before and after."""
     res = harness.call(ListObjects, "list_objects")

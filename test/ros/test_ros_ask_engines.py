@@ -18,9 +18,9 @@ pytest.importorskip("transformers")
 import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from spatial_vlm_interfaces.srv import Ask  # noqa: E402
-
 from ros_harness import NodeHarness, default_scene, frame_messages, wait_until  # noqa: E402
+
+from spatial_vlm_interfaces.srv import Ask  # noqa: E402
 from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode  # noqa: E402
 from spatial_vlm_ros.vlm.ask_engines import grounding_context  # noqa: E402
 from spatial_vlm_ros.vlm.engine import VLMRequest  # noqa: E402

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from spatial_vlm_interfaces.srv import GetRelation
+from ros_harness import NodeHarness, default_scene, frame_messages, memory_rows, stamp_clock
 
+from spatial_vlm_interfaces.srv import GetRelation
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.ros import conversions as conv
-from ros_harness import NodeHarness, default_scene, frame_messages, memory_rows, stamp_clock
 
 SCENE = default_scene()
 SMALL = default_scene(160, 120)

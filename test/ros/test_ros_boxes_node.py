@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
+from ros_harness import NodeHarness, default_scene, frame_messages, memory_rows, stamp_clock, wait_until
+
 from spatial_vlm_interfaces.msg import Detections2D
 from spatial_vlm_interfaces.srv import GetRelation, ListObjects, Measure, SetClasses
-
 from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
-from ros_harness import NodeHarness, default_scene, frame_messages, memory_rows, stamp_clock, wait_until
 
 SCENE = default_scene()
 TRUTH = {t.label: t for t in SCENE.objects}

@@ -8,10 +8,18 @@ from sensor_msgs.msg import CameraInfo, Image
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.observation import TrackedObject
-from spatial_vlm_ros.ros.conversions import (array_to_image, camera_info_from_model, camera_model_from_info,
-                                             color_to_rgb, image_to_array, seconds_to_stamp,
-                                             segmentation_from_msg, segmentation_to_msg, spatial_object_msg,
-                                             stamp_to_seconds)
+from spatial_vlm_ros.ros.conversions import (
+    array_to_image,
+    camera_info_from_model,
+    camera_model_from_info,
+    color_to_rgb,
+    image_to_array,
+    seconds_to_stamp,
+    segmentation_from_msg,
+    segmentation_to_msg,
+    spatial_object_msg,
+    stamp_to_seconds,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -57,6 +65,15 @@ def test_bgr_is_returned_as_rgb():
     rgb = RNG.integers(0, 255, (3, 4, 3), dtype=np.uint8)
     np.testing.assert_array_equal(color_to_rgb(array_to_image(rgb[:, :, ::-1], "bgr8")), rgb)
     np.testing.assert_array_equal(color_to_rgb(array_to_image(rgb, "rgb8")), rgb)
+
+
+def test_four_channel_colour_drops_alpha_and_swaps_bgr():
+    rgb = RNG.integers(0, 255, (3, 4, 3), dtype=np.uint8)
+    alpha = RNG.integers(0, 255, (3, 4, 1), dtype=np.uint8)
+    bgra = np.concatenate([rgb[:, :, ::-1], alpha], axis=2)
+    np.testing.assert_array_equal(color_to_rgb(array_to_image(bgra, "bgra8")), rgb)
+    rgba = np.concatenate([rgb, alpha], axis=2)
+    np.testing.assert_array_equal(color_to_rgb(array_to_image(rgba, "rgba8")), rgb)
 
 
 @pytest.mark.parametrize("msg,needle", [

@@ -4,9 +4,9 @@ here. Messages only, no DDS."""
 from types import SimpleNamespace as NS
 
 import pytest
+
 from spatial_vlm_interfaces.msg import Detection2D as Detection2DMsg
 from spatial_vlm_interfaces.msg import Detections2D
-
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Detection2D
 from spatial_vlm_ros.ros import conversions as conv

@@ -13,13 +13,13 @@ import threading
 import time
 from collections import Counter
 
+import fuzz_inputs as fz
 import pytest
 import rclpy
-from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
-
-import fuzz_inputs as fz
-from spatial_vlm_ros.ros import conversions as conv
 from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
+
+from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
+from spatial_vlm_ros.ros import conversions as conv
 
 SEED = int(os.environ.get("SVR_FUZZ_SEED", "8"))
 SCENE = default_scene(160, 120)           # small frames: the storm is about content, not bandwidth
@@ -82,7 +82,7 @@ class _Requester:
             service, fields = self.requests[index]
             done = threading.Event()
             future = self.clients[service].call_async(SERVICES[service].Request(**fields))
-            future.add_done_callback(lambda _: done.set())
+            future.add_done_callback(lambda _, done=done: done.set())   # this request's event, even if late
             if not done.wait(REQUEST_TIMEOUT_S):
                 self._problem(index, service, fields, f"no answer within {REQUEST_TIMEOUT_S} s")
                 continue

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_client import LifecycleClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from spatial_vlm_interfaces.srv import ListObjects
+from ros_harness import TOPICS, NodeHarness, default_scene, frame_messages, stamp_clock, stop_process, wait_until
 
-from lifecycle_client import LifecycleClient
-from ros_harness import (TOPICS, NodeHarness, default_scene, frame_messages, stamp_clock, stop_process,
-                         wait_until)
+from spatial_vlm_interfaces.srv import ListObjects
 from spatial_vlm_ros.ros.qos import diagnostics_qos
 
 ROOT = Path(__file__).resolve().parents[2]

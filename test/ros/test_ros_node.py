@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
+from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker
 
-from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
+from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
 
 SCENE = default_scene()
 TRUTH = {t.label: t for t in SCENE.objects}
@@ -185,7 +185,7 @@ def test_services_answer_while_a_frame_is_processed_and_stale_frames_are_dropped
         puts = node.handoff.put_count
         for k in range(1, 4):                                  # arrive while the worker is busy
             harness.publish(frame_messages(SCENE, 200.0 + 0.1 * k))
-            assert wait_until(lambda: node.handoff.put_count == puts + k, 5.0)
+            assert wait_until(lambda k=k: node.handoff.put_count == puts + k, 5.0)
         assert wait_until(lambda: node.handoff.dropped >= dropped + 2, 5.0)
         res = harness.call(GetRelation, "get_relation", timeout=2.0, subject="box", relation="left_of",
                            reference="mug")

@@ -7,10 +7,10 @@ Run with ``SVR_ISOLATE=1 scripts/ros_env.sh python -m pytest -q test/ros``.
 """
 import pytest
 import rclpy
-from spatial_vlm_interfaces.srv import ListObjects, SetClasses
-
-from spatial_vlm_ros.perception import open_vocab
 from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
+
+from spatial_vlm_interfaces.srv import ListObjects, SetClasses
+from spatial_vlm_ros.perception import open_vocab
 
 SCENE = default_scene(160, 120)
 
@@ -50,6 +50,6 @@ def test_frames_in_objects_out(harness):
         n_objects = len(harness.objects)
         assert harness.publish_and_wait(frame_messages(SCENE, 400.0 + 0.1 * k), timeout=30.0), \
             f"frame not processed: {stats.snapshot().last_error}"
-        assert wait_until(lambda: len(harness.objects) > n_objects, 5.0), "no ~/objects after a processed frame"
+        assert wait_until(lambda n=n_objects: len(harness.objects) > n, 5.0), "no ~/objects after a processed frame"
     assert harness.objects[-1].header.stamp.sec == 400
     assert harness.call(ListObjects, "list_objects").success

@@ -1,14 +1,15 @@
 """Integration: an RGB-only camera (``depth_source: model``). The node subscribes colour, camera info and
 the detections, never a depth topic, and a frame runs end to end through a tiny randomly initialised depth
-model, on PyTorch and on onnxruntime (its ONNX export). PLUMBING ONLY: the random model's depth means nothing, so nothing here checks geometry or accuracy.
+model, on PyTorch and on onnxruntime (its ONNX export). PLUMBING ONLY: the random model's depth means nothing,
+so nothing here checks geometry or accuracy.
 
 Run with ``SVR_ISOLATE=1 scripts/ros_env.sh python -m pytest -q test/ros``.
 """
 import pytest
 import rclpy
+from ros_harness import TOPICS, NodeHarness, default_scene, frame_messages, wait_until
 
 from spatial_vlm_ros.perception import mono_depth
-from ros_harness import TOPICS, NodeHarness, default_scene, frame_messages, wait_until
 
 SCENE = default_scene(160, 120)
 SLOTS = ["color", "camera_info", "detections"]
@@ -24,7 +25,8 @@ def harness(request, tiny_depth_model, tmp_path_factory):
     if not rclpy.ok():
         rclpy.init()
     overrides = {"detector": "boxes", "depth_source": "model", "depth_model.model": str(tiny_depth_model),
-                 "depth_model.device": "cpu", "diagnostics_period_s": 0.1, "frame_worker": "thread", "stale_after_s": 0.4}
+                 "depth_model.device": "cpu", "diagnostics_period_s": 0.1, "frame_worker": "thread",
+                 "stale_after_s": 0.4}
     if request.param == "onnx":
         onnx_dir = tmp_path_factory.mktemp("depth_onnx")
         mono_depth.export_onnx(str(tiny_depth_model), onnx_dir, image_size=(SCENE.camera.height,
@@ -56,7 +58,7 @@ def test_rgb_only_frames_run_through_the_depth_model(harness):
     for k in range(3):
         done = stats.frames_processed + stats.frames_failed
         harness.publish(frame_messages(SCENE, 300.0 + 0.1 * k))
-        assert wait_until(lambda: stats.frames_processed + stats.frames_failed > done, 30.0), \
+        assert wait_until(lambda done=done: stats.frames_processed + stats.frames_failed > done, 30.0), \
             "the RGB-only frame was never matched and processed"
     assert harness.node.sync.stats.matched_sets >= 3
     error = stats.snapshot().last_error

@@ -11,9 +11,9 @@ import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from spatial_vlm_interfaces.srv import Ask, ListObjects
-
 from ros_harness import NodeHarness, default_scene, frame_messages, stop_process, wait_until
+
+from spatial_vlm_interfaces.srv import Ask, ListObjects
 from spatial_vlm_ros.ros.qos import sensor_qos
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from spatial_vlm_interfaces.srv import Ask
-
 from ros_harness import NodeHarness, default_scene, frame_messages, wait_until
+
+from spatial_vlm_interfaces.srv import Ask
 from spatial_vlm_ros.ros.vlm_forwarding import MAX_WAITING
 from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode
 

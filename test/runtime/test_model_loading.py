@@ -4,8 +4,13 @@ import json
 import pytest
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.runtime.loading import (MissingModelError, check_local_model_dir, fetch_hint, is_offline,
-                                             resolve_model)
+from spatial_vlm_ros.runtime.loading import (
+    MissingModelError,
+    check_local_model_dir,
+    fetch_hint,
+    is_offline,
+    resolve_model,
+)
 
 
 def _model_dir(tmp_path, weights="model.safetensors", config=True):

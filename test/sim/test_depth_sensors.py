@@ -6,8 +6,7 @@ import pytest
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.sim import analytic as A
-from spatial_vlm_ros.sim.depth_sensors import (SENSORS, GaussianDepth, StereoDepth, ToFDepth, make_sensor,
-                                               sensor_name)
+from spatial_vlm_ros.sim.depth_sensors import SENSORS, GaussianDepth, StereoDepth, ToFDepth, make_sensor, sensor_name
 from spatial_vlm_ros.sim.sensor_effects import back_project
 
 F = 600.0

@@ -6,8 +6,14 @@ import pytest
 
 from spatial_vlm_ros.core.errors import InputError, QueryError
 from spatial_vlm_ros.core.questions import UnrecognisedQuestion
-from spatial_vlm_ros.vlm.ask_engines import (ENGINES, VLMReply, canonical_engine, engine_fields, grounding_context,
-                                             template_kind)
+from spatial_vlm_ros.vlm.ask_engines import (
+    ENGINES,
+    VLMReply,
+    canonical_engine,
+    engine_fields,
+    grounding_context,
+    template_kind,
+)
 
 GEOMETRY = {"success": True, "message": "mug_1 is left of bowl_1: margin +0.2 m", "answer": "Yes, the mug is "
             "to the left of the bowl.", "kind": "yes_no", "yes": True, "value": 0.0, "confidence": 0.99}

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.vlm.interventions import (InterventionConfig, apply_interventions, resolve_layer,
-                                               text_norm_stats)
+from spatial_vlm_ros.vlm.interventions import InterventionConfig, apply_interventions, resolve_layer, text_norm_stats
 from spatial_vlm_ros.vlm.tiny_models import qwen2_vl_pixel_inputs, tiny_llava, tiny_qwen2_vl
 
 

@@ -22,8 +22,8 @@ import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from spatial_vlm_interfaces.srv import Ask  # noqa: E402
 
+from spatial_vlm_interfaces.srv import Ask  # noqa: E402
 from spatial_vlm_ros.core.errors import SpatialError  # noqa: E402
 from spatial_vlm_ros.ros import conversions as conv  # noqa: E402
 from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode  # noqa: E402

@@ -16,9 +16,9 @@ import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+
 from spatial_vlm_interfaces.msg import SpatialObject, SpatialObjectArray  # noqa: E402
 from spatial_vlm_interfaces.srv import Ask  # noqa: E402
-
 from spatial_vlm_ros.ros import conversions as conv  # noqa: E402
 from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode  # noqa: E402
 from spatial_vlm_ros.vlm.engine import VLMRequest  # noqa: E402

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.evaluation.whatsup import (Outcome, WhatsUpExample, evaluate, is_correct, metrics)
+from spatial_vlm_ros.evaluation.whatsup import Outcome, WhatsUpExample, evaluate, is_correct, metrics
 from spatial_vlm_ros.evaluation.whatsup_sets import SET_KINDS, generate_sets
 
 
