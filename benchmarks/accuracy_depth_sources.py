@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import accuracy_offline as A  # noqa: E402
 
-from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
+from spatial_vlm_ros.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.sim import dataset as D  # noqa: E402
 from spatial_vlm_ros.sim.sensor_noise import StereoNoise  # noqa: E402
 

@@ -11,7 +11,7 @@ Renders (once, cached under ``out/accuracy/``) tabletop scene sets with ``sim.da
 (640x480, a few frames per scene from a moving camera, depth through a simulated sensor: ``--sensor stereo``
 (default, D4xx-like), ``gaussian`` (what the node's noise model assumes) or ``tof``; ``all`` runs each in turn
 and ends with a side-by-side table; the views are the same for every sensor), runs every frame through
-``core.pipeline.FramePipeline`` configured exactly as the node is (``config/perception.yaml`` through
+``spatial_vlm_ros.pipeline.FramePipeline`` configured exactly as the node is (``config/perception.yaml`` through
 ``ros.parameters``, which is ROS-free, plus the evaluation's overrides), resets it between scenes like the
 evaluation's ``~/reset``, and after the last frame of each scene asks every ground-truth relation and quantity
 of that frame through ``core.spatial_queries.SpatialQueries`` (objects named by their unique labels, as the
@@ -50,13 +50,13 @@ sys.path.insert(0, str(ROOT))
 from spatial_vlm_ros.core.camera import CameraModel  # noqa: E402
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
 from spatial_vlm_ros.core.frame import Frame, Segmentation  # noqa: E402
-from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries  # noqa: E402
 from spatial_vlm_ros.evaluation.baseline import DepthFrame, evaluate_baseline  # noqa: E402
 from spatial_vlm_ros.evaluation.matching import match_objects  # noqa: E402
 from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION  # noqa: E402
 from spatial_vlm_ros.evaluation.scoring import summarize  # noqa: E402
 from spatial_vlm_ros.evaluation.truth_queries import NOT_FOUND, askable_objects, frame_queries, label_names  # noqa: E402
+from spatial_vlm_ros.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, pipeline_config, validate_values  # noqa: E402
 from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS, make_sensor  # noqa: E402
 from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask  # noqa: E402

@@ -1,4 +1,4 @@
-"""Per-frame cost of ``core.pipeline.FramePipeline.process`` on one CPU core (issue 8's target: a 640x480
+"""Per-frame cost of ``spatial_vlm_ros.pipeline.FramePipeline.process`` on one CPU core (issue 8's target: a 640x480
 frame with 10 objects, external masks, in <= 5 ms p95): decode, gravity (support plane), lift, memory.
 
 Frames: one analytic tabletop scene (``sim.analytic``) seen by a static camera, rendered ``--renders`` times
@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from spatial_vlm_ros.core.depth import encode_depth_mm  # noqa: E402
 from spatial_vlm_ros.core.frame import Frame, Segmentation  # noqa: E402
 from spatial_vlm_ros.core.noise import DepthNoiseModel  # noqa: E402
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig  # noqa: E402
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig  # noqa: E402
 from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render  # noqa: E402
 
 TARGET_MS = 5.0

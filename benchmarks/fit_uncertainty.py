@@ -43,12 +43,12 @@ sys.path.insert(0, str(HERE.parent))
 import accuracy_offline as acc  # noqa: E402
 
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
-from spatial_vlm_ros.core.pipeline import FramePipeline  # noqa: E402
 from spatial_vlm_ros.core.quantities import centre_sigma, extent_sigma, footprint, unit  # noqa: E402
 from spatial_vlm_ros.core.uncertainty import LiftingError, ray_basis  # noqa: E402
 from spatial_vlm_ros.evaluation.calibration import HIGH_CONFIDENCE, reliability  # noqa: E402
 from spatial_vlm_ros.evaluation.facts import merge_facts  # noqa: E402
 from spatial_vlm_ros.evaluation.truth_queries import askable_objects, label_names  # noqa: E402
+from spatial_vlm_ros.pipeline import FramePipeline  # noqa: E402
 
 COVERAGE = 0.95
 MAX_WRONG_AT_099 = 0.005

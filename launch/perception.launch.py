@@ -23,7 +23,7 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 
-DETECTORS = ("external", "tabletop", "boxes", "open_vocab")      # spatial_vlm_ros.core.pipeline.DETECTORS
+DETECTORS = ("external", "tabletop", "boxes", "open_vocab")      # spatial_vlm_ros.pipeline.DETECTORS
 DEPTH_SOURCES = ("sensor", "model", "fuse")
 
 

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="start the node(s) from a parameter file (no `launch` needed)")
     r.add_argument("--params", default=None, help="parameter YAML (default: config/perception.yaml)")
     r.add_argument("--namespace", default="")
-    from spatial_vlm_ros.core.pipeline import DETECTORS
+    from spatial_vlm_ros.pipeline import DETECTORS
     r.add_argument("--detector", default=None, choices=DETECTORS, help="override the file's detector")
     r.add_argument("--nodes", nargs="+", default=["perception"], choices=["perception", "vlm"])
     r.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="passed to rclpy (remappings)")

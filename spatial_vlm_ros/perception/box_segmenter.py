@@ -29,12 +29,11 @@ All boxes of a frame are segmented jointly, inside the bounding rectangle of all
    where an occluder hides one side of its rim), with the stereo shadows beside them.
 
 Pixels: u right, v down, centre of pixel (u, v) at integer coordinates; boxes are ``core.frame.Detection2D``.
-Depth in metres along the camera optical z axis. Speed: ``benchmark_segmenter`` (figures in
+Depth in metres along the camera optical z axis. Speed: ``benchmarks/bench_boxes.py`` (figures in
 ``docs/boxes_detector.md``).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -554,26 +553,3 @@ def _spans(own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             out.append((idx[:, None] >= first[None, :]) & (idx[:, None] <= last[None, :]))
     return out[0], out[1]
 
-
-def benchmark_segmenter(n_boxes: int = 10, width: int = 640, height: int = 480, repeats: int = 20,
-                        seed: int = 0) -> dict:
-    """ms per frame of ``DepthBoxSegmenter`` on an analytic tabletop scene with ``n_boxes`` objects and their
-    ground-truth boxes (``sim.analytic``): median and 90th percentile of the wall time over ``repeats`` runs
-    after a warm-up, and the median CPU time of this process (steadier on a shared machine)."""
-    from spatial_vlm_ros.sim.analytic import CameraPose, default_camera, random_tabletop, render
-    from spatial_vlm_ros.sim.detections import detections_from_mask
-
-    camera = default_camera(width, height)
-    frame = render(random_tabletop(n_boxes, seed=seed), CameraPose(), camera, noise=DepthNoiseModel(),
-                   edge_holes=0.3, seed=seed)
-    boxes = detections_from_mask(frame.mask, frame.ids, frame.labels)
-    seg = DepthBoxSegmenter()
-    seg.segment(frame.rgb, frame.depth, camera, frame.gravity, boxes)
-    times, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        seg.segment(frame.rgb, frame.depth, camera, frame.gravity, boxes)
-        times.append(1e3 * (time.perf_counter() - t))
-        cpu.append(1e3 * (time.process_time() - c))
-    return {"boxes": len(boxes), "width": width, "height": height, "ms_p50": float(np.median(times)),
-            "ms_p90": float(np.percentile(times, 90)), "cpu_ms_p50": float(np.median(cpu)), "repeats": repeats}

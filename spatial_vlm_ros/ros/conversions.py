@@ -4,7 +4,7 @@
   padding) and ``is_bigendian``. Pixel values are returned unchanged (depth units are decoded by
   ``core.depth.decode_depth`` from the encoding: 16UC1/mono16 millimetres, 32FC1 metres).
 - ``sensor_msgs/CameraInfo`` -> ``core.camera.CameraModel``.
-- ``spatial_vlm_interfaces/InstanceSegmentation`` -> ``core.pipeline.Segmentation`` (ids mask + labels).
+- ``spatial_vlm_interfaces/InstanceSegmentation`` -> ``spatial_vlm_ros.pipeline.Segmentation`` (ids mask + labels).
 - ``spatial_vlm_interfaces/Detections2D`` and ``vision_msgs/Detection2DArray`` -> ``core.frame.Detection2D``
   boxes (pixels: centre and full size). The vision_msgs conversion is duck-typed (attribute access only), so
   it needs no vision_msgs installation; ``VisionDetection2DArray`` is its message class, or None where

@@ -46,8 +46,8 @@ from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, Spati
 from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.frame import Frame
 from spatial_vlm_ros.core.noise import DepthNoiseModel
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.core.scene import Scene
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.ros import conversions as conv
 from spatial_vlm_ros.ros.diagnostics import UP_ASSUMED, UP_SOURCE
 from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue

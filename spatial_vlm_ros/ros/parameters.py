@@ -28,7 +28,6 @@ from spatial_vlm_ros.core.gravity import GravityParams
 from spatial_vlm_ros.core.lifting import AMODAL_MODES, LiftingParams
 from spatial_vlm_ros.core.memory import MemoryParams
 from spatial_vlm_ros.core.noise import DepthNoiseModel
-from spatial_vlm_ros.core.pipeline import DEPTH_SOURCES, DETECTORS, PipelineConfig
 from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.uncertainty import FITTED_LIFTING_ERROR, LiftingError
 from spatial_vlm_ros.perception.boxes import BoxesParams
@@ -36,6 +35,7 @@ from spatial_vlm_ros.perception.mono_depth import BACKENDS as DEPTH_BACKENDS
 from spatial_vlm_ros.perception.mono_depth import DepthModelParams
 from spatial_vlm_ros.perception.open_vocab import OpenVocabParams
 from spatial_vlm_ros.perception.tabletop import TabletopParams
+from spatial_vlm_ros.pipeline import DEPTH_SOURCES, DETECTORS, PipelineConfig
 from spatial_vlm_ros.runtime.device import DTYPES
 
 NODE_NAME = "spatial_perception"

@@ -135,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None,
                         help="ROS 2 parameter file (default: config/<node>.yaml for each node)")
     parser.add_argument("--namespace", default="", help="namespace of the node(s), e.g. robot1")
-    from spatial_vlm_ros.core.pipeline import DETECTORS
+    from spatial_vlm_ros.pipeline import DETECTORS
     parser.add_argument("--detector", choices=DETECTORS, default=None,
                         help="override the file's detector")
     parser.add_argument("--nodes", nargs="+", default=["perception"], choices=list(NODES),

@@ -1,4 +1,4 @@
-"""Lifting one frame to a metric 3D scene with the package's own ``core.pipeline.FramePipeline``.
+"""Lifting one frame to a metric 3D scene with the package's own ``spatial_vlm_ros.pipeline.FramePipeline``.
 
 Each frame is lifted on its own: the pipeline's scene memory and gravity estimate are reset before every frame
 (frames of a data set are unrelated views), so a frame's objects never depend on which worker saw which frame
@@ -16,8 +16,8 @@ import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.observation import TrackedObject
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.core.scene import Scene
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 
 from .frames import FrameInput, FrameTruth
 

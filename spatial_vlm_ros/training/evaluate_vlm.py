@@ -357,7 +357,7 @@ def main(argv=None) -> int:
         rows = run(args.model, args.seed, n_sets=args.sets, report_dir=args.report,
                    ablations=not args.no_ablations)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"spatial_vlm evaluate-vlm: {err}", file=sys.stderr)
         return 2
     trained = rows[0]
     print(trained.whatsup.table())

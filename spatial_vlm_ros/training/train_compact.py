@@ -485,7 +485,7 @@ def main(argv=None) -> int:
         train(load_preset(args.preset), args.out, seed=args.seed, data_dir=args.data, resume=args.resume,
               minutes=args.minutes, max_steps=args.max_steps)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"spatial_vlm train: {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -9,7 +9,7 @@ from spatial_vlm_ros.core.depth_fusion import FusionParams, align_depth, fill_ho
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Frame, Segmentation
 from spatial_vlm_ros.core.noise import DepthNoiseModel
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.sim import analytic
 
 OBJECTS = [

@@ -6,7 +6,7 @@ from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Frame, Segmentation
 from spatial_vlm_ros.core.gravity import GravityParams
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.sim import analytic
 
 OBJECTS = [

@@ -5,7 +5,7 @@ import pytest
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Frame, Segmentation
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.sim import analytic
 
 OBJECTS = [analytic.BoxObject("box", (-0.15, 0.05), (0.12, 0.12, 0.20)),

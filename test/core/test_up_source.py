@@ -7,8 +7,8 @@ from scipy.spatial.transform import Rotation
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.core.frame import Frame, Segmentation
 from spatial_vlm_ros.core.gravity import GravityEstimator, GravityParams
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.sim import analytic
 from spatial_vlm_ros.sim.analytic import CameraPose, random_tabletop, render
 

@@ -8,9 +8,9 @@ import pytest
 from spatial_vlm_ros.core.depth import encode_depth_mm
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Detection2D, Frame
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
 from spatial_vlm_ros.perception.boxes import BoxesDetector, BoxesParams, check_detections
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.sim import analytic
 from spatial_vlm_ros.sim.detections import DetectionJitter, detections_from_mask
 

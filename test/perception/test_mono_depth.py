@@ -14,8 +14,8 @@ from spatial_vlm_ros.core.depth_fusion import FusionParams
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Frame, Segmentation
 from spatial_vlm_ros.core.lifting import LiftingParams
-from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.perception import mono_depth as M
+from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 from spatial_vlm_ros.runtime.loading import MissingModelError
 from spatial_vlm_ros.sim import analytic
 
@@ -144,7 +144,7 @@ def test_pipeline_fuses_the_tiny_model_with_sensor_depth(tiny):
 
 
 def test_sensor_depth_never_imports_torch():
-    code = ("import sys\nfrom spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig\n"
+    code = ("import sys\nfrom spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig\n"
             "import spatial_vlm_ros.ros.parameters\nFramePipeline(PipelineConfig())\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

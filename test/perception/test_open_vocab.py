@@ -106,7 +106,7 @@ def test_depth_segmenter_is_the_default_without_a_sam_model(tiny_dirs, scene):
 
 
 def test_pipeline_and_parameters_build_the_open_vocab_detector(tiny_dirs):
-    from spatial_vlm_ros.core.pipeline import PipelineConfig, make_detector
+    from spatial_vlm_ros.pipeline import PipelineConfig, make_detector
     from spatial_vlm_ros.ros.parameters import pipeline_config, validate_values
 
     values = validate_values({"detector": "open_vocab", "open_vocab.model": str(tiny_dirs[0]),
@@ -202,7 +202,7 @@ def test_frame_pipeline_runs_open_vocab_with_depth_masks(tiny_dirs, scene):
     frames in, lifted objects with the prompted labels out. (Random SAM 2 masks would mostly cover the table,
     which lifting rightly rejects.)"""
     from spatial_vlm_ros.core.frame import Frame
-    from spatial_vlm_ros.core.pipeline import FramePipeline, PipelineConfig
+    from spatial_vlm_ros.pipeline import FramePipeline, PipelineConfig
 
     config = PipelineConfig(detector="open_vocab", open_vocab=_params(
         tiny_dirs[0], max_detections=20, score_threshold=0.0, segmenter="depth"))

@@ -233,7 +233,7 @@ def test_bad_arguments_give_one_line_errors(trained, tmp_path, capsys, tiny_pres
         capsys.readouterr()
         assert fn(argv) == 2, argv
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+        assert len(err.splitlines()) == 1 and err.startswith("spatial_vlm ") and message in err, err
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {hidden: 64, colour: 3}\n")
     with pytest.raises(InputError, match="unknown compact model keys"):

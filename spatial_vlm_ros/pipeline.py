@@ -1,5 +1,8 @@
 """The per-frame pipeline, ROS-free: validate/decode -> detect -> gravity -> lift -> scene memory.
 
+It composes the core (geometry, gravity, lifting, memory) with the detectors of ``perception``, so it lives
+above both: ``core`` never imports ``perception``.
+
 One ``Frame`` (numpy colour + raw depth + ``CameraModel`` + optional external ``Segmentation``) goes in; the
 updated objects, the frame's warnings and per-step timings come out. A frame that cannot be used raises
 ``InputError`` and changes nothing: not the scene memory, and not the gravity estimate (its update is rolled
