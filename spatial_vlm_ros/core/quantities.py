@@ -16,6 +16,7 @@ error (``noise.lifting``, ``core.uncertainty``) in quadrature:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,9 +122,33 @@ def cloud_gap(a: TrackedObject, b: TrackedObject, scene: Scene) -> float:
     pb = np.asarray(b.points, dtype=np.float64).reshape(-1, 3)
     if len(pa) == 0 or len(pb) == 0:
         return box_gap(a, b)
-    small, large = (pa, pb) if len(pa) <= len(pb) else (pb, pa)
-    dist, _ = cKDTree(large).query(small, k=1)
+    (small, _), (_, large) = sorted(((pa, a.points), (pb, b.points)), key=lambda pair: len(pair[0]))
+    dist, _ = points_tree(large).query(small, k=1)
     return float(np.min(dist))
+
+
+#: id(points array) -> (weak reference to that array, its KD-tree); an entry goes when its array is freed
+_TREES: dict[int, tuple[weakref.ref, cKDTree]] = {}
+
+
+def points_tree(points: np.ndarray) -> cKDTree:
+    """KD-tree of an (N, 3) points array, built once per array object and reused while the array lives.
+
+    A planner asks many pair questions about one scene snapshot; each object's tree is then built once, not
+    once per question. Keyed by the array's identity, checked through a weak reference (an address reused by
+    a later array never hits an old tree); arrays are never modified in place once an object holds them.
+    """
+    key = id(points)
+    entry = _TREES.get(key)
+    if entry is not None and entry[0]() is points:
+        return entry[1]
+    tree = cKDTree(np.array(points, dtype=np.float64).reshape(-1, 3))   # a copy: the tree must not keep `points` alive
+    try:
+        ref = weakref.ref(points, lambda _ref, key=key, trees=_TREES: trees.pop(key, None))
+    except TypeError:                      # not weak-referenceable (e.g. a list): no caching
+        return tree
+    _TREES[key] = (ref, tree)
+    return tree
 
 
 # ----------------------------------------------------------------------------- quantities

@@ -115,3 +115,24 @@ def test_names_aliases_and_malformed_requests():
         measure("gap", a, a, scene, NOISE)
     with pytest.raises(QueryError):
         canonical_quantity(None)
+
+
+def test_points_tree_is_reused_per_array_and_dropped_with_it():
+    import gc
+
+    import numpy as np
+
+    from spatial_vlm_ros.core import quantities
+
+    rng = np.random.default_rng(3)
+    pts = rng.normal(size=(200, 3))
+    tree = quantities.points_tree(pts)
+    assert quantities.points_tree(pts) is tree                       # same array object: the same tree
+    copy = pts.copy()
+    assert quantities.points_tree(copy) is not tree                  # equal values, another array: its own tree
+    probe = rng.normal(size=(5, 3))
+    np.testing.assert_array_equal(tree.query(probe)[0], quantities.cKDTree(pts).query(probe)[0])
+    key = id(pts)
+    del pts, tree, copy
+    gc.collect()
+    assert key not in quantities._TREES                                # freed with its array
