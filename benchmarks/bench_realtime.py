@@ -674,6 +674,112 @@ def parse_args(argv=None):
     return args
 
 
+def _camera_process(ctx, args, width: int, height: int) -> dict:
+    """The camera process (not started) and the parent's end of its pipe."""
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=camera_main, args=(child, args.objects, width, height, args.detector == "external"),
+                       name="bench-camera")
+    return {"proc": proc, "conn": parent}
+
+
+def _wait_until_up(camera: dict, monitor: Monitor) -> dict:
+    """Until the node serves ``list_objects`` and the camera reports ready; returns the camera's scene info."""
+    if not monitor.list_client.wait_for_service(timeout_sec=90.0):
+        raise RuntimeError("the node did not come up (no list_objects service)")
+    if not camera["conn"].poll(120.0):
+        raise RuntimeError("the camera process did not start")
+    status, info = camera["conn"].recv()
+    if status != "ready":
+        raise RuntimeError(info)
+    return info
+
+
+def _populate_memory(camera: dict, monitor: Monitor, args, info: dict) -> list:
+    """Stream frames until the node's memory holds every instance (and the node is warm); returns the names
+    the clients ask about: labels (external: the scene's unique labels) or ids (tabletop names objects by
+    colour, which may repeat)."""
+    camera["conn"].send(("start", args.rate))
+    deadline, known = time.monotonic() + 30.0, []
+    # tabletop finds the objects itself (touching objects of one colour are one): any object will do
+    needed = info["instances"] if args.detector == "external" else 1
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        known = monitor.list_objects() or []
+        if len(known) >= needed:
+            break
+    time.sleep(1.0)
+    camera["conn"].send(("stop",))
+    camera["conn"].recv()
+    if len(known) < needed:
+        raise RuntimeError(f"the node's memory holds {len(known)} of {info['instances']} objects after 30 s "
+                           f"of frames (diagnostics: {monitor.diagnostics})")
+    return sorted(o.label if args.detector == "external" else o.id for o in known)
+
+
+def _start_clients(ctx, args, labels: list, clients: list) -> None:
+    """Start ``max(args.clients)`` client processes (appended to ``clients`` as they start) and wait until
+    each is ready."""
+    for i in range(max(args.clients)):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=client_main, args=(child, i, labels, args.client_executor),
+                           name=f"bench-client-{i}")
+        proc.start()
+        clients.append({"proc": proc, "conn": parent})
+    for c in clients:
+        if not c["conn"].poll(180.0):
+            raise RuntimeError("a client process did not start")
+        status, value = c["conn"].recv()
+        if status != "ready":
+            raise RuntimeError(value)
+        c["pid"] = value
+
+
+def _run_phases(bench: Bench, args, report: dict) -> None:
+    """``frames``, then ``idle Kc`` and ``load Kc`` per client count, then the soak if asked for."""
+    plan = [("frames", True, 0)]
+    for k in args.clients:
+        plan += [(f"idle {k}c", False, k), (f"load {k}c", True, k)]
+    for name, frames, k in plan:
+        print(f"phase '{name}' ({args.seconds:g} s) ...", flush=True)
+        report["phases"].append(bench.run(name, frames, k, args.seconds))
+    if args.minutes > 0:
+        warmup = min(args.warmup_s, args.minutes * 60.0 / 3)
+        print(f"soak: {args.minutes:g} min, {max(args.clients)} client(s) ...", flush=True)
+        report["phases"].append(bench.soak(args.minutes, max(args.clients), warmup))
+
+
+def _stop_processes(clients: list, camera: dict | None) -> None:
+    """Ask the clients and the camera to quit; terminate whichever has not exited after 20 s."""
+    for c in clients:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            c["conn"].send(("quit",))
+    if camera is not None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            camera["conn"].send(("quit",))
+    for proc in [c["proc"] for c in clients] + ([camera["proc"]] if camera else []):
+        proc.join(20.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5.0)
+
+
+def _finish_report(report: dict, args, node_rc) -> int:
+    """Ratios to idle, verdicts and targets; print the table, write the JSON; the exit code."""
+    idle = {r["clients"]: r for r in report["phases"] if not r["frames"]}
+    for r in report["phases"]:
+        base = idle.get(r["clients"])
+        if r["frames"] and r["clients"] and base is not None and base["service_ms"]["p99"]:
+            r["p99_vs_idle"] = r["service_ms"]["p99"] / base["service_ms"]["p99"]
+    report["client_verdict"] = client_verdict(report["phases"])
+    report["targets"] = targets(report["phases"], 1.0 / args.rate)
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"results written to {args.json}")
+    failed = any(r.get("failures") or r.get("timeouts") for r in report["phases"])
+    return 0 if node_rc == 0 and not failed else 1
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     width, height = (int(x) for x in args.resolution.split("x"))
@@ -695,79 +801,20 @@ def main(argv=None) -> int:
     monitor = Monitor()
     camera, clients, rss, node_rc = None, [], None, None
     try:
-        parent, child = ctx.Pipe()
-        camera = {"proc": ctx.Process(target=camera_main, args=(child, args.objects, width, height,
-                                                                     args.detector == "external"),
-                                      name="bench-camera"), "conn": parent}
+        camera = _camera_process(ctx, args, width, height)
         camera["proc"].start()
-        if not monitor.list_client.wait_for_service(timeout_sec=90.0):
-            raise RuntimeError("the node did not come up (no list_objects service)")
-        if not camera["conn"].poll(120.0):
-            raise RuntimeError("the camera process did not start")
-        status, info = camera["conn"].recv()
-        if status != "ready":
-            raise RuntimeError(info)
+        info = _wait_until_up(camera, monitor)
         rss = RssSampler(node.pid).start()
-        # populate the memory (and warm the node up) with frames until it holds every instance
-        camera["conn"].send(("start", args.rate))
-        deadline, known = time.monotonic() + 30.0, []
-        # tabletop finds the objects itself (touching objects of one colour are one): any object will do
-        needed = info["instances"] if args.detector == "external" else 1
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            known = monitor.list_objects() or []
-            if len(known) >= needed:
-                break
-        time.sleep(1.0)
-        camera["conn"].send(("stop",))
-        camera["conn"].recv()
-        if len(known) < needed:
-            raise RuntimeError(f"the node's memory holds {len(known)} of {info['instances']} objects after 30 s "
-                               f"of frames (diagnostics: {monitor.diagnostics})")
-        # the objects by label (external: the scene's unique labels) or by id (tabletop names them by colour,
-        # which may repeat)
-        labels = sorted(o.label if args.detector == "external" else o.id for o in known)
+        labels = _populate_memory(camera, monitor, args, info)
         print(f"memory holds {len(labels)} objects ({args.resolution}, {info['instances']} instances); "
               f"starting {max(args.clients)} client process(es)", flush=True)
-        for i in range(max(args.clients)):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_main, args=(child, i, labels, args.client_executor),
-                               name=f"bench-client-{i}")
-            proc.start()
-            clients.append({"proc": proc, "conn": parent})
-        for c in clients:
-            if not c["conn"].poll(180.0):
-                raise RuntimeError("a client process did not start")
-            status, value = c["conn"].recv()
-            if status != "ready":
-                raise RuntimeError(value)
-            c["pid"] = value
+        _start_clients(ctx, args, labels, clients)
         time.sleep(GRACE_S)
-        bench = Bench(args, node.pid, monitor, camera, clients, rss)
-        plan = [("frames", True, 0)]
-        for k in args.clients:
-            plan += [(f"idle {k}c", False, k), (f"load {k}c", True, k)]
-        for name, frames, k in plan:
-            print(f"phase '{name}' ({args.seconds:g} s) ...", flush=True)
-            report["phases"].append(bench.run(name, frames, k, args.seconds))
-        if args.minutes > 0:
-            warmup = min(args.warmup_s, args.minutes * 60.0 / 3)
-            print(f"soak: {args.minutes:g} min, {max(args.clients)} client(s) ...", flush=True)
-            report["phases"].append(bench.soak(args.minutes, max(args.clients), warmup))
+        _run_phases(Bench(args, node.pid, monitor, camera, clients, rss), args, report)
     except Exception as err:  # noqa: BLE001 - still stop every process and report the node's exit code
         report["error"] = f"{type(err).__name__}: {err}"
     finally:
-        for c in clients:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                c["conn"].send(("quit",))
-        if camera is not None:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                camera["conn"].send(("quit",))
-        for proc in [c["proc"] for c in clients] + ([camera["proc"]] if camera else []):
-            proc.join(20.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5.0)
+        _stop_processes(clients, camera)
         if rss is not None:
             rss.stop()
         monitor.close()
@@ -779,19 +826,7 @@ def main(argv=None) -> int:
     if "error" in report:
         print(f"benchmark failed: {report['error']}; node process exit code {node_rc}", file=sys.stderr)
         return 1
-    idle = {r["clients"]: r for r in report["phases"] if not r["frames"]}
-    for r in report["phases"]:
-        base = idle.get(r["clients"])
-        if r["frames"] and r["clients"] and base is not None and base["service_ms"]["p99"]:
-            r["p99_vs_idle"] = r["service_ms"]["p99"] / base["service_ms"]["p99"]
-    report["client_verdict"] = client_verdict(report["phases"])
-    report["targets"] = targets(report["phases"], 1.0 / args.rate)
-    print_table(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-        print(f"results written to {args.json}")
-    failed = any(r.get("failures") or r.get("timeouts") for r in report["phases"])
-    return 0 if node_rc == 0 and not failed else 1
+    return _finish_report(report, args, node_rc)
 
 
 if __name__ == "__main__":

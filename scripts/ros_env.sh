@@ -4,7 +4,8 @@
 #   scripts/ros_env.sh CMD [ARGS...]
 #
 # Always: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (Kilted ignores ROS_LOCALHOST_ONLY), the loopback-only
-# Fast DDS profile (config/fastdds_localhost.xml), logs under ./log/ros, the venv and the colcon install.
+# Fast DDS profile (config/fastdds_localhost.xml), logs under ./log/ros, the venv and the colcon install
+# (with the package's executables on PATH: spatial_vlm, perception_node, vlm_node).
 # With SVR_ISOLATE=1 (the default for tests): also a private network + mount namespace (only `lo`, up)
 # with a private /dev/shm and a ROS_DOMAIN_ID of its own. Needs root or unprivileged user namespaces;
 # otherwise it falls back to the LOCALHOST range alone and says so.
@@ -47,4 +48,9 @@ if [ -f "$root/install/local_setup.bash" ]; then
   set -u
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+# The package's executables (spatial_vlm, perception_node, vlm_node): colcon installs them where `ros2 run`
+# looks, install/<package>/lib/<package>, which no setup script puts on PATH.
+if [ -d "$root/install/spatial_vlm_ros/lib/spatial_vlm_ros" ]; then
+  export PATH="$root/install/spatial_vlm_ros/lib/spatial_vlm_ros:$PATH"
+fi
 exec "$@"

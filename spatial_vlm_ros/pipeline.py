@@ -21,7 +21,7 @@ import numpy as np
 from spatial_vlm_ros.core.depth import decode_depth
 from spatial_vlm_ros.core.depth_fusion import Alignment, FusionParams, fuse_depth
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.core.frame import Frame
+from spatial_vlm_ros.core.frame import Frame, check_frame_arrays, check_valid_depth
 from spatial_vlm_ros.core.gravity import GravityEstimator, GravityParams
 from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.lifting import LiftingParams, lift_instances
@@ -197,23 +197,12 @@ class FramePipeline:
         sensor depth, the depth model's prediction from ``frame.rgb``, or the two fused."""
         rgb, depth, camera = frame.rgb, frame.depth, frame.camera
         source = self.config.depth_source
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise InputError(f"colour image must be HxWx3, got shape {rgb.shape}")
         if source == "model":
-            if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
-                raise InputError(f"camera info is for {camera.width}x{camera.height} images but the colour "
-                                 f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+            check_frame_arrays(camera, rgb=rgb)
             return self._model_depth(rgb, timings)
         if depth is None:
             raise InputError("this frame has no depth image; for an RGB-only camera set depth_source: model")
-        if depth.ndim != 2:
-            raise InputError(f"depth image must be HxW (one channel), got shape {depth.shape}")
-        if rgb.shape[:2] != depth.shape:
-            raise InputError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]} but depth is "
-                             f"{depth.shape[1]}x{depth.shape[0]}: depth must be aligned to the colour image")
-        if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
-            raise InputError(f"camera info is for {camera.width}x{camera.height} images but the colour "
-                             f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+        check_frame_arrays(camera, rgb=rgb, depth=depth, raw_depth=True)
         depth_m = decode_depth(depth, frame.depth_encoding)
         if source == "fuse":
             model = self._model_depth(rgb, timings)
@@ -222,8 +211,7 @@ class FramePipeline:
             fused = fuse_depth(model, depth_m, params, space="depth" if metric else "inverse")
             self.last_depth_fit = fused.alignment
             return fused.depth
-        if not np.isfinite(depth_m).any():
-            raise InputError("depth image has no valid pixels (all zero, NaN, inf or negative)")
+        check_valid_depth(depth_m)
         return depth_m
 
     def _model_depth(self, rgb: np.ndarray, timings: dict | None) -> np.ndarray:
@@ -247,9 +235,7 @@ class FramePipeline:
         seg = frame.segmentation
         if seg is None:
             raise InputError("detector 'external' needs an instance segmentation with every frame")
-        if seg.mask_ids.shape != frame.rgb.shape[:2]:
-            raise InputError(f"instance mask is {seg.mask_ids.shape[1]}x{seg.mask_ids.shape[0]} but the "
-                             f"colour image is {frame.rgb.shape[1]}x{frame.rgb.shape[0]}")
+        check_frame_arrays(frame.camera, mask=seg.mask_ids, mask_name="instance mask")
         instances = cropped_instances_from_mask(seg.mask_ids, seg.ids, seg.labels, seg.scores)
         found = {inst.instance_id for inst in instances}
         missing = [f"'{label}' (id {i})" for i, label in zip(seg.ids, seg.labels) if i not in found]

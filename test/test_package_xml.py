@@ -44,7 +44,7 @@ MODULE_KEYS = {
 ROS_PACKAGES = frozenset({
     "rclpy", "rcl_interfaces", "lifecycle_msgs", "builtin_interfaces", "std_msgs", "std_srvs", "sensor_msgs",
     "visualization_msgs", "diagnostic_msgs", "vision_msgs", "spatial_vlm_interfaces", "ament_index_python",
-    "launch", "launch_ros",
+    "launch", "launch_ros", "geometry_msgs", "tf2_ros", "tf2_msgs", "moveit_msgs", "shape_msgs",
 })
 
 

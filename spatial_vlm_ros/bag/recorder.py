@@ -88,9 +88,6 @@ class BagRecorder:
     def run(self) -> int:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-        from spatial_vlm_ros.bag.player import message_class
 
         context = rclpy.Context()
         rclpy.init(context=context)
@@ -101,35 +98,12 @@ class BagRecorder:
         writer = None
         try:
             types = self._discover(node)
-            store = typestore()
-            for msgtype in set(types.values()):
-                register_msg_type(store, msgtype)
-            if self.bag.exists() and self.overwrite:
-                shutil.rmtree(self.bag)
-            self.bag.parent.mkdir(parents=True, exist_ok=True)
-            writer = Writer(self.bag, version=8, storage_plugin=STORAGES[self.storage])
+            store = _typestore_for(types)
+            writer = self._new_writer()
             writer.open()
-            for topic, msgtype in types.items():
-                cls = message_class(msgtype)
-                if cls is None:
-                    raise InputError(f"cannot subscribe to {topic}: type {msgtype} is not importable here")
-                # like ros2 bag record: reliable only when every publisher offers it (else best effort,
-                # which matches any publisher)
-                offered = [p.qos_profile.reliability for p in node.get_publishers_info_by_topic(topic)]
-                reliable = bool(offered) and all(r == ReliabilityPolicy.RELIABLE for r in offered)
-                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.queue_depth,
-                                 reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                                 durability=DurabilityPolicy.VOLATILE)
-                conn = writer.add_connection(topic, msgtype, typestore=store)
-                node.create_subscription(cls, topic, self._callback(writer, conn, topic, node), qos, raw=True)
+            self._subscribe(node, writer, store, types)
             self._ready.set()
-            t_end = None if self.duration is None else time.monotonic() + self.duration
-            while not self._stop.is_set() and context.ok():
-                if t_end is not None and time.monotonic() >= t_end:
-                    break
-                if self.max_messages is not None and self.total >= self.max_messages:
-                    break
-                executor.spin_once(timeout_sec=0.05)
+            self._spin(executor, context)
         except KeyboardInterrupt:
             pass
         finally:
@@ -139,12 +113,51 @@ class BagRecorder:
             rclpy.try_shutdown(context=context)
             if writer is not None:
                 writer.close()
-            for signum, handler in previous.items():     # None: a handler not installed from Python
-                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            _restore_signals(previous)
         if self.verbose:
             print(f"bag recorder: wrote {self.total} messages to {self.bag} "
                   f"({', '.join(f'{t}: {n}' for t, n in self.counts.items())})", flush=True)
         return 0
+
+    def _new_writer(self) -> Writer:
+        """A bag writer (not opened) on a fresh ``self.bag`` (an existing one is removed with ``overwrite``)."""
+        if self.bag.exists() and self.overwrite:
+            shutil.rmtree(self.bag)
+        self.bag.parent.mkdir(parents=True, exist_ok=True)
+        return Writer(self.bag, version=8, storage_plugin=STORAGES[self.storage])
+
+    def _subscribe(self, node, writer: Writer, store, types: dict[str, str]) -> None:
+        """One raw subscription per topic, writing into its bag connection."""
+        from spatial_vlm_ros.bag.player import message_class
+
+        for topic, msgtype in types.items():
+            cls = message_class(msgtype)
+            if cls is None:
+                raise InputError(f"cannot subscribe to {topic}: type {msgtype} is not importable here")
+            conn = writer.add_connection(topic, msgtype, typestore=store)
+            node.create_subscription(cls, topic, self._callback(writer, conn, topic, node),
+                                     self._qos(node, topic), raw=True)
+
+    def _qos(self, node, topic: str):
+        """Like ``ros2 bag record``: reliable only when every publisher offers it (else best effort, which
+        matches any publisher); keep-last ``queue_depth``, volatile."""
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        offered = [p.qos_profile.reliability for p in node.get_publishers_info_by_topic(topic)]
+        reliable = bool(offered) and all(r == ReliabilityPolicy.RELIABLE for r in offered)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.queue_depth,
+                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+
+    def _spin(self, executor, context) -> None:
+        """Until ``stop()``, the duration or ``max_messages``."""
+        t_end = None if self.duration is None else time.monotonic() + self.duration
+        while not self._stop.is_set() and context.ok():
+            if t_end is not None and time.monotonic() >= t_end:
+                break
+            if self.max_messages is not None and self.total >= self.max_messages:
+                break
+            executor.spin_once(timeout_sec=0.05)
 
     def _catch_stop_signals(self) -> dict:
         """Make SIGINT/SIGTERM/SIGHUP call ``stop()``; returns the handlers replaced (empty off the main
@@ -166,3 +179,16 @@ class BagRecorder:
             writer.write(conn, clock.now().nanoseconds, data)
             self.counts[topic] += 1
         return on_message
+
+
+def _typestore_for(types: dict[str, str]):
+    """The Kilted type store with every discovered message type registered (custom ones from .msg files)."""
+    store = typestore()
+    for msgtype in set(types.values()):
+        register_msg_type(store, msgtype)
+    return store
+
+
+def _restore_signals(previous: dict) -> None:
+    for signum, handler in previous.items():     # None: a handler not installed from Python
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

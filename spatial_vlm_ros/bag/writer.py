@@ -57,57 +57,75 @@ def write_bag(scenes: Iterable, bag_path: str | Path, storage: str = "mcap", top
     """
     if storage not in STORAGES:
         raise InputError(f"unknown storage '{storage}' (choose {' or '.join(STORAGES)})")
-    if detections:
-        from spatial_vlm_ros.sim.detections import detections_from_mask
     topics = topics or CameraTopics()
-    path = Path(bag_path)
-    if path.exists():
-        if not overwrite:
-            raise InputError(f"{path} exists; choose another path or pass overwrite=True")
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _fresh_bag_folder(Path(bag_path), overwrite)
     store = typestore()
     frames_gt: list[dict] = []
     last = -1
-    scene_iter = scenes
-    if progress:
-        from tqdm import tqdm
-        scene_iter = tqdm(scenes, desc="writing bag", unit="scene",
-                          total=total if total is not None else (len(scenes) if hasattr(scenes, "__len__") else None))
     with Writer(path, version=version, storage_plugin=STORAGES[storage]) as writer:
-        conns = {
-            "color": writer.add_connection(topics.color, IMAGE, typestore=store),
-            "depth": writer.add_connection(topics.depth, IMAGE, typestore=store),
-            "info": writer.add_connection(topics.camera_info, CAMERA_INFO, typestore=store),
-            "instances": writer.add_connection(topics.instances, INSTANCES, typestore=store),
-        }
-        if detections:
-            conns["detections"] = writer.add_connection(topics.detections, DETECTIONS, typestore=store)
+        conns = _add_connections(writer, topics, store, detections)
         index = 0
-        for record in scene_iter:
+        for record in _with_progress(scenes, progress, total):
             for f in record.frames:
                 if f.stamp_ns <= last:
                     raise InputError(f"frame stamps must increase: {f.stamp_ns} after {last}")
                 last = f.stamp_ns
-                fid = f.frame_id
-                msgs = (
-                    ("color", IMAGE, image_msg(f.rgb, "rgb8", f.stamp_ns, fid)),
-                    ("depth", IMAGE, image_msg(f.depth_mm, "16UC1", f.stamp_ns, fid)),
-                    ("info", CAMERA_INFO, camera_info_msg(f.camera_info, f.stamp_ns)),
-                    ("instances", INSTANCES, instances_msg(f.mask, f.ids, f.labels, [1.0] * len(f.ids),
-                                                           f.stamp_ns, fid)),
-                )
-                if detections:
-                    boxes = detections_from_mask(f.mask, f.ids, f.labels, jitter=detection_jitter, seed=index)
-                    msgs += (("detections", DETECTIONS, detections_msg(boxes, f.stamp_ns, fid)),)
-                index += 1
-                for key, msgtype, msg in msgs:
+                for key, msgtype, msg in _frame_messages(f, index, detections, detection_jitter):
                     writer.write(conns[key], f.stamp_ns, store.serialize_cdr(msg, msgtype))
+                index += 1
                 if f.ground_truth:
                     frames_gt.append(f.ground_truth)
     if ground_truth and frames_gt:
         save_ground_truth(ground_truth_path(path), frames_gt)
     return path
+
+
+def _fresh_bag_folder(path: Path, overwrite: bool) -> Path:
+    """``path``, removed first when it exists and ``overwrite`` (else InputError), with its parent created."""
+    if path.exists():
+        if not overwrite:
+            raise InputError(f"{path} exists; choose another path or pass overwrite=True")
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _with_progress(scenes: Iterable, progress: bool, total: int | None) -> Iterable:
+    if not progress:
+        return scenes
+    from tqdm import tqdm
+    return tqdm(scenes, desc="writing bag", unit="scene",
+                total=total if total is not None else (len(scenes) if hasattr(scenes, "__len__") else None))
+
+
+def _add_connections(writer: Writer, topics: CameraTopics, store, detections: bool) -> dict:
+    """Slot -> the bag connection of its topic."""
+    conns = {
+        "color": writer.add_connection(topics.color, IMAGE, typestore=store),
+        "depth": writer.add_connection(topics.depth, IMAGE, typestore=store),
+        "info": writer.add_connection(topics.camera_info, CAMERA_INFO, typestore=store),
+        "instances": writer.add_connection(topics.instances, INSTANCES, typestore=store),
+    }
+    if detections:
+        conns["detections"] = writer.add_connection(topics.detections, DETECTIONS, typestore=store)
+    return conns
+
+
+def _frame_messages(f, index: int, detections: bool, detection_jitter) -> tuple:
+    """(slot, message type, message) of one ``sim.dataset.Frame``, all stamped with its stamp; ``index``:
+    the frame's index in the bag (seeds the detection jitter)."""
+    fid = f.frame_id
+    msgs: tuple = (
+        ("color", IMAGE, image_msg(f.rgb, "rgb8", f.stamp_ns, fid)),
+        ("depth", IMAGE, image_msg(f.depth_mm, "16UC1", f.stamp_ns, fid)),
+        ("info", CAMERA_INFO, camera_info_msg(f.camera_info, f.stamp_ns)),
+        ("instances", INSTANCES, instances_msg(f.mask, f.ids, f.labels, [1.0] * len(f.ids), f.stamp_ns, fid)),
+    )
+    if detections:
+        from spatial_vlm_ros.sim.detections import detections_from_mask
+        boxes = detections_from_mask(f.mask, f.ids, f.labels, jitter=detection_jitter, seed=index)
+        msgs += (("detections", DETECTIONS, detections_msg(boxes, f.stamp_ns, fid)),)
+    return msgs
 
 
 def write_dataset_bag(dataset_dir: str | Path, bag_path: str | Path, storage: str = "mcap",

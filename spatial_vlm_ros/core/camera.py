@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.frame import check_image_size
 
 #: Distortion models understood (CameraInfo ``distortion_model`` strings), with their coefficient counts.
 DISTORTION_MODELS = {"plumb_bob": (4, 5, 8, 12, 14), "rational_polynomial": (4, 5, 8, 12, 14),
@@ -224,9 +225,7 @@ class CameraModel:
         """(N, 3) float32 camera-frame points of the pixels of ``mask`` (all pixels if None) with finite,
         positive depth. ``depth_m`` is (height, width) metres; order is row-major over the image."""
         rx, ry = self.ray_grid()
-        if depth_m.shape != rx.shape:
-            raise InputError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but camera_info says "
-                             f"{self.width}x{self.height}")
+        check_image_size("depth image", depth_m.shape, rx.shape)
         with np.errstate(invalid="ignore"):
             keep = depth_m > 0.0
         if mask is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.frame import check_frame_arrays
 
 #: Depth encodings accepted, with the metres per stored unit and the numpy dtype kind they must carry.
 _ENCODINGS = {"16UC1": (0.001, "u2"), "mono16": (0.001, "u2"), "32FC1": (1.0, "f")}
@@ -52,16 +53,8 @@ def decode_depth(array: np.ndarray, encoding: str) -> np.ndarray:
 
 def check_depth_image(depth_m, shape: tuple[int, int] | None = None) -> None:
     """Raise ``InputError`` unless ``depth_m`` is a (H, W) float array of metres (as ``decode_depth`` returns)
-    of the given ``(height, width)``."""
-    if not isinstance(depth_m, np.ndarray) or depth_m.ndim != 2:
-        raise InputError(f"depth image: expected a (H, W) array of metres, got "
-                         f"{getattr(depth_m, 'shape', type(depth_m).__name__)}")
-    if depth_m.dtype.kind != "f":
-        raise InputError(f"depth image: expected float metres (decode it with core.depth.decode_depth), "
-                         f"got {depth_m.dtype}")
-    if shape is not None and depth_m.shape != tuple(shape):
-        raise InputError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but camera_info says "
-                         f"{shape[1]}x{shape[0]}")
+    of the given ``(height, width)`` (``core.frame.check_frame_arrays``'s wording)."""
+    check_frame_arrays(shape, depth=depth_m)
 
 
 def encode_depth_mm(depth_m: np.ndarray) -> np.ndarray:

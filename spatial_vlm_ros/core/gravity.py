@@ -16,9 +16,9 @@ from scipy.linalg import lapack
 from scipy.spatial.transform import Rotation
 
 from spatial_vlm_ros.core.camera import CameraModel
-from spatial_vlm_ros.core.depth import check_depth_image
 from spatial_vlm_ros.core.errors import InputError
-from spatial_vlm_ros.core.gravity_frame import GravityFrame
+from spatial_vlm_ros.core.frame import check_frame_arrays
+from spatial_vlm_ros.core.gravity_frame import GravityFrame, sample_surfaces
 
 CAMERA_UP = np.array([0.0, -1.0, 0.0])   # a level camera's up direction in optical coordinates
 
@@ -226,8 +226,8 @@ class GravityParams:
     static_support_height: float | None = None  # gravity z of the support surface for "static", if known
     smoothing: float = 0.3              # smallest weight of a new plane estimate in the running average
                                         # (1 = no smoothing); the weight is usually larger, see below
-    plane_sigma_deg: float = 0.3        # error floor of one frame's plane normal (measured on the rendered
-                                        # stereo-like scenes: 0.1-0.2 deg), added to the fit's statistical error
+    plane_sigma_deg: float = 0.3        # error floor of one frame's plane normal (above the measured one,
+                                        # docs/measured_defaults.md), added to the fit's statistical error
     motion_sigma_deg: float = 1.0       # how far the up vector may turn between two frames (camera motion),
                                         # one sigma; with the floor above a new fit weighs ~0.9
     max_tilt_deg: float = 75.0          # plane normals further than this from the prior up (the current
@@ -265,7 +265,7 @@ class GravityParams:
 
 MODES = ("plane", "static", "camera")
 _STATE = ("_up", "_height", "_var", "_missed", "_jumps", "_current", "_track_plane", "_track_ref", "_since_fit",
-          "last_plane", "tracked", "status")   # what ``update`` changes; ``checkpoint``/``rollback`` copy it
+          "last_plane", "tracked", "status", "_surfaces")   # changed by ``update``; copied by checkpoint/rollback
 TRACK_MAX_REFITS = 3                    # tracking: least-squares passes within distance_threshold_m, at most ...
 TRACK_CONVERGED_DEG = 0.01              # ... until one turns the normal less than this and moves the plane less
                                         # than a tenth of the threshold (static camera: one; 2-3 deg/frame: two)
@@ -394,6 +394,7 @@ class GravityEstimator:
         self.last_plane: SupportPlane | None = None   # its inlier_mask indexes the grid it was fitted on
         self.tracked = False                # whether the last frame's plane was tracked (else fitted or none)
         self.status = "no estimate yet"
+        self._surfaces: tuple = ()          # the last accepted frame's measured surfaces (GravityFrame.surfaces)
 
     def update(self, depth_m: np.ndarray, camera: CameraModel, exclude_mask: np.ndarray | None = None
                ) -> GravityFrame:
@@ -409,10 +410,7 @@ class GravityEstimator:
             assert self._static is not None, "__init__ refuses mode 'static' without static_orientation"
             self._current = self._static
             return self._current
-        check_depth_image(depth_m, camera.shape)
-        if exclude_mask is not None and exclude_mask.shape != depth_m.shape:
-            raise InputError(f"gravity: exclude mask is {exclude_mask.shape[1]}x{exclude_mask.shape[0]}, "
-                             f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}")
+        check_frame_arrays(camera, depth=depth_m, mask=exclude_mask, mask_name="gravity exclude mask")
         plane, pts = self._tracked_or_fitted_plane(depth_m, camera, exclude_mask)
         self.last_plane = plane
         if plane is None:
@@ -436,10 +434,13 @@ class GravityEstimator:
         self._missed = 0
         self._track_plane = np.array((*plane.normal_c, plane.offset), dtype=np.float32)
         up, height = self._fuse(up_new, h_new, fit_var)
+        # the support's samples, then the fitted plane's when it is another (lower) surface, e.g. the floor
+        self._surfaces = sample_surfaces(pts, up, (float(height), -float(plane.offset)), p.distance_threshold_m)
         how = ", tracked" if self.tracked else ""
         self.status = f"support plane fitted ({plane.inlier_ratio:.0%} of sampled points{how})"
         self._current = GravityFrame.from_up(up, support_height=float(height), source="plane",
-                                             up_from="tracked support plane" if self.tracked else "support plane")
+                                             up_from="tracked support plane" if self.tracked else "support plane",
+                                             surfaces=self._surfaces)
         return self._current
 
     def _tracked_or_fitted_plane(self, depth_m: np.ndarray, camera: CameraModel, exclude_mask: np.ndarray | None
@@ -502,9 +503,10 @@ class GravityEstimator:
         if self._up is not None and self._height is not None and self._missed <= self.params.max_hold_frames:
             self.status = f"{reason}: kept the previous plane estimate ({self._missed} frame(s))"
             self._current = GravityFrame.from_up(self._up, support_height=float(self._height), source="plane",
-                                                 up_from="held support plane")
+                                                 up_from="held support plane", surfaces=self._surfaces)
         else:
             self._up = self._height = None
+            self._surfaces = ()
             fb = self.fallback
             self.status = f"{reason}: up assumed from the {fb.up_from}"
             self._current = fb

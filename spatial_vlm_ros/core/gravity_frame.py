@@ -6,7 +6,7 @@ A point maps as ``p_g = R @ p_c`` where ``p_c`` is in the camera optical frame (
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,47 @@ def rotation_from_up(up_c: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SurfaceSamples:
+    """Depth samples on one measured horizontal surface (``core.support_surface`` makes the ``table`` and
+    ``floor`` objects of them): its gravity height and the samples' gravity-frame x, y."""
+
+    height: float                        # gravity z of the surface (metres)
+    xy: np.ndarray                       # (N, 2) float32 gravity x, y of the samples (metres), read-only;
+                                         # at most ``MAX_SURFACE_SAMPLES``, evenly thinned
+    count: int                           # samples found on the surface before thinning
+
+
+MAX_SURFACE_SAMPLES = 2000
+
+
+def sample_surfaces(points_c: np.ndarray, up_c: np.ndarray, heights, threshold_m: float,
+                    min_separation_m: float = 0.05) -> tuple[SurfaceSamples, ...]:
+    """The samples of (N, 3) camera-frame points (metres) within ``threshold_m`` of each gravity height in
+    ``heights`` (metres, along ``up_c``), one ``SurfaceSamples`` per height that has at least 3; a height
+    within ``min_separation_m`` of an earlier one is the same surface and skipped."""
+    pts = np.asarray(points_c).reshape(-1, 3)
+    rot = rotation_from_up(up_c)
+    rot = rot.astype(np.float32) if pts.dtype == np.float32 else rot
+    h = pts @ rot[2]
+    out: list[SurfaceSamples] = []
+    for z in heights:
+        z = float(z)
+        if not np.isfinite(z) or any(abs(z - s.height) <= min_separation_m for s in out):
+            continue
+        with np.errstate(invalid="ignore"):
+            idx = np.flatnonzero(np.abs(h - z) <= threshold_m)
+        if idx.size < 3:
+            continue
+        count = int(idx.size)
+        if count > MAX_SURFACE_SAMPLES:
+            idx = idx[:: -(-count // MAX_SURFACE_SAMPLES)]
+        xy = np.ascontiguousarray(pts[idx] @ rot[:2].T, dtype=np.float32)
+        xy.setflags(write=False)
+        out.append(SurfaceSamples(z, xy, count))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class GravityFrame:
     """Camera optical -> gravity frame rotation, plus the support surface height if one was found."""
 
@@ -39,6 +80,9 @@ class GravityFrame:
                                          # plane", "static orientation parameter", ...); "" = per ``source``
     assumed: bool | None = None          # up not measured: a level camera, or a fallback pose taken for lack
                                          # of a support plane; None = per ``source`` (only "camera")
+    surfaces: tuple[SurfaceSamples, ...] = field(default=(), compare=False, repr=False)
+                                         # measured horizontal surfaces, the support (``support_height``)
+                                         # first; () when none was measured (static or camera up)
 
     def __post_init__(self):
         if not self.up_from:
@@ -48,8 +92,8 @@ class GravityFrame:
 
     @classmethod
     def from_up(cls, up_c, support_height: float | None = None, source: str = "plane", up_from: str = "",
-                assumed: bool | None = None) -> GravityFrame:
-        return cls(rotation_from_up(up_c), support_height, source, up_from, assumed)
+                assumed: bool | None = None, surfaces: tuple[SurfaceSamples, ...] = ()) -> GravityFrame:
+        return cls(rotation_from_up(up_c), support_height, source, up_from, assumed, surfaces)
 
     @classmethod
     def camera_default(cls) -> GravityFrame:

@@ -143,8 +143,11 @@ def points_tree(points: np.ndarray) -> cKDTree:
     if entry is not None and entry[0]() is points:
         return entry[1]
     tree = cKDTree(np.array(points, dtype=np.float64).reshape(-1, 3))   # a copy: the tree must not keep `points` alive
+    def forget(_ref: weakref.ref, key: int = key, trees: dict = _TREES) -> None:
+        trees.pop(key, None)
+
     try:
-        ref = weakref.ref(points, lambda _ref, key=key, trees=_TREES: trees.pop(key, None))
+        ref = weakref.ref(points, forget)
     except TypeError:                      # not weak-referenceable (e.g. a list): no caching
         return tree
     _TREES[key] = (ref, tree)
@@ -299,3 +302,15 @@ def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: 
     vb, sb, _ = spec.fn(b, None, scene, noise)
     return Quantity(name, float(va - vb), quadrature(sa, sb) * noise.lifting.quantity_scale(name),
                     f"{name} of {a.id} minus {name} of {b.id}")
+
+
+def vertical_gap(a: TrackedObject, b: TrackedObject, noise: DepthNoiseModel) -> Quantity:
+    """Signed ``lo_a.z - hi_b.z`` in metres: how high a's bottom is above b's top along gravity ("How high is
+    the box above the table?"; negative when a's bottom is lower), sigma from the two horizontal faces. Not a
+    ``QUANTITIES`` entry: asked through ``core.support_surface.height_above`` and the question parser."""
+    if b is None or b.id == a.id:
+        raise QueryError("a vertical gap needs two different objects")
+    (alo, _), (_, bhi) = box_of(a), box_of(b)
+    sigma = quadrature(surface_sigma(a, noise, 2), surface_sigma(b, noise, 2))
+    return Quantity("vertical_gap", float(alo[2] - bhi[2]), sigma,
+                    f"vertical_gap: bottom of {a.id} minus the top of {b.id}, along gravity")

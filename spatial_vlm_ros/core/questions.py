@@ -12,6 +12,16 @@ A question is lower-cased, stripped of punctuation, contractions (whole words: "
   ("How much higher is A than B?" -> vertical_distance + higher_than, "How much taller ..." -> height + taller_than)
 - ``list``: "What objects do you see?", "How many mugs are there?" (``subject`` = optional filter)
 - ``exists``: "Do you see a mug?"; ``locate``: "Where is the mug?"; ``dimensions``: "How big is the box?"
+- ``find``: scene queries (``core.scene_queries``), "What is on the box?", "Which objects are on the table?",
+  "Which object is closest to the camera?", "What is the nearest object to the mug?" (``relation``,
+  ``reference``, ``order_by``, ``limit``; ``subject`` = an optional label filter)
+- ``placement``: "Is there space to put a 10 cm box between the mug and the bowl?" (``relation`` = the
+  ``core.placement`` location, ``options`` = the reference phrases, ``size`` = w, d, h metres)
+- ``threshold``: "Is the mug within 20 cm of the bowl?", "Is the bottle more than 5 cm taller than the can?",
+  "Is the mug near the table edge?" (``quantity`` = a quantity or a ``thresholds.DIFFERENCES`` word,
+  ``comparison``, ``threshold_m``)
+- ``quantity`` ``distance_to_edge`` (not a ``QUANTITIES`` entry): "How far is the mug from the table edge?"
+  (``reference`` = the surface)
 
 "How far is the mug to the left of (behind, ...) the bowl?" asks for an offset along one direction, which no
 quantity measures: it is refused with a ``QueryError`` naming the questions that can be answered.
@@ -25,9 +35,12 @@ from .errors import QueryError
 from .quantities import QUANTITIES
 from .relations import ALIASES as RELATION_ALIASES
 from .relations import RELATIONS
+from .scene_queries import SUPERLATIVES
+from .thresholds import DIFFERENCES
 
 MAX_QUESTION_CHARS = 500
-KINDS = ("relation", "choice", "quantity", "list", "exists", "locate", "dimensions")
+KINDS = ("relation", "choice", "quantity", "list", "exists", "locate", "dimensions", "find", "placement", "threshold")
+EDGE_QUANTITY = "distance_to_edge"      # the quantity of "how far is A from the table edge" (support_surface)
 
 
 class UnrecognisedQuestion(QueryError):
@@ -47,6 +60,11 @@ class Query:
     options: tuple[str, ...] = ()   # choice: the two candidate phrases
     question: str = ""              # the original text
     template: str = ""              # name of the template that matched
+    order_by: str = ""              # find: order key of ``scene_queries.ORDER_KEYS`` ("" = none)
+    limit: int = 0                  # find: at most this many objects (0 = all)
+    comparison: str = ""            # threshold: "less_than" or "more_than"
+    threshold_m: float = 0.0        # threshold: metres
+    size: tuple[float, ...] = ()    # placement: (w, d, h) metres
 
 
 # comparative (as in "which is <cmp>, A or B") -> relation
@@ -112,7 +130,46 @@ _OR = r"(?:,? or )"
 _UNITS = r"(?:meters|metres|meter|metre|m|centimeters|centimetres|cm|inches|feet)"
 _OBJECTS = r"(?:objects|things|items|object)"
 
+_LEN_UNITS = (r"(?:millimeters|millimetres|millimeter|millimetre|mm|centimeters|centimetres|centimeter|centimetre|cm|"
+              r"meters|metres|meter|metre|m|inches|inch|in|feet|foot|ft)")
+_NUMBER = r"\d+(?:\.\d+)?"
+_PLACE = (r"(?:(?:is there|do i have|do we have|have we got|is there still) (?:enough |any )?(?:space|room|free space|"
+          r"clearance) (?:to (?:put|place|set|fit|drop) |for )|(?:can|could|may) (?:i|we|you|the robot|it) (?:put|"
+          r"place|set|fit|drop) |(?:does|would|will|could) )(?:a |an )?")
+_PNOUN = (r"(?: (?:wide|long|tall|high|deep|large|big|sized))?(?: (?:box|object|cube|thing|item|block|package|parcel|"
+          r"container|crate|carton|part))?")
+
 TEMPLATES: tuple[Template, ...] = (
+    # ---------------------------------------------------------------- placement, thresholds, scene queries
+    Template("place_between", rf"{_PLACE}{{SIZE}}{_PNOUN}(?: fit)? between {{A}} and {{B}}", "placement",
+             relation="between", example="Is there space to put a 10 cm box between the mug and the bowl?"),
+    Template("place_relative", rf"{_PLACE}{{SIZE}}{_PNOUN}(?: fit)? {{PLOC}} {{B}}", "placement",
+             example="Is there room for a 10 x 10 x 20 cm box to the left of the mug?"),
+    Template("threshold_edge_near", rf"{_BE} {{A}} (?:near|close to|at|by) (?:the )?(?:edge of (?:the )?{{SURF}}|"
+             rf"{{SURF2}}(?:'s)? edge)", "threshold", quantity=EDGE_QUANTITY, example="Is the mug near the table edge?"),
+    Template("threshold_edge_within", rf"{_BE} {{A}} (?:within|less than|closer than) {{LEN}} (?:of|from|to) "
+             rf"(?:the )?(?:edge of (?:the )?{{SURF}}|{{SURF2}}(?:'s)? edge)", "threshold", quantity=EDGE_QUANTITY,
+             example="Is the mug within 10 cm of the edge of the table?"),
+    Template("edge_how_far", r"how (?:far|close) (?:is|are) {A} (?:from|to) (?:the )?(?:edge of (?:the )?{SURF}|"
+             r"{SURF2}(?:'s)? edge)", "quantity", quantity=EDGE_QUANTITY,
+             example="How far is the mug from the edge of the table?"),
+    Template("threshold_within", rf"{_BE} {{A}} (?P<tcmp>within|less than|under|no more than|closer than) {{LEN}} "
+             r"(?:away )?(?:of|from|to) {B}", "threshold", quantity="distance",
+             example="Is the mug within 20 cm of the bowl?"),
+    Template("threshold_beyond", rf"{_BE} {{A}} (?P<tcmp>more than|over|at least|farther than|further than) {{LEN}} "
+             r"(?:away )?(?:from|of) {B}", "threshold", quantity="distance",
+             example="Is the mug more than 30 cm away from the bowl?"),
+    Template("threshold_difference", rf"{_BE} {{A}} (?P<tcmp>more than|over|at least|less than|under) {{LEN}} "
+             r"{TDIFF} than {B}", "threshold", example="Is the bottle more than 5 cm taller than the can?"),
+    Template("find_superlative", r"(?:which|what)(?: {A})? (?:is|are) (?:the )?{SUP}(?: (?:one|object|thing|item))?"
+             r"(?: (?:to|from) {B})?", "find", example="Which object is closest to the camera?"),
+    Template("find_superlative_noun", r"what is the {SUP} {A}(?: (?:to|from) {B})?", "find",
+             example="What is the nearest object to the mug?"),
+    Template("find_relation", rf"(?:what|which)(?: {{A}})? (?:is|are)(?: there)? {_VERB}{{REL}} {{B}}", "find",
+             example="What is on the box?"),
+    Template("find_list", rf"(?:list|name|show)(?: me)?(?: all)?(?: the)? {_OBJECTS}(?: that are| which are)? "
+             rf"{_VERB}{{REL}} {{B}}", "find", example="List the objects on the table."),
+
     # ---------------------------------------------------------------- listing, existence, location
     Template("list_see", rf"what (?:{_OBJECTS} )?(?:do|can) you see", "list", example="What objects do you see?"),
     Template("list_there", rf"what (?:{_OBJECTS} )?(?:are|is) (?:there|visible|in view|in the scene|around"
@@ -166,6 +223,8 @@ TEMPLATES: tuple[Template, ...] = (
     Template("gap", _WHAT + r"(?:gap|clearance|spacing|free space|empty space|space|closest distance|"
              r"shortest distance|minimum distance|minimal distance) (?:between|from) {A} (?:and|to) {B}",
              "quantity", quantity="gap", example="What is the gap between the mug and the bowl?"),
+    Template("gap_how_wide", r"how (?:wide|big|large) is the (?:gap|space|free space|clearance|opening) between {A} "
+             r"and {B}", "quantity", quantity="gap", example="How wide is the gap between the mug and the bowl?"),
     Template("gap_how_much", r"how (?:much|big|large|wide) (?:a )?(?:space|room|free space|clearance|gap)"
              r" is (?:there )?between {A} and {B}", "quantity", quantity="gap",
              example="How much space is there between the mug and the bowl?"),
@@ -244,6 +303,9 @@ def _alternation(words) -> str:
     return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
 
 
+_PLACE_WORDS = {alias: ("on" if rel == "on_top_of" else rel) for alias, rel in RELATION_ALIASES.items()
+                if rel in ("left_of", "right_of", "in_front_of", "behind", "on_top_of")}
+_PLACE_WORDS["onto"] = "on"
 _OBJ = r"[a-z0-9][a-z0-9_' -]*?"
 _PLACEHOLDERS = {
     "{A}": rf"(?P<a>{_OBJ})",
@@ -253,6 +315,13 @@ _PLACEHOLDERS = {
     "{CAM}": rf"(?:{_alternation(CAMERA_PHRASES)})",
     "{EXT}": rf"(?P<ext>{_alternation(_EXTENT_WORDS)})",
     "{DIFF}": rf"(?P<diff>{_alternation(_DIFF_WORDS)})",
+    "{SUP}": rf"(?P<sup>{_alternation(SUPERLATIVES)})(?: (?:to|from) (?:the camera|you|me|the robot))?",
+    "{LEN}": rf"(?P<len>{_NUMBER} ?{_LEN_UNITS})",
+    "{SIZE}": rf"(?P<size>{_NUMBER}(?: ?{_LEN_UNITS})?(?: ?(?:x|by) ?{_NUMBER}(?: ?{_LEN_UNITS})?){{0,2}})",
+    "{PLOC}": rf"(?P<ploc>{_alternation(_PLACE_WORDS)})",
+    "{TDIFF}": rf"(?P<tdiff>{_alternation(DIFFERENCES)})",
+    "{SURF}": r"(?P<surf>table|floor)",
+    "{SURF2}": r"(?P<surf2>table|floor)",
 }
 
 
@@ -308,7 +377,7 @@ def normalise_question(text: str) -> str:
     """Lower-case, single-spaced question without final punctuation, politeness or unit requests."""
     t = text.strip().lower().replace("\u2019", "'").replace("\u2018", "'").replace("\u00a0", " ")
     t = _CONTRACTION_RE.sub(lambda m: _CONTRACTION_MAP[m.group(0)], t)
-    t = re.sub(r"[?!.;]+", " ", t)
+    t = re.sub(r"[?!;]+|(?<!\d)\.|\.(?!\d)", " ", t)        # a decimal point stays
     t = re.sub(r"\s+", " ", t).strip(" ,")
     t = _PREFIXES.sub("", t, count=1)
     trimmed = _SUFFIXES.sub("", t).strip(" ,")
@@ -345,6 +414,8 @@ def _build(template: Template, match: re.Match, question: str) -> Query | None:
     if a in _PRONOUNS or b in _PRONOUNS:
         return None
     relation, quantity = _relation_and_quantity(template, groups)
+    if template.kind in ("find", "placement", "threshold") or quantity == EDGE_QUANTITY:
+        return _scene_query(template, groups, a, b, relation, quantity, question)
     if template.kind in ("list",):
         if a in ("object", "objects", "thing", "things", "item", "items"):
             a = ""
@@ -360,6 +431,106 @@ def _build(template: Template, match: re.Match, question: str) -> Query | None:
         return None
     return Query("quantity", relation=relation, quantity=quantity, subject=a, reference=b if binary else "",
                  question=question, template=template.name)
+
+
+_UNIT_METRES = {"mm": 0.001, "millimeter": 0.001, "millimetre": 0.001, "cm": 0.01, "centimeter": 0.01,
+                "centimetre": 0.01, "m": 1.0, "meter": 1.0, "metre": 1.0, "in": 0.0254, "inch": 0.0254,
+                "inche": 0.0254, "ft": 0.3048, "foot": 0.3048, "feet": 0.3048}
+_GENERIC_OBJECTS = frozenset({"object", "objects", "thing", "things", "item", "items", "one", "ones"})
+_LESS_WORDS = frozenset({"within", "less than", "under", "no more than", "closer than"})
+
+
+def _lengths(text: str) -> list[float] | None:
+    """Metres of each ``x``/``by``-separated length in ``text`` ("10 x 5 cm", "0.2 m"); a number without a unit
+    takes the next unit given; None when no unit is given at all."""
+    parts = [p.strip() for p in re.split(r"\s*(?:\bx\b|\bby\b|(?<=\d)x(?=\s*\d))\s*", text.strip()) if p.strip()]
+    values: list[float | None] = []
+    units: list[float | None] = []
+    for part in parts:
+        m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([a-z]*)", part)
+        if not m:
+            return None
+        unit = m.group(2).rstrip("s") if m.group(2) not in ("", "ins") else m.group(2)
+        if unit and unit not in _UNIT_METRES:
+            return None
+        values.append(float(m.group(1)))
+        units.append(_UNIT_METRES[unit] if unit else None)
+    if not values or all(u is None for u in units):
+        return None
+    out, pending = [], None
+    for value, unit in zip(reversed(values), reversed(units)):
+        pending = unit if unit is not None else pending
+        if pending is None:
+            return None
+        out.append(value * pending)
+    return out[::-1]
+
+
+def _placement_size(text: str) -> tuple[float, float, float] | None:
+    """(w, d, h) metres: one length = a cube, two = the footprint (h = the smaller), three = w, d, h."""
+    values = _lengths(text)
+    if not values:
+        return None
+    if len(values) == 1:
+        return (values[0],) * 3
+    if len(values) == 2:
+        return values[0], values[1], min(values)
+    return values[0], values[1], values[2]
+
+
+def _scene_query(template: Template, groups: dict, a: str, b: str, relation: str, quantity: str,
+                 question: str) -> Query | None:
+    """The ``find``, ``placement``, ``threshold`` or edge-distance query of a matched template (None when its
+    phrases do not fit, so that a later template may try)."""
+    camera = b in CAMERA_PHRASES
+    if template.kind == "find":
+        label = "" if a in _GENERIC_OBJECTS else a
+        if groups.get("sup"):
+            key, descending = SUPERLATIVES[groups["sup"]]
+            if b and not camera:
+                if key != "distance_to_camera":
+                    return None
+                key = "distance_to_reference"
+            order = f"{key} {'desc' if descending else 'asc'}"
+            return Query("find", subject=label, reference="" if camera else b, order_by=order, limit=1,
+                         question=question, template=template.name)
+        if not b or camera:
+            return None
+        return Query("find", relation=relation, subject=label, reference=b, question=question, template=template.name)
+    if template.kind == "placement":
+        size = _placement_size(groups.get("size") or "")
+        if size is None or not b or camera:
+            return None
+        location = relation or _PLACE_WORDS.get(groups.get("ploc") or "", "")
+        options = (a, b) if location == "between" else (b,)
+        if location == "between" and (not a or a == b):
+            return None
+        return Query("placement", relation=location, reference=b, options=options, size=size, question=question,
+                     template=template.name)
+    surface = groups.get("surf") or groups.get("surf2") or ""
+    if not a:
+        return None
+    if template.kind == "quantity":                     # distance to a surface's edge
+        return Query("quantity", quantity=EDGE_QUANTITY, subject=a, reference=surface, question=question,
+                     template=template.name)
+    if quantity == EDGE_QUANTITY and not groups.get("len"):
+        return Query("threshold", quantity=EDGE_QUANTITY, comparison="near", subject=a, reference=surface,
+                     question=question, template=template.name)
+    lengths = _lengths(groups.get("len") or "")
+    if not lengths or len(lengths) != 1:
+        return None
+    less = groups.get("tcmp") in _LESS_WORDS or quantity == EDGE_QUANTITY
+    quantity = groups.get("tdiff") or quantity
+    if quantity == EDGE_QUANTITY:
+        reference = surface
+    elif camera and quantity == "distance":
+        quantity, reference = "distance_to_camera", ""
+    elif not b or camera:
+        return None
+    else:
+        reference = b
+    return Query("threshold", quantity=quantity, comparison="less_than" if less else "more_than",
+                 threshold_m=lengths[0], subject=a, reference=reference, question=question, template=template.name)
 
 
 def _pair_query(template: Template, relation: str, a: str, b: str, question: str) -> Query | None:

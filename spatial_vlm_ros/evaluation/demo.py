@@ -35,18 +35,13 @@ import numpy as np
 from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
 
+from .asking import QUANTITY_QUESTIONS, relation_question
 from .baseline import NAME as BASELINE
+from .config import EvaluationConfig
+from .console_table import print_summary
 from .records import QueryRecord
 from .report import RunResult, records_table, write_report
-from .runner import (
-    QUANTITY_QUESTIONS,
-    EvaluationConfig,
-    _print_summary,
-    baseline_result,
-    finish_run,
-    relation_question,
-    run_evaluation,
-)
+from .runner import baseline_result, finish_run, run_evaluation
 
 DEFAULT_SCENES = 16
 FRAMES_PER_SCENE = 3
@@ -267,7 +262,7 @@ def _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detector
     timings["total (set-up excluded)"] = time.monotonic() - t0
 
     print("\nSummary")
-    _print_summary(results)
+    print_summary(results)
     print("\nAcceptance")
     print("\n".join(_acceptance_lines(results)))
     print("\nWall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

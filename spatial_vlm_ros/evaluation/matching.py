@@ -42,3 +42,8 @@ def match_objects(gt_objects: dict[str, dict], node_objects: dict[str, np.ndarra
     rows, cols = linear_sum_assignment(np.where(cost <= gates[:, None], cost, big))
     return [Match(gt_ids[r], node_ids[c], float(cost[r, c])) for r, c in zip(rows, cols)
             if cost[r, c] <= gates[r]]
+
+
+def node_centres(update) -> dict[str, np.ndarray]:
+    """Node id -> centre (3,) of each object of one ``~/objects`` update (``node_client.ObjectsUpdate``)."""
+    return {o.id: np.array([o.center.x, o.center.y, o.center.z]) for o in update.objects}

@@ -67,6 +67,64 @@ def _range(obj: dict) -> float:
 NOT_FOUND = "object not found by the detector"
 
 
+@dataclass
+class _FrameNaming:
+    """One frame's objects and the names the questions use for them; counts what it cannot ask."""
+
+    stamp: float                                # s
+    scene: str
+    objects: dict[str, dict]                    # every GT object of the frame
+    visible: dict[str, dict]                    # ``askable_objects``
+    names: dict[str, str]
+    missed: str | None
+    detector: str
+    skipped: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, frame: dict, names: dict[str, str], detector: str, missed: str | None) -> _FrameNaming:
+        return cls(int(frame["stamp_ns"]) * 1e-9, str(frame.get("scene_id", "")),
+                   {e["id"]: e for e in frame.get("objects", [])}, askable_objects(frame), names, missed, detector)
+
+    def usable(self, *ids) -> bool:
+        """Whether every given object (None: no reference) can be asked about; counts the reason if not."""
+        for oid in ids:
+            if oid is None:
+                continue
+            if oid not in self.visible:
+                self.skipped["object not visible"] += 1
+                return False
+            if oid not in self.names and self.missed is None:
+                self.skipped["object not named (duplicate label or unmatched)"] += 1
+                return False
+        return True
+
+    def name(self, oid) -> str:
+        return self.names.get(oid, oid) if oid else ""
+
+    def mark_missed(self, record: QueryRecord) -> QueryRecord:
+        """Fail ``record`` with ``missed`` when an object it names was not found (has no name)."""
+        gone = [oid for oid in (record.subject_id, record.reference_id) if oid and oid not in self.names]
+        if gone:
+            record.missed = ",".join(gone)
+            record.success, record.predicted, record.message = False, None, f"{self.missed}: {', '.join(gone)}"
+        return record
+
+    def relation_record(self, r: dict) -> QueryRecord:
+        return self.mark_missed(QueryRecord(
+            self.stamp, RELATION, self.name(r["subject"]), r["relation"], self.name(r["reference"]),
+            truth=bool(r["holds"]), ambiguous=bool(r.get("ambiguous", False)), scene=self.scene,
+            subject_range_m=_range(self.objects[r["subject"]]), subject_id=r["subject"],
+            reference_id=r["reference"], detector=self.detector))
+
+    def quantity_record(self, q: dict) -> QueryRecord:
+        ref = q.get("reference")
+        return self.mark_missed(QueryRecord(
+            self.stamp, QUANTITY, self.name(q["subject"]), q["quantity"], self.name(ref),
+            truth=float(q["value_m"]), ambiguous=bool(q.get("ambiguous", False)), scene=self.scene,
+            subject_range_m=_range(self.objects[q["subject"]]), subject_id=q["subject"], reference_id=ref or "",
+            detector=self.detector))
+
+
 def frame_queries(frame: dict, names: dict[str, str], detector: str = "external",
                   relations: set[str] | None = None, quantities: set[str] | None = None,
                   missed: str | None = None) -> tuple[list[QueryRecord], Counter]:
@@ -79,55 +137,13 @@ def frame_queries(frame: dict, names: dict[str, str], detector: str = "external"
     Returns the records and a count of the entries skipped, by reason ("object not visible", "object not
     named").
     """
-    stamp = int(frame["stamp_ns"]) * 1e-9
-    scene = str(frame.get("scene_id", ""))
-    objects = {e["id"]: e for e in frame.get("objects", [])}
-    visible = askable_objects(frame)
-    skipped: Counter = Counter()
-    records: list[QueryRecord] = []
-
-    def usable(*ids) -> bool:
-        for oid in ids:
-            if oid is None:
-                continue
-            if oid not in visible:
-                skipped["object not visible"] += 1
-                return False
-            if oid not in names and missed is None:
-                skipped["object not named (duplicate label or unmatched)"] += 1
-                return False
-        return True
-
-    def name(oid) -> str:
-        return names.get(oid, oid) if oid else ""
-
-    def mark_missed(record: QueryRecord) -> QueryRecord:
-        gone = [oid for oid in (record.subject_id, record.reference_id) if oid and oid not in names]
-        if gone:
-            record.missed = ",".join(gone)
-            record.success, record.predicted, record.message = False, None, f"{missed}: {', '.join(gone)}"
-        return record
-
-    for r in frame.get("relations", []):
-        if relations is not None and r["relation"] not in relations:
-            continue
-        if not usable(r["subject"], r["reference"]):
-            continue
-        records.append(mark_missed(QueryRecord(
-            stamp, RELATION, name(r["subject"]), r["relation"], name(r["reference"]), truth=bool(r["holds"]),
-            ambiguous=bool(r.get("ambiguous", False)), scene=scene, subject_range_m=_range(objects[r["subject"]]),
-            subject_id=r["subject"], reference_id=r["reference"], detector=detector)))
-    for q in frame.get("quantities", []):
-        if quantities is not None and q["quantity"] not in quantities:
-            continue
-        ref = q.get("reference")
-        if not usable(q["subject"], ref):
-            continue
-        records.append(mark_missed(QueryRecord(
-            stamp, QUANTITY, name(q["subject"]), q["quantity"], name(ref), truth=float(q["value_m"]),
-            ambiguous=bool(q.get("ambiguous", False)), scene=scene, subject_range_m=_range(objects[q["subject"]]),
-            subject_id=q["subject"], reference_id=ref or "", detector=detector)))
-    return records, skipped
+    naming = _FrameNaming.of(frame, names, detector, missed)
+    records = [naming.relation_record(r) for r in frame.get("relations", [])
+               if (relations is None or r["relation"] in relations) and naming.usable(r["subject"], r["reference"])]
+    records += [naming.quantity_record(q) for q in frame.get("quantities", [])
+                if (quantities is None or q["quantity"] in quantities)
+                and naming.usable(q["subject"], q.get("reference"))]
+    return records, naming.skipped
 
 
 def failed_records(records: list[QueryRecord], message: str) -> list[QueryRecord]:

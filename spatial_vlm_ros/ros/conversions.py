@@ -9,8 +9,9 @@
   boxes (pixels: centre and full size). The vision_msgs conversion is duck-typed (attribute access only), so
   it needs no vision_msgs installation; ``VisionDetection2DArray`` is its message class, or None where
   vision_msgs is not installed.
-- ``core.observation.TrackedObject`` -> ``spatial_vlm_interfaces/SpatialObject`` (camera optical frame,
-  metres).
+- ``core.observation.TrackedObject`` -> ``core.transforms.OrientedBox`` (``object_box``) and
+  ``spatial_vlm_interfaces/SpatialObject``: centre and box orientation in the camera optical frame, or in a
+  target frame given the camera -> target transform; metres.
 - stamps: ``builtin_interfaces/Time`` <-> float seconds.
 
 Every malformed message raises ``core.errors.InputError`` with a message naming the problem.
@@ -28,7 +29,9 @@ from spatial_vlm_interfaces.msg import Detections2D, InstanceSegmentation, Spati
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.frame import Detection2D, Segmentation
+from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.observation import TrackedObject
+from spatial_vlm_ros.core.transforms import OrientedBox, RigidTransform, box_in_camera
 
 try:  # real ROS installs (apt ros-$DISTRO-vision-msgs); not available as a PyPI wheel
     from vision_msgs.msg import Detection2DArray as VisionDetection2DArray
@@ -242,15 +245,27 @@ def detections_from_vision_msgs(msg) -> list[Detection2D]:
 
 
 # ---------------------------------------------------------------------------------------------- objects
-def spatial_object_msg(obj: TrackedObject) -> SpatialObject:
-    """``TrackedObject`` -> ``SpatialObject``: centre in the camera optical frame, size (w, d, h) in the
-    gravity frame, metres."""
+def object_box(obj: TrackedObject, gravity: GravityFrame, to_frame: RigidTransform | None = None) -> OrientedBox:
+    """The object's gravity-aligned box as an ``OrientedBox``: in the camera optical frame (``gravity``: the
+    frame of the scene the object belongs to), or with ``to_frame`` (camera optical -> target) in the target
+    frame."""
+    box = box_in_camera(obj.center, obj.size, gravity)
+    return box if to_frame is None else box.transformed(to_frame)
+
+
+def spatial_object_msg(obj: TrackedObject, gravity: GravityFrame, to_frame: RigidTransform | None = None
+                       ) -> SpatialObject:
+    """``TrackedObject`` -> ``SpatialObject``: box centre and orientation in the camera optical frame, or with
+    ``to_frame`` (camera optical -> target) in the target frame; size (w, d, h) along the box axes, metres."""
+    box = object_box(obj, gravity, to_frame)
     msg = SpatialObject()
     msg.id = obj.id
     msg.label = obj.label
     msg.score = float(obj.score)
-    msg.center.x, msg.center.y, msg.center.z = (float(v) for v in obj.center)
+    msg.center.x, msg.center.y, msg.center.z = (float(v) for v in box.center)
     msg.size.x, msg.size.y, msg.size.z = (float(v) for v in obj.size)
+    o = msg.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in box.orientation_xyzw)
     msg.observations = int(max(obj.observations, 0))
     msg.last_seen = seconds_to_stamp(obj.last_seen)
     return msg

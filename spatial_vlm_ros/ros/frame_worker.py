@@ -54,7 +54,9 @@ from spatial_vlm_ros.ros.handoff import FrameWorker, LatestOnlyQueue
 from spatial_vlm_ros.ros.markers import scene_markers
 from spatial_vlm_ros.ros.parameters import DETECTIONS_MSG_TYPES, NodeSettings
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
+from spatial_vlm_ros.ros.scene_outputs import ObjectBox, OptionalOutputs, check_outputs
 from spatial_vlm_ros.ros.sync import ApproximateTimeSynchronizer
+from spatial_vlm_ros.ros.tf_frames import FrameTf, check_tf_settings
 
 REQUEST_TIMEOUT_S = 30.0          # longest wait for the worker to answer a command (reset waits for a frame)
 STOP_TIMEOUT_S = 10.0
@@ -145,6 +147,8 @@ class FrameProcessor:
     def __init__(self, node, spec: WorkerSpec, events: FrameEvents):
         self.node, self.spec, self.events = node, spec, events
         s = self.settings = spec.settings
+        check_tf_settings(s.target_frame, s.gravity_mode)          # before any model loads
+        check_outputs(s.detections_3d, s.collision_objects)
         self.pipeline = FramePipeline(spec.config)
         self.wants_boxes = bool(getattr(self.pipeline.detector, "needs_boxes", False))
         self._detections_type, self._detections_from_msg = (detections_input(s.detections_msg)
@@ -166,6 +170,9 @@ class FrameProcessor:
         if "objects" in spec.topics:
             self._objects_pub = node.create_publisher(SpatialObjectArray, spec.topics["objects"], output_qos())
             self._markers_pub = node.create_publisher(MarkerArray, spec.topics["markers"], output_qos())
+        self.tf = FrameTf(node, self.pipeline, s.target_frame, s.gravity_mode, s.tf_timeout_s, s.broadcast_gravity)
+        self.outputs = (OptionalOutputs(node, spec.topics, output_qos(), s.detections_3d, s.collision_objects)
+                        if "objects" in spec.topics else None)
         self.worker = FrameWorker(self.handoff, self._process_set, s.max_processing_rate_hz,
                                   on_error=self._on_worker_error, name="spatial-perception-frames")
         self.worker.start()
@@ -254,12 +261,14 @@ class FrameProcessor:
                            "or duplicated message): not used twice")
                 self.events.warning(message)
                 return
+            to_target = self.tf.before_frame(msgs["color"].header)     # camera -> target_frame, None without
             with self._lock:
                 if generation != self._generation:
                     self.dropped_by_reset += 1
                     return
                 result = self.pipeline.process(frame)
                 scene = self.pipeline.memory.snapshot()
+                self.tf.commit(to_target)
         except SpatialError as err:
             self._report_error(str(err))
             return
@@ -285,9 +294,15 @@ class FrameProcessor:
             return
         header = Header(frame_id=self._frame_id)
         header.stamp = stamp if stamp is not None else self.node.get_clock().now().to_msg()
-        self._objects_pub.publish(SpatialObjectArray(header=header,
-                                                     objects=[conv.spatial_object_msg(o) for o in scene.objects]))
+        frame_id, to_target = self.tf.output_frame(self._frame_id)       # target_frame, or the camera's
+        out = Header(frame_id=frame_id, stamp=header.stamp)
+        self._objects_pub.publish(SpatialObjectArray(header=out, objects=[
+            conv.spatial_object_msg(o, scene.gravity, to_target) for o in scene.objects]))
         self._markers_pub.publish(scene_markers(scene.objects, scene.gravity, header))
+        self.tf.broadcast(scene.gravity, self._frame_id, header.stamp)
+        if self.outputs is not None:
+            self.outputs.publish([ObjectBox(o.id, o.label, float(o.score), conv.object_box(o, scene.gravity, to_target))
+                                  for o in scene.objects], out)
 
     def _on_publish_timer(self) -> None:
         try:
@@ -329,35 +344,49 @@ class FrameProcessor:
         if not self._subscriptions:
             return
         now = time.monotonic()
-        s = self.settings
-        if now - self._last_matched > s.stale_after_s:
-            live = [x for x in self.slots if now - self._last_received.get(x, -1e18) <= s.stale_after_s]
-            silent = [x for x in self.slots if x not in live]
-            spread = self.sync.stats.last_unmatched_spread
-            message = ""
-            if live and silent:
-                topics = self.spec.topics
-                message = (f"no messages on {', '.join(topics[x] for x in silent)} for {s.stale_after_s:g} s "
-                           f"while {', '.join(topics[x] for x in live)} arrive: no frame can be processed")
-                if "depth" in silent:
-                    message += " (for an RGB-only camera set depth_source: model)"
-                if "detections" in silent:
-                    message += (" (the box detector must publish a message for every colour frame, an empty "
-                                "one when it sees nothing)")
-            elif live and spread is not None and spread > self.sync.slop:
-                message = (f"input stamps too far apart to be matched: the newest {'/'.join(self.slots)} "
-                           f"stamps span {spread:.3f} s > slop {self.sync.slop:.3f} s")
+        if now - self._last_matched > self.settings.stale_after_s:
+            message = self._unmatched_inputs_message(now)
             if message:
                 self.events.warning(message)
-        if self._last_frame is not None:
-            stamp, seen = self._last_frame
-            if now - seen > self.pipeline.memory.params.timeout_s:
-                with self._lock:
-                    expired = self.pipeline.memory.expire(stamp + (now - seen))
-                    scene = self.pipeline.memory.snapshot()
-                if expired:
-                    self.publish_scene(scene)             # RViz and planners see the objects go
-                    self.events.scene(scene, "expired")
+        self._expire_idle_memory(now)
+
+    def _unmatched_inputs_message(self, now: float) -> str:
+        """Why no input set was matched lately ("" when every input arrives and stamps are within the slop)."""
+        s = self.settings
+        live = [x for x in self.slots if now - self._last_received.get(x, -1e18) <= s.stale_after_s]
+        silent = [x for x in self.slots if x not in live]
+        spread = self.sync.stats.last_unmatched_spread
+        if live and silent:
+            return self._silent_inputs_message(live, silent)
+        if live and spread is not None and spread > self.sync.slop:
+            return (f"input stamps too far apart to be matched: the newest {'/'.join(self.slots)} "
+                    f"stamps span {spread:.3f} s > slop {self.sync.slop:.3f} s")
+        return ""
+
+    def _silent_inputs_message(self, live: list[str], silent: list[str]) -> str:
+        topics = self.spec.topics
+        message = (f"no messages on {', '.join(topics[x] for x in silent)} for {self.settings.stale_after_s:g} s "
+                   f"while {', '.join(topics[x] for x in live)} arrive: no frame can be processed")
+        if "depth" in silent:
+            message += " (for an RGB-only camera set depth_source: model)"
+        if "detections" in silent:
+            message += (" (the box detector must publish a message for every colour frame, an empty "
+                        "one when it sees nothing)")
+        return message
+
+    def _expire_idle_memory(self, now: float) -> None:
+        """Expire the memory's objects when no frame has come for longer than ``memory.timeout_s`` (wall
+        time), and publish the scene without them."""
+        if self._last_frame is None:
+            return
+        stamp, seen = self._last_frame
+        if now - seen > self.pipeline.memory.params.timeout_s:
+            with self._lock:
+                expired = self.pipeline.memory.expire(stamp + (now - seen))
+                scene = self.pipeline.memory.snapshot()
+            if expired:
+                self.publish_scene(scene)             # RViz and planners see the objects go
+                self.events.scene(scene, "expired")
 
     def status_values(self) -> dict:
         """Diagnostics key/values of the inputs and the pipeline (``up_source``/``up_assumed``: of the gravity
@@ -371,7 +400,8 @@ class FrameProcessor:
                 "dropped_by_reset": self.dropped_by_reset, "matched_sets": sync.matched_sets,
                 "gravity": self.gravity_status, UP_SOURCE: gravity.up_from if estimated else "(no frame yet)",
                 UP_ASSUMED: bool(estimated and gravity.assumed),
-                "inputs_without_publisher": ", ".join(unpublished) if self._subscriptions else "(not subscribed)"}
+                "inputs_without_publisher": ", ".join(unpublished) if self._subscriptions else "(not subscribed)",
+                **self.tf.status_values()}
 
     def close(self) -> None:
         """Stop the inputs and join the frame thread (the frame in flight is finished first)."""
@@ -383,6 +413,9 @@ class FrameProcessor:
                 if pub is not None:
                     self.node.destroy_publisher(pub)
             self._objects_pub = self._markers_pub = None
+            self.tf.close()
+            if self.outputs is not None:
+                self.outputs.close()
 
 
 # ============================================================================= the worker process

@@ -36,6 +36,7 @@ from spatial_vlm_ros.perception.mono_depth import DepthModelParams
 from spatial_vlm_ros.perception.open_vocab import OpenVocabParams
 from spatial_vlm_ros.perception.tabletop import TabletopParams
 from spatial_vlm_ros.pipeline import DEPTH_SOURCES, DETECTORS, PipelineConfig
+from spatial_vlm_ros.ros.overrides import unknown_parameter
 from spatial_vlm_ros.runtime.device import DTYPES
 
 NODE_NAME = "spatial_perception"
@@ -133,7 +134,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "VLM node's request_timeout_s, 60 s by default, which includes its queueing)", (0.1, 3600.0)),
     # ---- gravity (core.gravity.GravityParams)
     _g("gravity.mode", "mode", "Gravity frame source: 'plane' (fit the support plane each frame), 'static' "
-       "(gravity.static_orientation_xyzw) or 'camera' (assume a level camera)", choices=GRAVITY_MODES),
+       "(gravity.static_orientation_xyzw), 'camera' (assume a level camera) or 'tf' (+z of target_frame from "
+       "TF at each frame's stamp; needs tf2_ros)", choices=(*GRAVITY_MODES, "tf")),
+    # ---- TF and the optional outputs (ros.tf_frames, ros.scene_outputs)
+    ParamSpec("target_frame", "", "Frame of the ~/objects centres and box orientations, e.g. base_link: the "
+              "camera -> target_frame transform is looked up with tf2 at each frame's stamp (a frame without one "
+              "is rejected); '' = the camera optical frame of the colour image. Needs tf2_ros"),
+    ParamSpec("tf.timeout_s", 0.05, "Longest wait for the camera -> target_frame transform of a frame, s",
+              (0.0, 10.0)),
+    ParamSpec("tf.broadcast_gravity", True, "Send the gravity frame <camera frame>_gravity (z up, rotation only) "
+              "on /tf with every ~/objects (tf2_ros, else tf2_msgs; neither installed: not sent)"),
+    ParamSpec("outputs.detections_3d", False, "Also publish vision_msgs/Detection3DArray on ~/detections_3d "
+              "(needs vision_msgs)"),
+    ParamSpec("outputs.collision_objects", False, "Also publish moveit_msgs/CollisionObject boxes on "
+              "~/collision_objects (needs moveit_msgs; remap to /collision_object for MoveIt's planning scene)"),
     _g("gravity.static_orientation_xyzw", "static_orientation",
        "Camera optical frame orientation in a z-up world, quaternion x y z w (mode 'static'; also the "
        "fallback of mode 'plane'). Default: level camera", default=LEVEL_CAMERA_XYZW, length=4),
@@ -381,7 +395,7 @@ def check_value(spec: ParamSpec, value) -> str | None:
 def validate_values(overrides: dict) -> dict:
     """Defaults updated with ``overrides`` (flat dotted names). Raises ``InputError`` listing every
     unknown name and every invalid value."""
-    problems = [f"{name}: unknown parameter" for name in overrides if name not in SPECS]
+    problems = [unknown_parameter(name, SPECS) for name in overrides if name not in SPECS]
     problems += [msg for name, value in overrides.items() if name in SPECS
                  for msg in [check_value(SPECS[name], value)] if msg]
     if problems:
@@ -459,6 +473,12 @@ class NodeSettings:
     autostart: bool = True
     frame_worker: str = "process"
     worker_start_timeout_s: float = 300.0
+    target_frame: str = ""                 # "" = the camera optical frame
+    gravity_mode: str = "plane"            # gravity.mode ("tf": ros.tf_frames.TfGravity replaces the estimator)
+    tf_timeout_s: float = 0.05
+    broadcast_gravity: bool = True
+    detections_3d: bool = False
+    collision_objects: bool = False
 
 
 def node_settings(values: dict) -> NodeSettings:
@@ -472,7 +492,10 @@ def node_settings(values: dict) -> NodeSettings:
         vlm_timeout_s=values["vlm_timeout_s"], detections_topic=values["topics.detections"],
         detections_msg=values["detections_msg"], depth_source=values["depth_source"],
         autostart=values["autostart"], frame_worker=values["frame_worker"],
-        worker_start_timeout_s=values["worker_start_timeout_s"])
+        worker_start_timeout_s=values["worker_start_timeout_s"], target_frame=values["target_frame"].strip(),
+        gravity_mode=values["gravity.mode"], tf_timeout_s=values["tf.timeout_s"],
+        broadcast_gravity=values["tf.broadcast_gravity"], detections_3d=values["outputs.detections_3d"],
+        collision_objects=values["outputs.collision_objects"])
 
 
 def _group_kwargs(values: dict, group: str) -> dict:
@@ -487,6 +510,8 @@ def _group_kwargs(values: dict, group: str) -> dict:
 def pipeline_config(values: dict) -> PipelineConfig:
     """The ROS-free pipeline configuration. Raises ``InputError`` for inconsistent settings."""
     gravity = _group_kwargs(values, "gravity")
+    if gravity["mode"] == "tf":       # up from TF: the frame worker replaces the estimator (ros.tf_frames.TfGravity)
+        gravity["mode"] = "camera"
     if not gravity.get("static_support_height"):
         gravity["static_support_height"] = None
     lifting_error = LiftingError(**_group_kwargs(values, "uncertainty"), quantity_sigma_scale={
@@ -529,12 +554,13 @@ def descriptor(spec: ParamSpec):
     return d
 
 
-def declare_parameters(node) -> dict:
+def declare_parameters(node, unknown=()) -> dict:
     """Declare every parameter on ``node`` (overrides come from ``--params-file``); return the validated
-    ``{name: value}``. Raises ``InputError`` listing every problem found."""
+    ``{name: value}``. Raises ``InputError`` listing every problem found, starting with ``unknown`` (the
+    messages of overrides that name no parameter: ``lifecycle.take_overrides``)."""
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
-    values, problems = {}, []
+    values, problems = {}, list(unknown)
     for spec in PARAMETERS:
         try:
             value = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value

@@ -25,8 +25,10 @@ template matches is forwarded, unchanged, to the VLM node's ``Ask`` service (par
 its answer returned as is; see ``ros.vlm_forwarding``. Nothing raised in a callback escapes: services
 answer ``success=false``, frames and timers report a diagnostics error.
 
-Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward),
-sizes in the gravity-aligned frame (z up), metres.
+Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward), or in
+``target_frame`` where tf2 is installed (``ros.tf_frames``); sizes along the gravity-aligned box axes (z up)
+whose orientation each ``SpatialObject`` carries; metres. Optional ``vision_msgs``/``moveit_msgs`` outputs:
+``ros.scene_outputs``.
 """
 from __future__ import annotations
 
@@ -164,7 +166,8 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         if self.frames is not None or self.worker_process is not None:
             self._teardown()
         topics = {slot: self.resolve_topic_name(name) for slot, name in input_topics(s).items()}
-        topics.update({name: self.resolve_topic_name(f"~/{name}") for name in ("objects", "markers")})
+        topics.update({name: self.resolve_topic_name(f"~/{name}")
+                       for name in ("objects", "markers", "detections_3d", "collision_objects")})
         namespace = self.get_namespace()
         self._spec = WorkerSpec(settings=s, config=config, topics=topics, node_name=f"_{self.get_name()}_frames",
                                 namespace=namespace, log_level=int(self.get_logger().get_effective_level()),
@@ -187,7 +190,8 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         self.get_logger().info(
             f"detector '{s.detector}', depth source '{s.depth_source}', frames in a {s.frame_worker}, "
             f"inputs {', '.join(topics[x] for x in self.slots)}, slop {s.sync_slop_s * 1e3:.0f} ms, "
-            f"gravity '{config.gravity.mode}', free-form questions to {self.vlm.service or '(off)'}")
+            f"gravity '{s.gravity_mode}', objects in {s.target_frame or 'the camera optical frame'}, "
+            f"free-form questions to {self.vlm.service or '(off)'}")
 
     def _start_worker(self):
         """Start the configured frame worker; returns the noise model of relations and quantities."""
@@ -338,7 +342,8 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         def fill(res):
             label_filter = request.label_filter.strip()
             objects = self.queries.list_objects(label_filter)
-            res.objects = [conv.spatial_object_msg(o) for o in objects]
+            gravity = self.mirror.snapshot().gravity      # ListObjects: the camera optical frame
+            res.objects = [conv.spatial_object_msg(o, gravity) for o in objects]
             res.success = True
             res.message = f"{len(objects)} object(s)"
             if label_filter and not objects:

@@ -26,9 +26,25 @@ from spatial_vlm_ros.core.errors import SpatialError
 SWITCH_INTERVAL_S = 0.001
 
 
+_init_arguments: list[str] | None = None
+
+
 def init(args=None) -> None:
-    """``rclpy.init`` without rclpy's signal handlers (``spin_until_shutdown`` handles the signals)."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    """``rclpy.init`` without rclpy's signal handlers (``spin_until_shutdown`` handles the signals).
+
+    Raises ``SpatialError`` when rcl refuses the arguments (an unreadable ``--params-file``, a bad remapping)."""
+    global _init_arguments
+    _init_arguments = list(sys.argv if args is None else args)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as err:                     # rclpy's RCLError: rcl's reason, without its source
+        reason = str(err).split(", at /", 1)[0]
+        raise SpatialError(f"ROS arguments refused: {reason}") from None
+
+
+def init_arguments() -> list[str] | None:
+    """The arguments of the last ``init`` of this process (None before the first)."""
+    return _init_arguments
 
 
 def _spin(executor, stop: threading.Event) -> None:
@@ -84,7 +100,8 @@ def run_node(node_factory: Callable[[], Node], node_name: str, args=None) -> int
         rclpy.try_shutdown()
         return 0
     except SpatialError as err:
-        rclpy.logging.get_logger(node_name).fatal(str(err))
+        if not getattr(err, "already_logged", False):      # a failed autostart transition logged it
+            rclpy.logging.get_logger(node_name).fatal(str(err))
         rclpy.try_shutdown()
         return 2
     return spin_until_shutdown([node])

@@ -253,6 +253,116 @@ def _hidden_by_others(footprint, best_id: np.ndarray, k: int) -> bool:
     return bool(np.any(covers & (front > 0) & (front != k)))
 
 
+@dataclass
+class _RayCast:
+    """Nearest surface per pixel: distance ``t`` along the ray (optical z = 1, so depth), what was hit
+    (``ids``: -1 table, -2 floor, k >= 1 objects, 0 nothing), its world normal, and per object the region
+    and pixels its surface covers (hidden or not)."""
+
+    t: np.ndarray
+    ids: np.ndarray
+    normals: np.ndarray
+    footprints: list = field(default_factory=list)
+
+    def take(self, t: np.ndarray, k: int, normals, roi=...) -> None:
+        """Keep the hits of surface ``k`` nearer than what is there (inside ``roi``)."""
+        sel = t < self.t[roi]
+        self.t[roi][sel], self.ids[roi][sel] = t[sel], k
+        self.normals[roi][sel] = normals if np.ndim(normals) == 1 else normals[sel]
+
+
+def _ray_cast(objects, C, d, inv, R_wc, camera: CameraModel, table_size, floor_below_m) -> _RayCast:
+    shape = d[0].shape
+    cast = _RayCast(np.full(shape, np.inf), np.zeros(shape, dtype=np.int32), np.zeros(shape + (3,)))
+    up = np.array([0.0, 0.0, 1.0])
+    cast.take(_hit_plane_z(C, d, 0.0, (table_size[0] / 2, table_size[1] / 2)), -1, up)
+    if floor_below_m is not None:
+        cast.take(_hit_plane_z(C, d, -float(floor_below_m)), -2, up)
+    for k, obj in enumerate(objects, start=1):
+        roi = _screen_roi(obj, R_wc, C, camera)
+        dr, ir = [dk[roi] for dk in d], [ik[roi] for ik in inv]
+        if isinstance(obj, CylinderObject):
+            t, normals = _hit_cylinder(C, dr, obj)
+        else:
+            lo, hi = obj.world_box()
+            t, normals = _hit_box(C, dr, ir, lo, hi)
+        cast.take(t, k, normals, roi)
+        cast.footprints.append((roi, np.isfinite(t)))
+    return cast
+
+
+def _shaded_rgb(objects, cast: _RayCast, hit: np.ndarray) -> np.ndarray:
+    """Flat albedo with Lambert shading; black where nothing was hit."""
+    albedo = np.zeros(cast.t.shape + (3,))
+    albedo[cast.ids == -1] = TABLE_RGB
+    albedo[cast.ids == -2] = FLOOR_RGB
+    for k, obj in enumerate(objects, start=1):
+        albedo[cast.ids == k] = obj.color
+    shade = 0.7 + 0.3 * np.clip(cast.normals @ _LIGHT, 0.0, 1.0)
+    rgb = np.clip(albedo * shade[..., None], 0, 255).astype(np.uint8)
+    rgb[~hit] = 0
+    return rgb
+
+
+def _object_truth(k: int, obj, C, R_gw, gravity: GravityFrame, ids_img, rays, depth_true, cast: _RayCast
+                  ) -> ObjectTruth:
+    """Ground truth of object ``k`` (1-based) in the gravity frame: its full box, and the box of its visible
+    surface (NaN when no pixel shows it)."""
+    lo, hi = obj.world_box()
+    if isinstance(obj, CylinderObject):
+        c_g = R_gw @ ((lo + hi) / 2 - C)
+        half = (hi - lo) / 2
+        bmin, bmax, shape = c_g - half, c_g + half, "cylinder"
+    else:
+        cg = (_corners(lo, hi) - C) @ R_gw.T
+        bmin, bmax, shape = cg.min(axis=0), cg.max(axis=0), "box"
+    rx, ry = rays
+    zt = depth_true
+    sel = ids_img == k
+    n = int(np.count_nonzero(sel))
+    if n:
+        pc = np.stack([rx[sel] * zt[sel], ry[sel] * zt[sel], zt[sel]], axis=1)
+        pg = gravity.to_gravity(pc)
+        vmin, vmax = pg.min(axis=0), pg.max(axis=0)
+    else:
+        vmin = vmax = np.full(3, np.nan)
+    at_border = bool(sel[0].any() or sel[-1].any() or sel[:, 0].any() or sel[:, -1].any())
+    return ObjectTruth(k, obj.label, shape, bmin, bmax, gravity.to_camera((bmin + bmax) / 2),
+                       bmax - bmin, vmin, vmax, n, _rgb(obj.color),
+                       occluded=_hidden_by_others(cast.footprints[k - 1], cast.ids, k),
+                       truncated=at_border, corners_c=gravity.to_camera(_corners(bmin, bmax)))
+
+
+def _sensor_depth(depth_true: np.ndarray, rng: np.random.Generator, noise: DepthNoiseModel | None,
+                  edge_holes: float, max_range_m: float) -> np.ndarray:
+    """``depth_true`` with Gaussian noise ``noise.sigma(z)`` and, with probability ``edge_holes``, holes
+    (NaN) at pixels next to a depth jump of more than 2 %."""
+    depth = depth_true.copy()
+    if noise is not None:
+        valid = np.isfinite(depth)
+        depth[valid] += rng.normal(0.0, 1.0, int(np.count_nonzero(valid))) * noise.sigma(depth[valid])
+    if edge_holes > 0.0:
+        filled = np.nan_to_num(depth_true, nan=max_range_m)
+        jump = np.zeros(depth.shape, dtype=bool)
+        dz_u = np.abs(np.diff(filled, axis=1)) > 0.02 * filled[:, 1:]
+        dz_v = np.abs(np.diff(filled, axis=0)) > 0.02 * filled[1:, :]
+        jump[:, 1:] |= dz_u
+        jump[:, :-1] |= dz_u
+        jump[1:, :] |= dz_v
+        jump[:-1, :] |= dz_v
+        depth[jump & (rng.random(depth.shape) < edge_holes)] = np.nan
+    return depth
+
+
+def _dilated_mask(ids_img: np.ndarray, mask_dilate_px: int) -> np.ndarray:
+    """Each instance grown into the background by ``mask_dilate_px`` pixels (``ids_img`` when 0)."""
+    if mask_dilate_px <= 0:
+        return ids_img
+    k = 2 * int(mask_dilate_px) + 1
+    grown = cv2.dilate(ids_img, np.ones((k, k), np.uint8))
+    return np.where(ids_img == 0, grown, ids_img).astype(np.uint16)
+
+
 def render(objects, pose: CameraPose = CameraPose(), camera: CameraModel | None = None,
            table_size: tuple[float, float] = (1.2, 0.8), floor_below_m: float | None = 0.75,
            noise: DepthNoiseModel | None = None, edge_holes: float = 0.0, mask_dilate_px: int = 0,
@@ -273,96 +383,26 @@ def render(objects, pose: CameraPose = CameraPose(), camera: CameraModel | None 
     d = [R_wc[k, 0] * rx + R_wc[k, 1] * ry + R_wc[k, 2] for k in range(3)]  # world rays with optical z = 1
     with np.errstate(divide="ignore"):
         inv = [1.0 / dk for dk in d]
+    cast = _ray_cast(objects, C, d, inv, R_wc, camera, table_size, floor_below_m)
 
-    best_t = np.full(rx.shape, np.inf)
-    best_id = np.zeros(rx.shape, dtype=np.int32)         # -1 table, -2 floor, k >= 1 objects
-    best_n = np.zeros(rx.shape + (3,))
-    footprints = []                                      # per object: (roi, pixels its surface covers)
-    t = _hit_plane_z(C, d, 0.0, (table_size[0] / 2, table_size[1] / 2))
-    sel = t < best_t
-    best_t[sel], best_id[sel], best_n[sel] = t[sel], -1, (0.0, 0.0, 1.0)
-    if floor_below_m is not None:
-        t = _hit_plane_z(C, d, -float(floor_below_m))
-        sel = t < best_t
-        best_t[sel], best_id[sel], best_n[sel] = t[sel], -2, (0.0, 0.0, 1.0)
-    for k, obj in enumerate(objects, start=1):
-        roi = _screen_roi(obj, R_wc, C, camera)
-        dr, ir = [dk[roi] for dk in d], [ik[roi] for ik in inv]
-        if isinstance(obj, CylinderObject):
-            t, normals = _hit_cylinder(C, dr, obj)
-        else:
-            lo, hi = obj.world_box()
-            t, normals = _hit_box(C, dr, ir, lo, hi)
-        sel = t < best_t[roi]
-        best_t[roi][sel], best_id[roi][sel], best_n[roi][sel] = t[sel], k, normals[sel]
-        footprints.append((roi, np.isfinite(t)))
-
-    hit = np.isfinite(best_t) & (best_t <= max_range_m)
-    depth_true = np.where(hit, best_t, np.nan)
-    ids_img = np.where(hit & (best_id > 0), best_id, 0).astype(np.uint16)
-
-    # Colour: flat albedo with Lambert shading.
-    albedo = np.zeros(rx.shape + (3,))
-    albedo[best_id == -1] = TABLE_RGB
-    albedo[best_id == -2] = FLOOR_RGB
-    for k, obj in enumerate(objects, start=1):
-        albedo[best_id == k] = obj.color
-    shade = 0.7 + 0.3 * np.clip(best_n @ _LIGHT, 0.0, 1.0)
-    rgb = np.clip(albedo * shade[..., None], 0, 255).astype(np.uint8)
-    rgb[~hit] = 0
+    hit = np.isfinite(cast.t) & (cast.t <= max_range_m)
+    depth_true = np.where(hit, cast.t, np.nan)
+    ids_img = np.where(hit & (cast.ids > 0), cast.ids, 0).astype(np.uint16)
+    rgb = _shaded_rgb(objects, cast, hit)
 
     # Ground truth in the true gravity frame.
     R_cw = R_wc.T
     up_c = R_cw @ np.array([0.0, 0.0, 1.0])
     gravity = GravityFrame.from_up(up_c, support_height=-float(pose.height), source="static")
     R_gw = gravity.rotation @ R_cw
-    truths = []
-    zt = depth_true
-    for k, obj in enumerate(objects, start=1):
-        lo, hi = obj.world_box()
-        if isinstance(obj, CylinderObject):
-            c_g = R_gw @ ((lo + hi) / 2 - C)
-            half = (hi - lo) / 2
-            bmin, bmax, shape = c_g - half, c_g + half, "cylinder"
-        else:
-            cg = (_corners(lo, hi) - C) @ R_gw.T
-            bmin, bmax, shape = cg.min(axis=0), cg.max(axis=0), "box"
-        sel = ids_img == k
-        n = int(np.count_nonzero(sel))
-        if n:
-            pc = np.stack([rx[sel] * zt[sel], ry[sel] * zt[sel], zt[sel]], axis=1)
-            pg = gravity.to_gravity(pc)
-            vmin, vmax = pg.min(axis=0), pg.max(axis=0)
-        else:
-            vmin = vmax = np.full(3, np.nan)
-        at_border = bool(sel[0].any() or sel[-1].any() or sel[:, 0].any() or sel[:, -1].any())
-        truths.append(ObjectTruth(k, obj.label, shape, bmin, bmax, gravity.to_camera((bmin + bmax) / 2),
-                                  bmax - bmin, vmin, vmax, n, _rgb(obj.color),
-                                  occluded=_hidden_by_others(footprints[k - 1], best_id, k),
-                                  truncated=at_border, corners_c=gravity.to_camera(_corners(bmin, bmax))))
+    truths = [_object_truth(k, obj, C, R_gw, gravity, ids_img, (rx, ry), depth_true, cast)
+              for k, obj in enumerate(objects, start=1)]
 
-    depth = depth_true.copy()
-    if noise is not None:
-        valid = np.isfinite(depth)
-        depth[valid] += rng.normal(0.0, 1.0, int(np.count_nonzero(valid))) * noise.sigma(depth[valid])
-    if edge_holes > 0.0:
-        filled = np.nan_to_num(depth_true, nan=max_range_m)
-        jump = np.zeros(depth.shape, dtype=bool)
-        dz_u = np.abs(np.diff(filled, axis=1)) > 0.02 * filled[:, 1:]
-        dz_v = np.abs(np.diff(filled, axis=0)) > 0.02 * filled[1:, :]
-        jump[:, 1:] |= dz_u
-        jump[:, :-1] |= dz_u
-        jump[1:, :] |= dz_v
-        jump[:-1, :] |= dz_v
-        depth[jump & (rng.random(depth.shape) < edge_holes)] = np.nan
-    mask = ids_img
-    if mask_dilate_px > 0:
-        k = 2 * int(mask_dilate_px) + 1
-        grown = cv2.dilate(ids_img, np.ones((k, k), np.uint8))
-        mask = np.where(ids_img == 0, grown, ids_img).astype(np.uint16)
+    depth = _sensor_depth(depth_true, rng, noise, edge_holes, max_range_m)
+    mask = _dilated_mask(ids_img, mask_dilate_px)
     ids = list(range(1, len(objects) + 1))
     return AnalyticFrame(depth.astype(np.float32), mask, rgb, ids, [o.label for o in objects], camera, gravity,
-                         truths, pose, table_mask=hit & (best_id == -1))
+                         truths, pose, table_mask=hit & (cast.ids == -1))
 
 
 def random_tabletop(n_objects: int, seed: int = 0, area: tuple[float, float] = (0.7, 0.5),

@@ -68,7 +68,7 @@ def test_check_depth_image():
     check_depth_image(np.zeros((4, 5), np.float32), (4, 5))
     with pytest.raises(InputError, match="decode_depth"):
         check_depth_image(np.zeros((4, 5), np.uint16))
-    with pytest.raises(InputError, match="5x4 but camera_info says 6x4"):
+    with pytest.raises(InputError, match=r"depth image: expected 6x4 \(camera_info\), got 5x4"):
         check_depth_image(np.zeros((4, 5), np.float32), (4, 6))
     with pytest.raises(InputError, match=r"\(H, W\)"):
         check_depth_image([[1.0]])

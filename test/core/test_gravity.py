@@ -182,7 +182,7 @@ def test_estimator_modes_and_bad_configuration():
         GravityEstimator(plane_sigma_deg=0.0)
     with pytest.raises(InputError, match="decode_depth"):
         GravityEstimator().update((frame.depth * 1000).astype(np.uint16), frame.camera)
-    with pytest.raises(InputError, match="camera_info says 640x480"):
+    with pytest.raises(InputError, match=r"depth image: expected 640x480 \(camera_info\), got 640x100"):
         GravityEstimator().update(frame.depth[:100], frame.camera)
-    with pytest.raises(InputError, match="exclude mask"):
+    with pytest.raises(InputError, match=r"gravity exclude mask: expected 640x480 \(camera_info\), got 10x10"):
         GravityEstimator().update(frame.depth, frame.camera, exclude_mask=np.zeros((10, 10), bool))

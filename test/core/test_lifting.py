@@ -269,17 +269,17 @@ def test_frame_level_errors():
     frame = scene("HIGH", 0)
     inst = frame.instances()
     cam, grav = frame.camera, frame.gravity
-    with pytest.raises(InputError, match="mask of instance 1 .* is 320x240"):
+    with pytest.raises(InputError, match=r"mask of instance 1 '.*': expected 640x480 \(camera_info\), got 320x240"):
         lift_instances(frame.depth, cam, [Instance(inst[0].mask[::2, ::2], inst[0].label, 1.0, 1)], grav)
     with pytest.raises(InputError, match="no valid pixels"):
         lift_instances(np.full_like(frame.depth, np.nan), cam, inst, grav)
     with pytest.raises(InputError, match="no valid pixels"):
         lift_instances(np.zeros_like(frame.depth), cam, inst, grav)
-    with pytest.raises(InputError, match="camera_info says 640x480"):
+    with pytest.raises(InputError, match=r"depth image: expected 640x480 \(camera_info\), got 320x480"):
         lift_instances(frame.depth[:, :320], cam, inst, grav)
     with pytest.raises(InputError, match="decode_depth"):
         lift_instances(encode_depth_mm(frame.depth), cam, inst, grav)
-    with pytest.raises(InputError, match="colour image is 320x480"):
+    with pytest.raises(InputError, match=r"colour image: expected 640x480 \(camera_info\), got 320x480"):
         lift_instances(frame.depth, cam, inst, grav, rgb=frame.rgb[:, :320])
     with pytest.raises(InputError, match="amodal"):
         LiftingParams(amodal="guess")
@@ -355,7 +355,7 @@ def test_undercut_slope_tells_a_rounded_bottom_from_an_upright_side():
     """Points on ten vertical lines (azimuths 0.01 rad apart) from 0 to 5 cm above the box bottom, 1 m from
     the camera: an upright side keeps its horizontal range (slope 0), a surface receding under the object
     (a ball below its equator) gains range going down, a part leaning out towards the camera loses it."""
-    from spatial_vlm_ros.core.lifting import _undercut_slopes
+    from spatial_vlm_ros.core.lifting.support import _undercut_slopes
 
     h, azimuth = np.meshgrid(np.linspace(0.0, 0.05, 21), 0.01 * np.arange(10), indexing="ij")
     h, azimuth = h.ravel(), azimuth.ravel()

@@ -81,7 +81,8 @@ def test_crops_outside_the_image_and_empty_crops():
     frame = SCENES[0]
     H, W = frame.depth.shape
     bad = CroppedInstance(np.ones((10, 10), bool), "box", 1.0, 1, origin=(H - 5, 0), image_shape=(H, W))
-    with pytest.raises(InputError, match="does not fit"):
+    needle = r"mask crop of instance 1 'box': expected a crop inside the 640x480 image \(camera_info\), got 10x10 at"
+    with pytest.raises(InputError, match=needle):
         lift(frame, [bad])
     empty = CroppedInstance(np.zeros((4, 4), bool), "box", 1.0, 1, origin=(0, 0), image_shape=(H, W))
     obs, warnings = lift(frame, [empty])

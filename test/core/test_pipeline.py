@@ -71,12 +71,13 @@ def _bad_frames():
     small = analytic.render(OBJECTS, camera=analytic.default_camera(160, 120))
     empty = np.zeros_like(SCENE.mask)
     return [
-        ("depth size", _frame(depth=encode_depth_mm(small.depth)), "colour image is 320x240 but depth is 160x120"),
-        ("camera size", _frame(camera=small.camera), "camera info is for 160x120 images"),
+        ("depth size", _frame(depth=encode_depth_mm(small.depth)),
+         r"depth image: expected 320x240 \(camera_info; depth must be aligned to the colour image\), got 160x120"),
+        ("camera size", _frame(camera=small.camera), r"colour image: expected 160x120 \(camera_info\), got 320x240"),
         ("zero depth", _frame(depth=np.zeros((240, 320), np.uint16)), "no valid pixels"),
         ("nan depth", _frame(depth=np.full((240, 320), np.nan, np.float32), encoding="32FC1"), "no valid pixels"),
         ("depth encoding", _frame(encoding="8UC1"), "unsupported encoding '8UC1'"),
-        ("mask size", _frame(mask=small.mask), "instance mask is 160x120"),
+        ("mask size", _frame(mask=small.mask), r"instance mask: expected 320x240 \(camera_info\), got 160x120"),
         ("empty masks", _frame(mask=empty), "all 3 instance masks are empty"),
         ("labels", _frame(labels=["box"]), "3 ids, 1 labels"),
         ("no segmentation", Frame(SCENE.rgb, encode_depth_mm(SCENE.depth), "16UC1", SCENE.camera, 9.0),

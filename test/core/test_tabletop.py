@@ -89,7 +89,7 @@ def test_no_support_plane_gives_no_objects():
 
 def test_size_mismatch_raises_input_error():
     frame = render([], CameraPose())
-    with pytest.raises(InputError, match="camera_info says 640x480"):
+    with pytest.raises(InputError, match=r"depth image: expected 640x480 \(camera_info\), got 640x240"):
         TabletopDetector().detect(None, frame.depth[:240], frame.camera, frame.gravity)
     with pytest.raises(InputError, match="decode_depth"):
         TabletopDetector().detect(None, np.zeros((480, 640), np.uint16), frame.camera, frame.gravity)

@@ -13,16 +13,12 @@ from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.core.quantities import QUANTITIES
 from spatial_vlm_ros.core.questions import parse
 from spatial_vlm_ros.core.relations import RELATIONS
+from spatial_vlm_ros.evaluation.asking import fill_vlm_answer, template_question
+from spatial_vlm_ros.evaluation.config import EvaluationConfig
 from spatial_vlm_ros.evaluation.facts import merge_facts
+from spatial_vlm_ros.evaluation.node_process import node_parameter_overrides, vlm_parameter_overrides
 from spatial_vlm_ros.evaluation.records import QUANTITY, RELATION, QueryRecord
-from spatial_vlm_ros.evaluation.runner import (
-    EvaluationConfig,
-    _fill_vlm,
-    node_parameter_overrides,
-    run_evaluation,
-    template_question,
-    vlm_parameter_overrides,
-)
+from spatial_vlm_ros.evaluation.runner import run_evaluation
 
 
 @pytest.mark.parametrize("relation", sorted(RELATIONS))
@@ -47,16 +43,16 @@ def _ask_response(**fields):
 
 def test_vlm_answers_fill_records_and_an_unread_answer_counts_as_unanswered():
     rel = QueryRecord(0.0, RELATION, "mug", "left_of", "bowl", truth=True)
-    _fill_vlm(rel, _ask_response(answer="No.", yes=False), 12.5)
+    fill_vlm_answer(rel, _ask_response(answer="No.", yes=False), 12.5)
     assert rel.answered and rel.predicted is False and rel.latency_ms == 12.5 and rel.confidence is None
     dist = QueryRecord(0.0, QUANTITY, "mug", "distance", "bowl", truth=0.3)
-    _fill_vlm(dist, _ask_response(answer="About 30 cm.", value=0.3), 1.0)
+    fill_vlm_answer(dist, _ask_response(answer="About 30 cm.", value=0.3), 1.0)
     assert dist.answered and dist.predicted == 0.3 and dist.uncertainty is None
     unread = QueryRecord(0.0, QUANTITY, "mug", "distance", "bowl", truth=0.3)
-    _fill_vlm(unread, _ask_response(answer="qq#", vlm_parsed=False), 1.0)
+    fill_vlm_answer(unread, _ask_response(answer="qq#", vlm_parsed=False), 1.0)
     assert unread.success and not unread.answered and unread.answer == "qq#"
     timed_out = QueryRecord(0.0, RELATION, "mug", "left_of", "bowl", truth=True)
-    _fill_vlm(timed_out, None, 130e3)
+    fill_vlm_answer(timed_out, None, 130e3)
     assert not timed_out.success and "timed out" in timed_out.message
 
 

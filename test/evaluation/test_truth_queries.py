@@ -103,8 +103,8 @@ def test_detector_recall_and_precision_counts():
 
 
 def test_question_names_use_labels_then_matched_ids():
+    from spatial_vlm_ros.evaluation.asking import question_names
     from spatial_vlm_ros.evaluation.matching import Match
-    from spatial_vlm_ros.evaluation.runner import question_names
     visible = askable_objects(_frame())
     matches = [Match("cup_1", "cup_2", 0.01), Match("mug_1", "red_object_1", 0.01)]
     # ground-truth labelled detectors: unique labels by label, duplicates by the matched node id

@@ -136,49 +136,74 @@ def _set_data(msg: Image, data: bytes) -> None:
     msg.data = array.array("B", data)
 
 
-def image_fault(rng: random.Random, msg: Image, slot: str) -> str:
-    """Corrupt the layout of one image so it cannot be decoded (or not as this slot's image)."""
-    data = _raw(msg)
-    size = msg.step * msg.height
-    choice = rng.randrange(10)
-    if choice == 0:
-        _set_data(msg, data[: rng.randrange(0, max(size, 1))])
-        return "truncated data"
-    if choice == 1:
-        _set_data(msg, data + bytes(rng.randint(1, 3 * msg.step)))
-        return "data longer than step*height"
-    if choice == 2:
-        msg.step = rng.randint(0, max(msg.step - 1, 0))
-        return "step smaller than a row"
-    if choice == 3:
-        msg.step += rng.randint(1, 64)
-        return "step larger, data unpadded"
-    if choice == 4:
-        if rng.random() < 0.5:
-            msg.width = 0
-        else:
-            msg.height = 0
-        if rng.random() < 0.5:
-            _set_data(msg, b"")
-        return "zero width or height"
-    if choice == 5:
-        msg.width, msg.height = rng.choice(((UINT32_MAX, 1), (1, UINT32_MAX), (100000, 100000),
-                                            (msg.width * 2, msg.height)))
-        return "huge width/height"
-    if choice == 6:
-        msg.width, msg.height = msg.height, msg.width
-        msg.step = msg.width * (len(data) // max(msg.height * msg.width, 1))
-        return "width and height swapped"
-    if choice == 7:
+def _truncated(rng: random.Random, msg: Image, data: bytes) -> str:
+    _set_data(msg, data[: rng.randrange(0, max(msg.step * msg.height, 1))])
+    return "truncated data"
+
+
+def _overlong(rng: random.Random, msg: Image, data: bytes) -> str:
+    _set_data(msg, data + bytes(rng.randint(1, 3 * msg.step)))
+    return "data longer than step*height"
+
+
+def _step_too_small(rng: random.Random, msg: Image, data: bytes) -> str:
+    msg.step = rng.randint(0, max(msg.step - 1, 0))
+    return "step smaller than a row"
+
+
+def _step_too_large(rng: random.Random, msg: Image, data: bytes) -> str:
+    msg.step += rng.randint(1, 64)
+    return "step larger, data unpadded"
+
+
+def _zero_size(rng: random.Random, msg: Image, data: bytes) -> str:
+    if rng.random() < 0.5:
+        msg.width = 0
+    else:
+        msg.height = 0
+    if rng.random() < 0.5:
         _set_data(msg, b"")
-        return "empty data"
-    if choice == 8:
-        msg.width += rng.choice((-3, -1, 1, 7))
-        return "width off by a few"
+    return "zero width or height"
+
+
+def _huge_size(rng: random.Random, msg: Image, data: bytes) -> str:
+    msg.width, msg.height = rng.choice(((UINT32_MAX, 1), (1, UINT32_MAX), (100000, 100000),
+                                        (msg.width * 2, msg.height)))
+    return "huge width/height"
+
+
+def _swapped_size(rng: random.Random, msg: Image, data: bytes) -> str:
+    msg.width, msg.height = msg.height, msg.width
+    msg.step = msg.width * (len(data) // max(msg.height * msg.width, 1))
+    return "width and height swapped"
+
+
+def _empty_data(rng: random.Random, msg: Image, data: bytes) -> str:
+    _set_data(msg, b"")
+    return "empty data"
+
+
+def _width_off(rng: random.Random, msg: Image, data: bytes) -> str:
+    msg.width += rng.choice((-3, -1, 1, 7))
+    return "width off by a few"
+
+
+def _height_off(rng: random.Random, msg: Image, data: bytes) -> str:
     msg.height += rng.choice((-5, -1, 1, 2))
     if msg.height < 0:
         msg.height = 0
     return "height off by a few"
+
+
+#: layout faults of one image, drawn uniformly; each takes (rng, msg, the message's original data)
+IMAGE_FAULTS = (_truncated, _overlong, _step_too_small, _step_too_large, _zero_size, _huge_size, _swapped_size,
+                _empty_data, _width_off, _height_off)
+
+
+def image_fault(rng: random.Random, msg: Image, slot: str) -> str:
+    """Corrupt the layout of one image so it cannot be decoded (or not as this slot's image)."""
+    data = _raw(msg)
+    return IMAGE_FAULTS[rng.randrange(len(IMAGE_FAULTS))](rng, msg, data)
 
 
 def _bad_encoding(rng: random.Random, slot: str) -> str:
@@ -239,115 +264,189 @@ def depth_fault(rng: random.Random, m: FrameMessages, scene) -> str:
     return "depth is a colour image"
 
 
-def info_fault(rng: random.Random, m: FrameMessages, scene) -> str:
-    info: CameraInfo = m.camera_info
+def _set_k(info: CameraInfo, change) -> None:
+    """Apply ``change`` to a copy of the intrinsics ``K`` (row-major 3x3 as 9 floats) and set it."""
+    k = list(info.k)
+    change(k)
+    info.k = k
+
+
+def _k_zero(rng: random.Random, info: CameraInfo) -> str:
+    info.k = [0.0] * 9
+    return "K all zero"
+
+
+def _tiny_focal(rng: random.Random, info: CameraInfo) -> str:
+    f = rng.choice((1e-12, 1e-6, 0.5))
+    _set_k(info, lambda k: k.__setitem__(slice(0, 5, 4), [f, f]))
+    return f"implausible tiny focal {f:g}"
+
+
+def _k_non_finite(rng: random.Random, info: CameraInfo) -> str:
+    v = rng.choice((math.nan, math.inf, -math.inf))       # the value is drawn before the index
+    i = rng.choice((0, 2, 4, 5, 8))
+    _set_k(info, lambda k: k.__setitem__(i, v))
+    return "K non-finite"
+
+
+def _negative_focal(rng: random.Random, info: CameraInfo) -> str:
+    i = rng.choice((0, 4))
+    _set_k(info, lambda k: k.__setitem__(i, -k[i]))
+    return "negative focal length"
+
+
+def _principal_point_outside(rng: random.Random, info: CameraInfo) -> str:
     k = list(info.k)
     w, h = info.width, info.height
-    choice = rng.randrange(14)
-    if choice == 0:
-        info.k = [0.0] * 9
-        return "K all zero"
-    if choice == 1:
-        k[0] = k[4] = rng.choice((1e-12, 1e-6, 0.5))
-        info.k = k
-        return f"implausible tiny focal {k[0]:g}"
-    if choice == 2:
-        k[rng.choice((0, 2, 4, 5, 8))] = rng.choice((math.nan, math.inf, -math.inf))
-        info.k = k
-        return "K non-finite"
-    if choice == 3:
-        k[rng.choice((0, 4))] *= -1.0
-        info.k = k
-        return "negative focal length"
-    if choice == 4:
-        k[2], k[5] = rng.choice(((-50.0, k[5]), (w + 100.0, k[5]), (k[2], -1.0), (k[2], h * 3.0), (1e9, 1e9)))
-        info.k = k
-        return "principal point outside the image"
-    if choice == 5:
-        k[0] = k[4] = rng.choice((1e9, 1e12, 1e300))
-        info.k = k
-        return "implausible huge focal"
-    if choice == 6:
-        k[0] *= 50.0
-        info.k = k
-        return "fx/fy aspect 50"
-    if choice == 7:
-        k[rng.choice((3, 6, 7))] = rng.choice((1.0, -3.0, 0.1))
-        info.k = k
-        return "K not a pinhole matrix"
-    if choice == 8:
-        k[8] = rng.choice((0.0, 2.0, -1.0))
-        info.k = k
-        return "K[2,2] != 1"
-    if choice == 9:
-        info.width, info.height = rng.choice(((0, h), (w, 0), (0, 0), (w // 2, h // 2), (h, w), (w + 1, h)))
-        return "camera info size wrong"
-    if choice == 10:
-        info.width, info.height = rng.choice(((UINT32_MAX, h), (w, UINT32_MAX), (10 ** 6, 10 ** 6)))
-        return "camera info size huge"
-    if choice == 11:
-        n = rng.choice((1, 2, 3, 6, 7, 9, 11, 13, 15, 33))
-        info.d = [rng.uniform(-0.5, 0.5) or 0.1 for _ in range(n)]
-        info.distortion_model = rng.choice(("plumb_bob", "rational_polynomial", "equidistant"))
-        return f"distortion with {len(info.d)} coefficients ({info.distortion_model})"
-    if choice == 12:
-        info.d = [0.1, math.nan, 0.0, 0.0, 0.0] if rng.random() < 0.5 else [math.inf, 0.0, 0.0, 0.0, 0.0]
-        return "distortion non-finite"
+    k[2], k[5] = rng.choice(((-50.0, k[5]), (w + 100.0, k[5]), (k[2], -1.0), (k[2], h * 3.0), (1e9, 1e9)))
+    info.k = k
+    return "principal point outside the image"
+
+
+def _huge_focal(rng: random.Random, info: CameraInfo) -> str:
+    f = rng.choice((1e9, 1e12, 1e300))
+    _set_k(info, lambda k: k.__setitem__(slice(0, 5, 4), [f, f]))
+    return "implausible huge focal"
+
+
+def _focal_aspect(rng: random.Random, info: CameraInfo) -> str:
+    _set_k(info, lambda k: k.__setitem__(0, k[0] * 50.0))
+    return "fx/fy aspect 50"
+
+
+def _not_pinhole(rng: random.Random, info: CameraInfo) -> str:
+    v = rng.choice((1.0, -3.0, 0.1))                      # the value is drawn before the index
+    i = rng.choice((3, 6, 7))
+    _set_k(info, lambda k: k.__setitem__(i, v))
+    return "K not a pinhole matrix"
+
+
+def _k22_not_one(rng: random.Random, info: CameraInfo) -> str:
+    v = rng.choice((0.0, 2.0, -1.0))
+    _set_k(info, lambda k: k.__setitem__(8, v))
+    return "K[2,2] != 1"
+
+
+def _info_size_wrong(rng: random.Random, info: CameraInfo) -> str:
+    w, h = info.width, info.height
+    info.width, info.height = rng.choice(((0, h), (w, 0), (0, 0), (w // 2, h // 2), (h, w), (w + 1, h)))
+    return "camera info size wrong"
+
+
+def _info_size_huge(rng: random.Random, info: CameraInfo) -> str:
+    w, h = info.width, info.height
+    info.width, info.height = rng.choice(((UINT32_MAX, h), (w, UINT32_MAX), (10 ** 6, 10 ** 6)))
+    return "camera info size huge"
+
+
+def _distortion_length(rng: random.Random, info: CameraInfo) -> str:
+    n = rng.choice((1, 2, 3, 6, 7, 9, 11, 13, 15, 33))
+    info.d = [rng.uniform(-0.5, 0.5) or 0.1 for _ in range(n)]
+    info.distortion_model = rng.choice(("plumb_bob", "rational_polynomial", "equidistant"))
+    return f"distortion with {len(info.d)} coefficients ({info.distortion_model})"
+
+
+def _distortion_non_finite(rng: random.Random, info: CameraInfo) -> str:
+    info.d = [0.1, math.nan, 0.0, 0.0, 0.0] if rng.random() < 0.5 else [math.inf, 0.0, 0.0, 0.0, 0.0]
+    return "distortion non-finite"
+
+
+def _unknown_distortion_model(rng: random.Random, info: CameraInfo) -> str:
     info.d = [0.05, -0.01, 0.0, 0.0, 0.0]
     info.distortion_model = rng.choice(("unknown", "fisheye_weird", "kannala", random_text(rng, 10) + "_model"))
     return f"unknown distortion model {info.distortion_model[:20]!r}"
 
 
-def instances_fault(rng: random.Random, m: FrameMessages, scene) -> str:
-    inst = m.instances
+#: camera info faults, drawn uniformly
+INFO_FAULTS = (_k_zero, _tiny_focal, _k_non_finite, _negative_focal, _principal_point_outside, _huge_focal,
+               _focal_aspect, _not_pinhole, _k22_not_one, _info_size_wrong, _info_size_huge, _distortion_length,
+               _distortion_non_finite, _unknown_distortion_model)
+
+
+def info_fault(rng: random.Random, m: FrameMessages, scene) -> str:
+    return INFO_FAULTS[rng.randrange(len(INFO_FAULTS))](rng, m.camera_info)
+
+
+def _mask_encoding(rng: random.Random, inst, mask: np.ndarray) -> str:
+    inst.mask.encoding = _bad_encoding(rng, "mask")
+    return f"mask encoding {inst.mask.encoding[:20]!r}"
+
+
+def _mask_layout(rng: random.Random, inst, mask: np.ndarray) -> str:
+    return "mask " + image_fault(rng, inst.mask, "mask")
+
+
+def _mask_wrong_size(rng: random.Random, inst, mask: np.ndarray) -> str:
+    small = mask[:: rng.choice((2, 3)), ::2]
+    inst.mask = conv.array_to_image(small.astype(np.uint8), "mono8")
+    return "mask wrong size"
+
+
+def _mask_all_zero(rng: random.Random, inst, mask: np.ndarray) -> str:
+    inst.mask = conv.array_to_image(np.zeros(mask.shape, np.uint8), "mono8")
+    return "mask all zero"
+
+
+def _mask_ids_unlisted(rng: random.Random, inst, mask: np.ndarray) -> str:
+    """The mask carries ids, but none of the listed ones."""
+    shifted = np.where(mask > 0, mask + 50, 0).astype(np.uint16)
+    inst.mask = conv.array_to_image(shifted, rng.choice(("16UC1", "mono16")))
+    return "mask ids not in the list"
+
+
+def _listed_ids_not_in_mask(rng: random.Random, inst, mask: np.ndarray) -> str:
+    inst.ids = [i + 300 for i in inst.ids]
+    return "listed ids not in the mask"
+
+
+def _lengths_differ(rng: random.Random, inst, mask: np.ndarray) -> str:
     ids, labels = list(inst.ids), list(inst.labels)
-    mask = scene.mask
-    choice = rng.randrange(11)
-    if choice == 0:
-        inst.mask.encoding = _bad_encoding(rng, "mask")
-        return f"mask encoding {inst.mask.encoding[:20]!r}"
-    if choice == 1:
-        return "mask " + image_fault(rng, inst.mask, "mask")
-    if choice == 2:
-        small = mask[:: rng.choice((2, 3)), ::2]
-        inst.mask = conv.array_to_image(small.astype(np.uint8), "mono8")
-        return "mask wrong size"
-    if choice == 3:
-        inst.mask = conv.array_to_image(np.zeros(mask.shape, np.uint8), "mono8")
-        return "mask all zero"
-    if choice == 4:                   # the mask carries ids, but none of the listed ones
-        shifted = np.where(mask > 0, mask + 50, 0).astype(np.uint16)
-        inst.mask = conv.array_to_image(shifted, rng.choice(("16UC1", "mono16")))
-        return "mask ids not in the list"
-    if choice == 5:
-        inst.ids = [i + 300 for i in ids]
-        return "listed ids not in the mask"
-    if choice == 6:
-        which = rng.randrange(3)
-        if which == 0:
-            inst.labels = labels[: rng.randrange(len(labels))]
-        elif which == 1:
-            inst.scores = list(inst.scores) + [0.5] * rng.randint(1, 4)
-        else:
-            inst.ids = ids + [rng.randint(1, 200) for _ in range(rng.randint(1, 3))]
-        return "ids/labels/scores lengths differ"
-    if choice == 7:
-        inst.ids = [0] * len(ids) if rng.random() < 0.5 else [0] + ids[1:]
-        return "id 0 listed"
-    if choice == 8:
-        inst.ids = [ids[0]] * len(ids)
-        return "repeated ids"
-    if choice == 9:
-        n = rng.randint(100, 3000)
-        inst.ids = list(range(1000, 1000 + n))
-        inst.labels = [random_text(rng, 8) or "x" for _ in range(n)]
-        inst.scores = [1.0] * n
-        return f"{n} listed ids, none in the mask"
+    which = rng.randrange(3)
+    if which == 0:
+        inst.labels = labels[: rng.randrange(len(labels))]
+    elif which == 1:
+        inst.scores = list(inst.scores) + [0.5] * rng.randint(1, 4)
+    else:
+        inst.ids = ids + [rng.randint(1, 200) for _ in range(rng.randint(1, 3))]
+    return "ids/labels/scores lengths differ"
+
+
+def _id_zero(rng: random.Random, inst, mask: np.ndarray) -> str:
+    ids = list(inst.ids)
+    inst.ids = [0] * len(ids) if rng.random() < 0.5 else [0] + ids[1:]
+    return "id 0 listed"
+
+
+def _repeated_ids(rng: random.Random, inst, mask: np.ndarray) -> str:
+    ids = list(inst.ids)
+    inst.ids = [ids[0]] * len(ids)
+    return "repeated ids"
+
+
+def _many_unknown_ids(rng: random.Random, inst, mask: np.ndarray) -> str:
+    n = rng.randint(100, 3000)
+    inst.ids = list(range(1000, 1000 + n))
+    inst.labels = [random_text(rng, 8) or "x" for _ in range(n)]
+    inst.scores = [1.0] * n
+    return f"{n} listed ids, none in the mask"
+
+
+def _empty_mask(rng: random.Random, inst, mask: np.ndarray) -> str:
     if rng.random() < 0.5:
         inst.mask = conv.array_to_image(np.zeros((0, 0), np.uint8), "mono8")
     else:
         inst.mask.height = 0
     return "empty mask image"
+
+
+#: instance segmentation faults, drawn uniformly; each takes (rng, the message, the scene's id mask)
+INSTANCES_FAULTS = (_mask_encoding, _mask_layout, _mask_wrong_size, _mask_all_zero, _mask_ids_unlisted,
+                    _listed_ids_not_in_mask, _lengths_differ, _id_zero, _repeated_ids, _many_unknown_ids,
+                    _empty_mask)
+
+
+def instances_fault(rng: random.Random, m: FrameMessages, scene) -> str:
+    return INSTANCES_FAULTS[rng.randrange(len(INSTANCES_FAULTS))](rng, m.instances, scene.mask)
 
 
 def per_object_fault(rng: random.Random, m: FrameMessages, scene) -> str:

@@ -7,13 +7,16 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from spatial_vlm_ros.core.camera import CameraModel
 from spatial_vlm_ros.core.errors import InputError
+from spatial_vlm_ros.core.gravity_frame import GravityFrame
 from spatial_vlm_ros.core.observation import TrackedObject
+from spatial_vlm_ros.core.transforms import RigidTransform, quaternion_to_matrix
 from spatial_vlm_ros.ros.conversions import (
     array_to_image,
     camera_info_from_model,
     camera_model_from_info,
     color_to_rgb,
     image_to_array,
+    object_box,
     seconds_to_stamp,
     segmentation_from_msg,
     segmentation_to_msg,
@@ -135,8 +138,32 @@ def test_stamps_and_spatial_object():
     obj = TrackedObject(id="mug_1", label="mug", score=0.9, center=np.array([0.1, -0.2, 1.5]),
                         size=np.array([0.08, 0.09, 0.1]), box_min=np.zeros(3), box_max=np.ones(3),
                         points=np.zeros((0, 3)), observations=4, last_seen=7.25)
-    msg = spatial_object_msg(obj)
+    level = GravityFrame.camera_default()
+    msg = spatial_object_msg(obj, level)
     assert (msg.id, msg.label, msg.observations) == ("mug_1", "mug", 4)
     assert (msg.center.x, msg.center.y, msg.center.z) == pytest.approx((0.1, -0.2, 1.5))
     assert (msg.size.x, msg.size.y, msg.size.z) == pytest.approx((0.08, 0.09, 0.1))
     assert stamp_to_seconds(msg.last_seen) == pytest.approx(7.25)
+    # a level camera: the box's height axis (z) is the camera's -y, its width axis (x) the camera's x
+    q = (msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w)
+    np.testing.assert_allclose(quaternion_to_matrix(q) @ [0.0, 0.0, 1.0], [0.0, -1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(quaternion_to_matrix(q) @ [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_spatial_object_in_a_target_frame():
+    obj = TrackedObject(id="box_1", label="box", score=0.5, center=np.array([0.0, 0.1, 2.0]),
+                        size=np.array([0.2, 0.3, 0.4]), box_min=np.zeros(3), box_max=np.ones(3),
+                        points=np.zeros((0, 3)))
+    gravity = GravityFrame.from_up([0.0, -0.8, -0.6])              # a camera pitched down
+    # camera optical frame 1 m above base_link, level camera looking along +x (rotation only matters for up)
+    to_base = RigidTransform((-0.5, 0.5, -0.5, 0.5), (0.0, 0.0, 1.0), "base_link", "camera_optical")
+    msg = spatial_object_msg(obj, gravity, to_base)
+    center = (msg.center.x, msg.center.y, msg.center.z)
+    np.testing.assert_allclose(center, to_base.apply(obj.center), atol=1e-12)
+    np.testing.assert_allclose(center, (2.0, 0.0, 0.9), atol=1e-12)   # 2 m ahead, 10 cm below the camera
+    q = (msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w)
+    # the box's up axis in base_link: the camera-frame up, rotated into base_link
+    np.testing.assert_allclose(quaternion_to_matrix(q) @ [0.0, 0.0, 1.0], to_base.rotate(gravity.up), atol=1e-12)
+    box = object_box(obj, gravity, to_base)
+    assert box.frame_id == "base_link"
+    np.testing.assert_allclose(box.orientation_xyzw, q)

@@ -165,6 +165,51 @@ def harness():
         yield h
 
 
+def _publish_storm(h, storm: list, n_phase_a: int, requester: _Requester, progress: list) -> list:
+    """Publish every storm item (paced) while ``REQUEST_THREADS`` threads send the requests; phase B starts
+    after phase A has drained. Returns the request threads, joined (with a timeout)."""
+    threads = [threading.Thread(target=requester.run, args=(range(k, REQUESTS, REQUEST_THREADS),),
+                                name=f"requests-{k}") for k in range(REQUEST_THREADS)]
+    for thread in threads:
+        thread.start()
+    for index, item in enumerate(storm):
+        if index == n_phase_a:
+            time.sleep(0.5)                     # phase A drained before the memory may move on
+            requester.phase_b.set()
+        progress[0] = index
+        for slot, msg in item.messages:
+            h.pubs[slot].publish(msg)
+        time.sleep(PACE_S)
+    for thread in threads:
+        thread.join(120.0)
+    return threads
+
+
+def _processing_problems(h, storm: list, processed_stamps: set, n_objects_topic: int) -> list[str]:
+    """Every ~/objects message stamps the frame that produced it: only per-object faults may be processed."""
+    problems = []
+    by_stamp: dict = {}
+    for i, item in enumerate(storm):
+        by_stamp.setdefault(round(item.stamp, 6), []).append(i)
+    for out in h.objects[n_objects_topic:]:
+        stamp = round(conv.stamp_to_seconds(out.header.stamp), 6)
+        if stamp not in processed_stamps and stamp not in (round(T_LAST - 0.1, 6), T_LAST):
+            items = "; ".join(f"#{i} {storm[i].description}" for i in by_stamp.get(stamp, [])[:3])
+            problems.append(f"a frame stamped {stamp} was processed: storm item {items or '(none)'}")
+    return problems
+
+
+def _diagnostics_problems(diagnostics: list[dict], errors: Counter) -> list[str]:
+    problems = [f"diagnostics report a caught exception: {e}" for e in errors if "internal error" in e]
+    return problems + [f"diagnostics report: {w}" for w in {v.get("last_warning", "") for v in diagnostics}
+                       if "memory reset" in w]
+
+
+def _request_problems(requester: _Requester) -> list[str]:
+    return requester.problems[:12] + ([f"... and {len(requester.problems) - 12} more request problems"]
+                                      if len(requester.problems) > 12 else [])
+
+
 def test_storm_of_malformed_frames_and_random_requests(harness):
     h = harness
     rng = random.Random(SEED)
@@ -186,43 +231,17 @@ def test_storm_of_malformed_frames_and_random_requests(harness):
 
     t_start = time.monotonic()
     progress = [0]
-    phase_b = threading.Event()
-    requester = _Requester(h, requests, phase_b, progress)
-    threads = [threading.Thread(target=requester.run, args=(range(k, REQUESTS, REQUEST_THREADS),),
-                                name=f"requests-{k}") for k in range(REQUEST_THREADS)]
-    for thread in threads:
-        thread.start()
-    for index, item in enumerate(storm):
-        if index == len(storm_a):
-            time.sleep(0.5)                     # phase A drained before the memory may move on
-            phase_b.set()
-        progress[0] = index
-        for slot, msg in item.messages:
-            h.pubs[slot].publish(msg)
-        time.sleep(PACE_S)
-    for thread in threads:
-        thread.join(120.0)
+    requester = _Requester(h, requests, threading.Event(), progress)
+    threads = _publish_storm(h, storm, len(storm_a), requester, progress)
     assert not any(thread.is_alive() for thread in threads), "request threads hung"
     storm_s = time.monotonic() - t_start
     time.sleep(0.5)                             # the last storm frames through the pipeline
 
-    problems = []
-    # Every ~/objects message stamps the frame that produced it: only per-object faults may be processed.
-    by_stamp = {}
-    for i, item in enumerate(storm):
-        by_stamp.setdefault(round(item.stamp, 6), []).append(i)
-    for out in h.objects[n_objects_topic:]:
-        stamp = round(conv.stamp_to_seconds(out.header.stamp), 6)
-        if stamp not in processed_stamps and stamp not in (round(T_LAST - 0.1, 6), T_LAST):
-            items = "; ".join(f"#{i} {storm[i].description}" for i in by_stamp.get(stamp, [])[:3])
-            problems.append(f"a frame stamped {stamp} was processed: storm item {items or '(none)'}")
+    problems = _processing_problems(h, storm, processed_stamps, n_objects_topic)
     diagnostics = _diagnostic_values(h, n_diagnostics)
     errors = Counter(v.get("last_error", "") for v in diagnostics)
-    problems += [f"diagnostics report a caught exception: {e}" for e in errors if "internal error" in e]
-    problems += [f"diagnostics report: {w}" for w in {v.get("last_warning", "") for v in diagnostics}
-                 if "memory reset" in w]
-    problems += requester.problems[:12] + ([f"... and {len(requester.problems) - 12} more request problems"]
-                                           if len(requester.problems) > 12 else [])
+    problems += _diagnostics_problems(diagnostics, errors)
+    problems += _request_problems(requester)
     after = _objects(h)
     if _fingerprint(after) != fingerprint:
         problems.append(f"memory changed: {fingerprint} -> {_fingerprint(after)}")
