@@ -166,3 +166,81 @@ def _plural(noun: str) -> str:
     if len(noun) > 1 and noun.endswith("y") and noun[-2] not in "aeiou":
         return noun[:-1] + "ies"
     return noun + "s"
+
+
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+#: order key -> (superlative when descending, when ascending); "{ref}" is the reference's name
+ORDER_PHRASES = {
+    "distance_to_camera": ("the farthest from the camera", "the closest to the camera"),
+    "distance_to_reference": ("the farthest from {ref}", "the nearest to {ref}"),
+    "gap_to_reference": ("the farthest from {ref}", "the nearest to {ref}"),
+    "horizontal_distance_to_reference": ("the farthest from {ref}", "the nearest to {ref}"),
+    "height": ("the tallest", "the shortest"), "width": ("the widest", "the narrowest"),
+    "depth": ("the deepest", "the shallowest"), "volume": ("the biggest", "the smallest"),
+    "elevation": ("the highest", "the lowest"), "camera_x": ("the rightmost", "the leftmost"),
+    "distance_to_edge": ("the farthest from the edge", "the closest to the edge"),
+}
+
+
+def find_answer(names: Sequence[str], values: Sequence[float], relation: str = "", reference: str = "",
+                order_by: str = "", descending: bool = False, limit: int = 0, label: str = "") -> str:
+    """"The lemon is on top of the box." / "Nothing is to the left of the bowl." / "The mug is the closest to
+    the camera (62 cm)." / "The bottle, the mug and the can (the tallest first).\""""
+    noun = label or "object"
+    what = f"{relation and RELATIONS[relation].phrase} {reference}".strip()
+    order = ORDER_PHRASES[order_by][0 if descending else 1].format(ref=reference) if order_by else ""
+    if not names:
+        if relation:
+            return sentence(f"nothing{' like that' if label else ''} is {what}")
+        return sentence(f"I do not see any {_plural(noun)}")
+    if order and limit == 1 and len(names) == 1:
+        unit = "" if order_by == "volume" else f" ({format_length(values[0])})"
+        return sentence(f"{names[0]} is {order}{(' of those ' + what) if relation else ''}{unit}")
+    verb = "is" if len(names) == 1 else "are"
+    body = f"{_listed(names)} {verb} {what}" if relation else _listed(names)
+    return sentence(body + (f" ({order} first)" if order and len(names) > 1 else ""))
+
+
+def size_phrase(size: Sequence[float]) -> str:
+    """"a 10 cm box" (a cube) or "a 10 x 5 x 8 cm box"."""
+    w, d, h = (float(v) for v in size)
+    if abs(w - d) < 1e-9 and abs(d - h) < 1e-9:
+        return f"a {format_length(w)} box"
+    return f"a {format_length(w)} x {format_length(d)} x {format_length(h)} box"
+
+
+def placement_answer(fits: bool, confidence: float, size: Sequence[float], where: str, free_width_m: float,
+                     margin_m: float, limiting: str = "") -> str:
+    """"Yes, a 10 cm box fits between the mug and the bowl: 14 cm free, 2 cm to spare on each side." """
+    box = size_phrase(size)
+    if fits:
+        lead = "Yes" if confidence >= UNCERTAIN_BELOW else "Probably yes (it is close)"
+        spare = format_length(margin_m) if math.isfinite(margin_m) else "plenty of room"
+        return sentence(f"{lead}, {box} fits {where}: {format_length(free_width_m)} free, {spare} to spare")
+    lead = "No" if confidence >= UNCERTAIN_BELOW else "Probably not (it is close)"
+    why = f" ({limiting} in the way)" if limiting and limiting not in ("nothing", "no support") else ""
+    if limiting == "no support":
+        return sentence(f"{lead}, nothing supports {box} {where}")
+    return sentence(f"{lead}, {box} does not fit {where}: only {format_length(free_width_m)} free{why}")
+
+
+def threshold_answer(holds: bool, confidence: float, subject: str, comparison_phrase: str, value_text: str) -> str:
+    """"Yes, the mug is within 20 cm of the bowl (it is 15 cm away)." / "No, ... (...)"."""
+    if holds:
+        lead = "Yes" if confidence >= UNCERTAIN_BELOW else "Probably yes (it is close)"
+        return sentence(f"{lead}, {subject} is {comparison_phrase} ({value_text})")
+    lead = "No" if confidence >= UNCERTAIN_BELOW else "Probably not (it is close)"
+    return sentence(f"{lead}, {subject} is not {comparison_phrase} ({value_text})")
+
+
+def height_above_answer(gap_m: float, sigma_m: float, subject: str, surface: str) -> str:
+    """"The lemon is 20 cm above the table." / "The box rests on the table." (its bottom within two sigma, at
+    least 5 mm, of the surface's top)."""
+    if abs(gap_m) <= max(0.005, 2.0 * sigma_m):
+        return sentence(f"{subject} rests on {surface} (its bottom is {format_length(gap_m)} from the top)")
+    if gap_m > 0:
+        return sentence(f"{subject} is {format_length(gap_m)} above {surface}")
+    return sentence(f"the bottom of {subject} is {format_length(gap_m)} below the top of {surface}")

@@ -35,11 +35,11 @@ class SurfaceSamples:
 
     height: float                        # gravity z of the surface (metres)
     xy: np.ndarray                       # (N, 2) float32 gravity x, y of the samples (metres), read-only;
-                                         # at most ``MAX_SURFACE_SAMPLES``, evenly thinned
+                                         # at most ``MAX_SURFACE_SAMPLES`` (a fixed random subset beyond)
     count: int                           # samples found on the surface before thinning
 
 
-MAX_SURFACE_SAMPLES = 2000
+MAX_SURFACE_SAMPLES = 20000     # a 640x480 image sampled every 4 pixels has 19,200
 
 
 def sample_surfaces(points_c: np.ndarray, up_c: np.ndarray, heights, threshold_m: float,
@@ -61,8 +61,8 @@ def sample_surfaces(points_c: np.ndarray, up_c: np.ndarray, heights, threshold_m
         if idx.size < 3:
             continue
         count = int(idx.size)
-        if count > MAX_SURFACE_SAMPLES:
-            idx = idx[:: -(-count // MAX_SURFACE_SAMPLES)]
+        if count > MAX_SURFACE_SAMPLES:                 # random, not strided: no aliasing with the pixel rows
+            idx = np.sort(np.random.default_rng(0).choice(idx, MAX_SURFACE_SAMPLES, replace=False))
         xy = np.ascontiguousarray(pts[idx] @ rot[:2].T, dtype=np.float32)
         xy.setflags(write=False)
         out.append(SurfaceSamples(z, xy, count))

@@ -146,7 +146,8 @@ TEMPLATES: tuple[Template, ...] = (
     Template("place_relative", rf"{_PLACE}{{SIZE}}{_PNOUN}(?: fit)? {{PLOC}} {{B}}", "placement",
              example="Is there room for a 10 x 10 x 20 cm box to the left of the mug?"),
     Template("threshold_edge_near", rf"{_BE} {{A}} (?:near|close to|at|by) (?:the )?(?:edge of (?:the )?{{SURF}}|"
-             rf"{{SURF2}}(?:'s)? edge)", "threshold", quantity=EDGE_QUANTITY, example="Is the mug near the table edge?"),
+             rf"{{SURF2}}(?:'s)? edge)", "threshold", quantity=EDGE_QUANTITY,
+             example="Is the mug near the table edge?"),
     Template("threshold_edge_within", rf"{_BE} {{A}} (?:within|less than|closer than) {{LEN}} (?:of|from|to) "
              rf"(?:the )?(?:edge of (?:the )?{{SURF}}|{{SURF2}}(?:'s)? edge)", "threshold", quantity=EDGE_QUANTITY,
              example="Is the mug within 10 cm of the edge of the table?"),
@@ -161,19 +162,11 @@ TEMPLATES: tuple[Template, ...] = (
              example="Is the mug more than 30 cm away from the bowl?"),
     Template("threshold_difference", rf"{_BE} {{A}} (?P<tcmp>more than|over|at least|less than|under) {{LEN}} "
              r"{TDIFF} than {B}", "threshold", example="Is the bottle more than 5 cm taller than the can?"),
-    Template("find_superlative", r"(?:which|what)(?: {A})? (?:is|are) (?:the )?{SUP}(?: (?:one|object|thing|item))?"
-             r"(?: (?:to|from) {B})?", "find", example="Which object is closest to the camera?"),
-    Template("find_superlative_noun", r"what is the {SUP} {A}(?: (?:to|from) {B})?", "find",
-             example="What is the nearest object to the mug?"),
-    Template("find_relation", rf"(?:what|which)(?: {{A}})? (?:is|are)(?: there)? {_VERB}{{REL}} {{B}}", "find",
-             example="What is on the box?"),
-    Template("find_list", rf"(?:list|name|show)(?: me)?(?: all)?(?: the)? {_OBJECTS}(?: that are| which are)? "
-             rf"{_VERB}{{REL}} {{B}}", "find", example="List the objects on the table."),
 
     # ---------------------------------------------------------------- listing, existence, location
     Template("list_see", rf"what (?:{_OBJECTS} )?(?:do|can) you see", "list", example="What objects do you see?"),
     Template("list_there", rf"what (?:{_OBJECTS} )?(?:are|is) (?:there|visible|in view|in the scene|around"
-             r"|on the table|in front of you)", "list", example="What objects are there?"),
+             r"|in front of you)", "list", example="What objects are there?"),
     Template("list_which", rf"which {_OBJECTS} (?:are there|are visible|do you see|can you see|are in the scene)",
              "list", example="Which objects are visible?"),
     Template("list_imperative", rf"(?:list|name|enumerate|show)(?: me)?(?: all)?(?: the)? {_OBJECTS}"
@@ -195,6 +188,16 @@ TEMPLATES: tuple[Template, ...] = (
              r"(?: to be)? (?:the )?{CMP}", "choice", example="Between the mug and the bowl, which is closer?"),
     Template("choice_is_or", rf"(?:is|are) {{A}}{_OR}{{B}} (?:the )?{{CMP}}", "choice",
              example="Is the bottle or the can taller?"),
+
+    # ---------------------------------------------------------------- scene queries (after the choices)
+    Template("find_superlative", r"(?:which|what)(?: {A})? (?:is|are) (?:the )?{SUP}(?: (?:one|object|thing|item))?"
+             r"(?: (?:to|from) {B})?", "find", example="Which object is closest to the camera?"),
+    Template("find_superlative_noun", r"what is the {SUP} {A}(?: (?:to|from) {B})?", "find",
+             example="What is the tallest mug?"),
+    Template("find_relation", rf"(?:what|which)(?: {{A}})? (?:is|are)(?: there)? {_VERB}{{REL}} {{B}}", "find",
+             example="What is on the box?"),
+    Template("find_list", rf"(?:list|name|show)(?: me)?(?: all)?(?: the)? {_OBJECTS}(?: that are| which are)? "
+             rf"{_VERB}{{REL}} {{B}}", "find", example="List the objects on the table."),
 
     # ---------------------------------------------------------------- distance to the camera (named)
     Template("camera_how_far", r"how (?:far|far away|distant) (?:is|are) {A} from {CAM}", "quantity",
@@ -444,7 +447,7 @@ def _lengths(text: str) -> list[float] | None:
     """Metres of each ``x``/``by``-separated length in ``text`` ("10 x 5 cm", "0.2 m"); a number without a unit
     takes the next unit given; None when no unit is given at all."""
     parts = [p.strip() for p in re.split(r"\s*(?:\bx\b|\bby\b|(?<=\d)x(?=\s*\d))\s*", text.strip()) if p.strip()]
-    values: list[float | None] = []
+    values: list[float] = []
     units: list[float | None] = []
     for part in parts:
         m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([a-z]*)", part)
@@ -457,7 +460,8 @@ def _lengths(text: str) -> list[float] | None:
         units.append(_UNIT_METRES[unit] if unit else None)
     if not values or all(u is None for u in units):
         return None
-    out, pending = [], None
+    out: list[float] = []
+    pending: float | None = None
     for value, unit in zip(reversed(values), reversed(units)):
         pending = unit if unit is not None else pending
         if pending is None:
@@ -482,37 +486,53 @@ def _scene_query(template: Template, groups: dict, a: str, b: str, relation: str
                  question: str) -> Query | None:
     """The ``find``, ``placement``, ``threshold`` or edge-distance query of a matched template (None when its
     phrases do not fit, so that a later template may try)."""
-    camera = b in CAMERA_PHRASES
     if template.kind == "find":
-        label = "" if a in _GENERIC_OBJECTS else a
-        if groups.get("sup"):
-            key, descending = SUPERLATIVES[groups["sup"]]
-            if b and not camera:
-                if key != "distance_to_camera":
-                    return None
-                key = "distance_to_reference"
-            order = f"{key} {'desc' if descending else 'asc'}"
-            return Query("find", subject=label, reference="" if camera else b, order_by=order, limit=1,
-                         question=question, template=template.name)
-        if not b or camera:
-            return None
-        return Query("find", relation=relation, subject=label, reference=b, question=question, template=template.name)
+        return _find_query(template, groups, a, b, relation, question)
     if template.kind == "placement":
-        size = _placement_size(groups.get("size") or "")
-        if size is None or not b or camera:
-            return None
-        location = relation or _PLACE_WORDS.get(groups.get("ploc") or "", "")
-        options = (a, b) if location == "between" else (b,)
-        if location == "between" and (not a or a == b):
-            return None
-        return Query("placement", relation=location, reference=b, options=options, size=size, question=question,
-                     template=template.name)
+        return _placement_query(template, groups, a, b, relation, question)
     surface = groups.get("surf") or groups.get("surf2") or ""
     if not a:
         return None
     if template.kind == "quantity":                     # distance to a surface's edge
         return Query("quantity", quantity=EDGE_QUANTITY, subject=a, reference=surface, question=question,
                      template=template.name)
+    return _threshold_query(template, groups, a, b, quantity, surface, question)
+
+
+def _find_query(template: Template, groups: dict, a: str, b: str, relation: str, question: str) -> Query | None:
+    if a.startswith("of ") or " and " in f" {a} ":
+        return None                 # "which of A and B is ...": a choice between two named objects
+    camera = b in CAMERA_PHRASES
+    label = "" if a in _GENERIC_OBJECTS else a
+    if groups.get("sup"):
+        key, descending = SUPERLATIVES[groups["sup"]]
+        if b and not camera:
+            if key != "distance_to_camera":
+                return None
+            key = "distance_to_reference"
+        order = f"{key} {'desc' if descending else 'asc'}"
+        return Query("find", subject=label, reference="" if camera else b, order_by=order, limit=1,
+                     question=question, template=template.name)
+    if not b or camera:
+        return None
+    return Query("find", relation=relation, subject=label, reference=b, question=question, template=template.name)
+
+
+def _placement_query(template: Template, groups: dict, a: str, b: str, relation: str, question: str
+                     ) -> Query | None:
+    size = _placement_size(groups.get("size") or "")
+    if size is None or not b or b in CAMERA_PHRASES:
+        return None
+    location = relation or _PLACE_WORDS.get(groups.get("ploc") or "", "")
+    if location == "between" and (not a or a == b):
+        return None
+    options = (a, b) if location == "between" else (b,)
+    return Query("placement", relation=location, reference=b, options=options, size=size, question=question,
+                 template=template.name)
+
+
+def _threshold_query(template: Template, groups: dict, a: str, b: str, quantity: str, surface: str,
+                     question: str) -> Query | None:
     if quantity == EDGE_QUANTITY and not groups.get("len"):
         return Query("threshold", quantity=EDGE_QUANTITY, comparison="near", subject=a, reference=surface,
                      question=question, template=template.name)
@@ -521,6 +541,7 @@ def _scene_query(template: Template, groups: dict, a: str, b: str, relation: str
         return None
     less = groups.get("tcmp") in _LESS_WORDS or quantity == EDGE_QUANTITY
     quantity = groups.get("tdiff") or quantity
+    camera = b in CAMERA_PHRASES
     if quantity == EDGE_QUANTITY:
         reference = surface
     elif camera and quantity == "distance":

@@ -131,6 +131,12 @@ def _check_limit(limit) -> int:
     return int(limit)
 
 
+def _check_strings(**values) -> None:
+    for what, value in values.items():
+        if not isinstance(value, str):
+            raise QueryError(f"{what} must be a string, not {type(value).__name__}")
+
+
 def _volume(obj: TrackedObject, noise: DepthNoiseModel) -> tuple[float, float]:
     size = np.maximum(np.asarray(obj.size, dtype=np.float64), 0.0)
     partials = np.array([size[1] * size[2], size[0] * size[2], size[0] * size[1]])
@@ -185,37 +191,21 @@ def find_objects(scene: Scene, relation: str = "", reference: str = "", label_fi
     """
     noise = noise or DepthNoiseModel()
     limit = _check_limit(limit)
-    for text, what in ((relation, "relation"), (reference, "reference"), (label_filter, "label_filter")):
-        if not isinstance(text, str):
-            raise QueryError(f"{what} must be a string, not {type(text).__name__}")
-    relation, reference, label_filter = relation.strip(), reference.strip(), label_filter.strip()
-    rel = canonical_relation(relation) if relation else ""
-    key, descending = parse_order(order_by, has_reference=bool(reference))
+    _check_strings(relation=relation, reference=reference, label_filter=label_filter)
+    rel = canonical_relation(relation) if relation.strip() else ""
+    key, descending = parse_order(order_by, has_reference=bool(reference.strip()))
     if not scene.objects:
         raise QueryError("the scene is empty: no objects to search")
-    ref = resolve(reference, with_surfaces(scene)) if reference else None
-    if rel and ref is None:
-        raise QueryError(f"relation '{rel}' needs a reference object (e.g. 'the box', 'table')")
+    ref = resolve(reference.strip(), with_surfaces(scene)) if reference.strip() else None
     if ref is not None and not rel and not key:
         key, descending = "distance_to_reference", False
-    if key and ORDER_KEYS[key].needs_reference and ref is None:
-        raise QueryError(f"order key '{key}' needs a reference object")
-
+    if ref is None and (rel or (key and ORDER_KEYS[key].needs_reference)):
+        raise QueryError(f"{'relation ' + repr(rel) if rel else 'order key ' + repr(key)} needs a reference "
+                         "object (e.g. 'the box', 'table')")
     pool = [o for o in scene.objects if not is_surface(o)]
-    candidates = matches(label_filter, pool) if label_filter else pool
+    candidates = matches(label_filter.strip(), pool) if label_filter.strip() else pool
     candidates = [o for o in candidates if ref is None or o.id != ref.id]
-    found: list[Match] = []
-    for obj in candidates:
-        confidence, margin = 1.0, 0.0
-        if rel:
-            assert ref is not None
-            result = evaluate(rel, obj, ref, scene, noise, params)
-            if not result.holds:
-                continue
-            confidence, margin = result.confidence, result.margin_m
-        value, sigma = order_value(key, obj, ref, scene, noise) if key else (0.0, 0.0)
-        found.append(Match(obj, float(confidence), float(value), float(sigma), float(margin)))
-
+    found = _matches(candidates, rel, ref, key, scene, noise, params)
     if key:
         found.sort(key=lambda m: -m.value if descending else m.value)
     elif rel:
@@ -224,16 +214,37 @@ def find_objects(scene: Scene, relation: str = "", reference: str = "", label_fi
     if key and len(found) >= 2:
         first, second = found[0], found[1]
         order_conf = confidence_from_margin(second.value - first.value, math.hypot(first.sigma, second.sigma))
-    considered = len(candidates)
-    if limit:
-        found = found[:limit]
-    parts = [f"{len(found)} of {considered} candidate(s)"]
-    if rel:
-        parts.append(f"{rel} {ref.id if ref is not None else ''}")
+    shown = found[:limit] if limit else found
+    return FindResult(tuple(shown), rel, ref.id if ref is not None else "", key, bool(descending),
+                      float(order_conf), len(candidates),
+                      _explain(len(shown), len(candidates), rel, ref, label_filter.strip(), key, descending,
+                               order_conf))
+
+
+def _explain(shown: int, considered: int, rel: str, ref: TrackedObject | None, label_filter: str, key: str,
+             descending: bool, order_conf: float) -> str:
+    parts = [f"{shown} of {considered} candidate(s)"]
+    if rel and ref is not None:
+        parts.append(f"{rel} {ref.id}")
     if label_filter:
         parts.append(f"label filter '{label_filter}'")
     if key:
         parts.append(f"ordered by {key} ({'descending' if descending else 'ascending'}; first is first with "
                      f"confidence {order_conf:.2f})")
-    return FindResult(tuple(found), rel, ref.id if ref is not None else "", key, bool(descending),
-                      float(order_conf), considered, "; ".join(parts))
+    return "; ".join(parts)
+
+
+def _matches(candidates: list[TrackedObject], rel: str, ref: TrackedObject | None, key: str, scene: Scene,
+             noise: DepthNoiseModel, params: RelationParams | None) -> list[Match]:
+    """The candidates for which ``rel`` to ``ref`` holds (all without a relation), with their order values."""
+    found: list[Match] = []
+    for obj in candidates:
+        confidence, margin = 1.0, 0.0
+        if rel and ref is not None:
+            result = evaluate(rel, obj, ref, scene, noise, params)
+            if not result.holds:
+                continue
+            confidence, margin = result.confidence, result.margin_m
+        value, sigma = order_value(key, obj, ref, scene, noise) if key else (0.0, 0.0)
+        found.append(Match(obj, float(confidence), float(value), float(sigma), float(margin)))
+    return found

@@ -1,4 +1,5 @@
-"""``SpatialQueries``: the ROS-free facade behind the node's services (list, relation, measure, ask).
+"""``SpatialQueries``: the ROS-free facade behind the node's services (list, relation, measure, ask, find,
+check_placement).
 
 Every request reads ONE memory snapshot, so an answer never mixes two frames. Bad requests (unknown or
 ambiguous names, unknown relations or quantities, unparseable questions, wrong types) never raise: they come
@@ -10,7 +11,17 @@ every geometric answer says so, and where up came from, in its ``message`` and i
 
 Confidences: yes/no and choice answers carry the relation's ``Phi(|margin| / sigma)``; metric answers carry the
 probability that the true value lies within +-25% of the reported one under the Gaussian error model
-(``2 Phi(0.25 |v| / sigma) - 1``, the SpatialRGPT-Bench criterion); existence answers the best detector score.
+(``2 Phi(0.25 |v| / sigma) - 1``, the SpatialRGPT-Bench criterion); existence answers the best detector score;
+thresholded relations and placements their margin's ``Phi(|margin| / sigma)``; scene queries (``find``) each
+object's relation confidence.
+
+Names resolve against the scene's objects and its support surfaces (``table``, ``floor``:
+``core.support_surface``), so every request can name them. Where the reference of "How high is A above B?" is a
+surface, the answer is the signed gap from its top to A's bottom (``support_surface.height_above``).
+
+Failures: ``success=False`` and ``kind=""``; a question no template matches also has ``recognised=False``
+and a message starting with ``NOT_UNDERSTOOD`` (the node then asks its VLM, whose absence it reports in its own
+words).
 """
 from __future__ import annotations
 
@@ -26,14 +37,19 @@ from .memory import SceneMemory
 from .naming import display_name, matches, resolve, singular
 from .noise import DepthNoiseModel
 from .observation import TrackedObject
+from .placement import PlacementParams, check_placement, check_size
 from .quantities import QUANTITIES, canonical_quantity, measure, signed_difference
-from .questions import Query, UnrecognisedQuestion, parse
-from .relations import RelationParams, canonical_relation, evaluate
+from .questions import EDGE_QUANTITY, Query, UnrecognisedQuestion, parse
+from .relations import RELATIONS, RelationParams, canonical_relation, evaluate
 from .scene import Scene
+from .scene_queries import ORDER_KEYS, find_objects
+from .support_surface import distance_to_edge, height_above, is_surface, near_edge, surface_named, with_surfaces
+from .thresholds import ThresholdResult, evaluate_threshold, threshold_on, thresholded_relation
 
 _LOG = logging.getLogger(__name__)
 METRIC_TOLERANCE = 0.25           # relative band of the metric confidence
 _NEGATIVE_DIFFERENCE = {"shorter_than", "thinner_than", "lower_than"}
+NOT_UNDERSTOOD = "not understood"   # how the message of a question no template matches starts
 
 
 @dataclass(frozen=True)
@@ -66,12 +82,52 @@ class AskAnswer:
     success: bool
     message: str
     answer: str = ""
-    kind: str = "free"            # yes_no, metric, choice or free
+    kind: str = ""                # yes_no, metric, choice, list or free; "" on failure
     yes: bool = False             # yes_no
     value: float = 0.0            # metric: metres (signed for "how much taller/higher ..."); free: a count
     confidence: float = 0.0
     query: Query | None = None    # what the question was parsed into
     recognised: bool = True       # False: no template matched (a free-form question a VLM may answer)
+
+
+@dataclass(frozen=True)
+class FindAnswer:
+    """``find``: the matching objects (never a support surface), best first, with per object the relation's
+    confidence (1 without a relation) and the order key's value (metres, m^3 for volume; the relation margin
+    in metres without an order key)."""
+
+    success: bool
+    message: str
+    answer: str = ""
+    objects: tuple[TrackedObject, ...] = ()
+    confidences: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+    relation: str = ""            # canonical relation ("" = none)
+    reference_id: str = ""
+    order_by: str = ""            # order key ("" = none)
+    descending: bool = False
+    order_confidence: float = 0.0  # P(the first object truly comes first by the order key); 1 if unordered
+
+
+@dataclass(frozen=True)
+class PlacementAnswer:
+    """``check_placement``: whether the box fits, with the margin and free width (metres) and the suggested
+    pose (its centre in the gravity frame and the camera optical frame, yaw about up in radians)."""
+
+    success: bool
+    message: str
+    answer: str = ""
+    fits: bool = False
+    confidence: float = 0.0       # Phi(|margin| / sigma) on success
+    margin_m: float = 0.0
+    margin_sigma_m: float = 0.0
+    free_width_m: float = 0.0
+    center_gravity: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    center_camera: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    yaw: float = 0.0
+    location: str = ""            # canonical location (``placement.LOCATIONS``)
+    reference_ids: tuple[str, ...] = ()
+    support_id: str = ""          # what the box would stand on
 
 
 T = TypeVar("T")
@@ -111,12 +167,18 @@ class SpatialQueries:
             return list(scene.objects) if not label_filter else []
         return matches(label_filter, scene.objects)
 
-    def get_relation(self, subject: str, relation: str, reference: str) -> RelationAnswer:
+    def get_relation(self, subject: str, relation: str, reference: str, threshold_m: float | None = None
+                     ) -> RelationAnswer:
+        """``subject <relation> reference``; with ``threshold_m`` (metres) the thresholded relation of
+        ``thresholds.THRESHOLD_RELATIONS`` ("within" 0.2: less than 20 cm apart; "taller_than" 0.05: more than
+        5 cm taller)."""
         def run():
+            if threshold_m is not None:
+                return self._threshold_relation(subject, relation, reference, threshold_m)
             name = canonical_relation(_text(relation, "relation"))
             scene = self.memory.snapshot()
-            a = resolve(_text(subject, "subject"), scene.objects)
-            b = resolve(_text(reference, "reference"), scene.objects)
+            a = resolve(_text(subject, "subject"), with_surfaces(scene))
+            b = resolve(_text(reference, "reference"), with_surfaces(scene))
             result = evaluate(name, a, b, scene, self.noise, self.params)
             sentence = answers.relation_answer(result, display_name(a, scene.objects),
                                                display_name(b, scene.objects))
@@ -134,8 +196,8 @@ class SpatialQueries:
                 raise QueryError(f"'{name}' needs a reference object")
             if not QUANTITIES[name].binary and ref_text:
                 raise QueryError(f"'{name}' is measured on one object; leave the reference empty")
-            a = resolve(_text(subject, "subject"), scene.objects)
-            b = resolve(ref_text, scene.objects) if ref_text else None
+            a = resolve(_text(subject, "subject"), with_surfaces(scene))
+            b = resolve(ref_text, with_surfaces(scene)) if ref_text else None
             result = measure(name, a, b, scene, self.noise)
             sentence = answers.quantity_answer(name, result.value_m, display_name(a, scene.objects),
                                                display_name(b, scene.objects) if b else "")
@@ -151,24 +213,139 @@ class SpatialQueries:
             try:
                 query = parse(question)
             except UnrecognisedQuestion as err:
-                return AskAnswer(False, str(err), recognised=False)
+                return AskAnswer(False, f"{NOT_UNDERSTOOD}: {err}", recognised=False)
             scene = self.memory.snapshot()
             handler = {"relation": self._ask_relation, "choice": self._ask_choice, "quantity": self._ask_quantity,
                        "list": self._ask_list, "exists": self._ask_exists, "locate": self._ask_locate,
-                       "dimensions": self._ask_dimensions}[query.kind]
+                       "dimensions": self._ask_dimensions, "find": self._ask_find,
+                       "placement": self._ask_placement, "threshold": self._ask_threshold}[query.kind]
             return handler(query, scene)
         return self._guard(run, lambda msg: AskAnswer(False, msg))
 
+    def find(self, relation: str = "", reference: str = "", label_filter: str = "", order_by: str = "",
+             limit: int = 0) -> FindAnswer:
+        """Objects satisfying ``relation`` to ``reference``, filtered, ordered and cut (``scene_queries``)."""
+        def run():
+            scene = self.memory.snapshot()
+            return self._find(scene, relation, reference, label_filter, order_by, limit)
+        return self._guard(run, lambda msg: FindAnswer(False, msg))
+
+    def check_placement(self, size, location: str, references=(), point=None, yaw: float | None = None,
+                        clearance_m: float = 0.0) -> PlacementAnswer:
+        """Can a box of ``size`` (w, d, h metres) go at ``location`` relative to ``references`` (or at the
+        gravity-frame ``point``) with ``clearance_m`` of free space around it (``core.placement``)?"""
+        def run():
+            clearance = float(clearance_m)
+            if not math.isfinite(clearance) or clearance < 0.0:
+                raise QueryError(f"clearance must be a finite length >= 0 m, got {clearance_m!r}")
+            scene = self.memory.snapshot()
+            return self._placement(scene, size, location, references, point, yaw, clearance)
+        return self._guard(run, lambda msg: PlacementAnswer(False, msg))
+
+    # ------------------------------------------------------------------ find, placement, thresholds
+    def _find(self, scene: Scene, relation, reference, label_filter, order_by, limit) -> FindAnswer:
+        result = find_objects(scene, relation, reference, label_filter, order_by, limit, self.noise, self.params)
+        everything = with_surfaces(scene)
+        ref = next((o for o in everything if o.id == result.reference_id), None)
+        names = [display_name(m.object, scene.objects) for m in result.matches]
+        values = tuple(m.value if result.order_by else m.margin_m for m in result.matches)
+        label = _singular_phrase(label_filter) if isinstance(label_filter, str) and label_filter.strip() else ""
+        sentence = answers.find_answer(names, values, result.relation,
+                                       display_name(ref, everything) if ref is not None else "", result.order_by,
+                                       result.descending, int(limit), label)
+        message, sentence = _with_caveats(result.explanation, sentence, scene, [m.object for m in result.matches]
+                                          + [ref], up=bool(result.relation or result.order_by in _GRAVITY_KEYS))
+        order_conf = result.order_confidence if result.order_by else 1.0
+        return FindAnswer(True, message, sentence, tuple(m.object for m in result.matches),
+                          tuple(m.confidence for m in result.matches), values, result.relation,
+                          result.reference_id, result.order_by, result.descending, order_conf)
+
+    def _placement(self, scene: Scene, size, location, references, point, yaw, clearance: float
+                   ) -> PlacementAnswer:
+        result = check_placement(scene, size, location, references, point, yaw, self.noise,
+                                 PlacementParams(clearance_m=clearance))
+        everything = with_surfaces(scene)
+        refs = [next(o for o in everything if o.id == rid) for rid in result.reference_ids]
+        names = [display_name(r, everything) for r in refs]
+        where = {"between": f"between {' and '.join(names)}", "on": f"on {names[0]}" if names else "",
+                 "at": "at that point"}.get(result.location, "")
+        if not where:
+            where = f"{RELATIONS[result.location].phrase} {names[0]}"
+        sentence = answers.placement_answer(result.fits, result.confidence, list(check_size(size)), where,
+                                            result.free_width_m, result.margin_m, result.limiting)
+        message, sentence = _with_caveats(result.explanation, sentence, scene, refs)
+        pose = result.pose
+        return PlacementAnswer(True, message, sentence, result.fits, result.confidence, _finite_or(result.margin_m),
+                               result.sigma_m, result.free_width_m, _triple(pose.center_g), _triple(pose.center_c),
+                               pose.yaw, result.location, result.reference_ids, result.support_id)
+
+    def _threshold_relation(self, subject, relation, reference, threshold_m) -> RelationAnswer:
+        quantity, comparison = thresholded_relation(_text(relation, "relation"))
+        scene = self.memory.snapshot()
+        a = resolve(_text(subject, "subject"), with_surfaces(scene))
+        b = resolve(_text(reference, "reference"), with_surfaces(scene))
+        result = evaluate_threshold(quantity, comparison, threshold_m, a, b, scene, self.noise)
+        sentence = answers.threshold_answer(result.holds, result.confidence, display_name(a, scene.objects),
+                                            _threshold_phrase(result, display_name(b, with_surfaces(scene))),
+                                            _value_text(result))
+        message, sentence = _with_caveats(result.explanation, sentence, scene, (a, b))
+        name = "_".join(relation.strip().lower().split())
+        return RelationAnswer(True, message, result.holds, result.confidence, sentence, name, a.id, b.id,
+                              result.margin_m)
+
+    def _ask_find(self, query: Query, scene: Scene) -> AskAnswer:
+        found = self._find(scene, query.relation, query.reference, query.subject, query.order_by, query.limit)
+        confidence = min(found.confidences, default=1.0)
+        if found.order_by and found.objects:
+            confidence = min(confidence, found.order_confidence)
+        value = found.values[0] if found.order_by and query.limit == 1 and found.values else float(len(found.objects))
+        return AskAnswer(True, found.message, found.answer, "list", bool(found.objects), value, confidence, query)
+
+    def _ask_placement(self, query: Query, scene: Scene) -> AskAnswer:
+        placed = self._placement(scene, query.size, query.relation, query.options, None, None, 0.0)
+        return AskAnswer(True, placed.message, placed.answer, "yes_no", placed.fits, placed.free_width_m,
+                         placed.confidence, query)
+
+    def _ask_threshold(self, query: Query, scene: Scene) -> AskAnswer:
+        a = resolve(query.subject, with_surfaces(scene))
+        if query.quantity == EDGE_QUANTITY:
+            surface = self._surface(scene, query.reference)
+            if query.comparison == "near":
+                result = near_edge(a, surface, scene, self.noise)
+            else:
+                result = threshold_on(distance_to_edge(a, surface, scene, self.noise), query.comparison,
+                                      query.threshold_m, a.id)
+            b = None
+            phrase = (f"near the edge of the {surface.name}" if query.comparison == "near" else
+                      f"{_cmp_word(result.comparison, 'distance')} {answers.format_length(result.threshold_m)} of "
+                      f"the edge of the {surface.name}")
+        else:
+            b = resolve(query.reference, with_surfaces(scene)) if query.reference else None
+            result = evaluate_threshold(query.quantity, query.comparison, query.threshold_m, a, b, scene, self.noise)
+            phrase = _threshold_phrase(result, display_name(b, with_surfaces(scene)) if b is not None else "")
+        sentence = answers.threshold_answer(result.holds, result.confidence, display_name(a, scene.objects), phrase,
+                                            _value_text(result))
+        message, sentence = _with_caveats(result.explanation, sentence, scene, (a, b))
+        return AskAnswer(True, message, sentence, "yes_no", result.holds, result.value_m, result.confidence, query)
+
+    def _surface(self, scene: Scene, name: str):
+        surface = surface_named(scene, name or "table")
+        if surface is None:
+            known = ", ".join(o.id for o in with_surfaces(scene) if is_surface(o)) or "none"
+            raise QueryError(f"no {name or 'table'} surface is measured in this scene (surfaces: {known}; the "
+                             f"support plane is fitted only with gravity mode 'plane')")
+        return surface
+
     # ------------------------------------------------------------------ ask, per kind
     def _ask_relation(self, query: Query, scene: Scene) -> AskAnswer:
-        a, b = resolve(query.subject, scene.objects), resolve(query.reference, scene.objects)
+        a, b = resolve(query.subject, with_surfaces(scene)), resolve(query.reference, with_surfaces(scene))
         result = evaluate(query.relation, a, b, scene, self.noise, self.params)
         sentence = answers.relation_answer(result, display_name(a, scene.objects), display_name(b, scene.objects))
         message, sentence = _with_caveats(result.explanation, sentence, scene, (a, b))
         return AskAnswer(True, message, sentence, "yes_no", result.holds, 0.0, result.confidence, query)
 
     def _ask_choice(self, query: Query, scene: Scene) -> AskAnswer:
-        a, b = resolve(query.options[0], scene.objects), resolve(query.options[1], scene.objects)
+        a, b = resolve(query.options[0], with_surfaces(scene)), resolve(query.options[1], with_surfaces(scene))
         ab = evaluate(query.relation, a, b, scene, self.noise, self.params)
         ba = evaluate(query.relation, b, a, scene, self.noise, self.params)
         name_a, name_b = display_name(a, scene.objects), display_name(b, scene.objects)
@@ -184,10 +361,29 @@ class SpatialQueries:
         return AskAnswer(True, message, sentence, "choice", False, 0.0, result.confidence, query)
 
     def _ask_quantity(self, query: Query, scene: Scene) -> AskAnswer:
-        a = resolve(query.subject, scene.objects)
-        b = resolve(query.reference, scene.objects) if query.reference else None
-        name_a = display_name(a, scene.objects)
-        name_b = display_name(b, scene.objects) if b else ""
+        everything = with_surfaces(scene)
+        a = resolve(query.subject, everything)
+        if query.quantity == EDGE_QUANTITY:
+            surface = self._surface(scene, query.reference)
+            d = distance_to_edge(a, surface, scene, self.noise)
+            where = "inside" if d.value_m >= 0 else "outside"
+            sentence = answers.sentence(f"{display_name(a, scene.objects)} is {answers.format_length(d.value_m)} "
+                                        f"from the edge of the {surface.name} ({where})")
+            message, sentence = _with_caveats(f"{d.explanation}; {d.value_m:.4f} m +- {d.uncertainty_m:.4f} m",
+                                              sentence, scene, (a,))
+            return AskAnswer(True, message, sentence, "metric", False, d.value_m,
+                             metric_confidence(d.value_m, d.uncertainty_m), query)
+        b = resolve(query.reference, everything) if query.reference else None
+        name_a = display_name(a, everything)
+        name_b = display_name(b, everything) if b else ""
+        if b is not None and is_surface(b) and query.quantity == "vertical_distance" and query.relation:
+            gap = height_above(a, b, scene, self.noise)
+            value = -gap.value_m if query.relation in _NEGATIVE_DIFFERENCE else gap.value_m
+            sentence = answers.height_above_answer(gap.value_m, gap.uncertainty_m, name_a, name_b)
+            message, sentence = _with_caveats(f"{gap.explanation}; {value:+.4f} m +- {gap.uncertainty_m:.4f} m",
+                                              sentence, scene, (a, b))
+            return AskAnswer(True, message, sentence, "metric", False, value,
+                             metric_confidence(value, gap.uncertainty_m), query)
         if query.relation:
             if b is None:
                 raise QueryError(f"'{query.relation}' needs a reference object")
@@ -223,7 +419,7 @@ class SpatialQueries:
         return AskAnswer(True, message, sentence, "yes_no", bool(found), float(len(found)), confidence, query)
 
     def _ask_locate(self, query: Query, scene: Scene) -> AskAnswer:
-        a = resolve(query.subject, scene.objects)
+        a = resolve(query.subject, with_surfaces(scene))
         rng = measure("distance_to_camera", a, None, scene, self.noise)
         sentence = answers.locate_answer(a, display_name(a, scene.objects), scene)
         message, sentence = _with_caveats(f"{a.id}: centre {[round(float(c), 4) for c in a.center]} m (camera "
@@ -232,7 +428,7 @@ class SpatialQueries:
                          metric_confidence(rng.value_m, rng.uncertainty_m), query)
 
     def _ask_dimensions(self, query: Query, scene: Scene) -> AskAnswer:
-        a = resolve(query.subject, scene.objects)
+        a = resolve(query.subject, with_surfaces(scene))
         sizes = [measure(name, a, None, scene, self.noise) for name in ("width", "depth", "height")]
         detail = ", ".join(f"{q.name} {q.value_m:.4f} m +- {q.uncertainty_m:.4f} m" for q in sizes)
         confidence = min(metric_confidence(q.value_m, q.uncertainty_m) for q in sizes)
@@ -261,6 +457,46 @@ def _with_caveats(message: str, sentence: str, scene: Scene, objects, up: bool =
         notes.append(answers.up_note(scene.gravity))
         sentence = answers.with_up_note(sentence, scene.gravity)
     return "; ".join([message, *filter(None, notes)]), sentence
+
+
+_GRAVITY_KEYS = frozenset(k for k in ORDER_KEYS if k not in ("distance_to_camera", "distance_to_reference",
+                                                             "gap_to_reference", "camera_x"))
+
+
+def _finite_or(value: float, default: float = 0.0) -> float:
+    return float(value) if math.isfinite(value) else default
+
+
+def _triple(v) -> tuple[float, float, float]:
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+_THRESHOLD_WORDS = {"distance": "of", "gap": "of", "horizontal_distance": "of", "vertical_distance": "of"}
+
+
+def _cmp_word(comparison: str, quantity: str) -> str:
+    if comparison == "less_than":
+        return "within" if quantity in _THRESHOLD_WORDS or quantity in ("distance_to_camera", EDGE_QUANTITY) \
+            else "less than"
+    return "more than"
+
+
+def _threshold_phrase(result: ThresholdResult, reference: str) -> str:
+    """"within 20 cm of the bowl", "more than 5 cm taller than the can", "more than 1 m from the camera"."""
+    t = answers.format_length(result.threshold_m)
+    cmp = _cmp_word(result.comparison, result.quantity)
+    if result.quantity == "distance_to_camera":
+        return f"{cmp} {t} {'of' if result.comparison == 'less_than' else 'from'} the camera"
+    if result.quantity in QUANTITIES:
+        return f"{cmp} {t} {'of' if result.comparison == 'less_than' else 'from'} {reference}"
+    return f"{cmp} {t} {result.quantity} than {reference}"
+
+
+def _value_text(result: ThresholdResult) -> str:
+    if result.quantity in QUANTITIES or result.quantity == EDGE_QUANTITY:
+        return f"{answers.format_length(result.value_m)}"
+    sign = result.quantity if result.value_m >= 0 else "the other way"
+    return f"{answers.format_length(result.value_m)} {sign}"
 
 
 def _list_name(obj: TrackedObject) -> str:

@@ -16,8 +16,9 @@ gravity frame (z up, x right, y forward; ``core.gravity_frame``), metres.
   x-y bounds, ``thickness_m`` thick below the surface's height, its samples as points, id and label the
   name. Every relation and quantity then works with it ("Is the mug on the table?").
 - ``distance_to_edge``: metres from an object's footprint centre (its box centre in x-y) to the outline
-  (positive inside, negative outside), one sigma = the edge's (half the sample spacing) and the centre's in
-  quadrature.
+  (positive inside, negative outside), plus half the local row spacing across the nearest edge
+  (``SupportSurface.edge_spacing``: the true edge lies between the outermost samples and the next row beyond
+  them); one sigma = that spacing / sqrt(12) and the centre's sigma in quadrature.
 - ``near_edge``: ``distance_to_edge < NEAR_EDGE_M + footprint / 2`` (the object's footprint, half its larger
   horizontal extent around the centre, comes within 5 cm of the edge; ``thresholds.threshold_on``).
 - ``height_above``: signed gap from the surface's top to an object's bottom (``quantities.vertical_gap``).
@@ -25,6 +26,7 @@ gravity frame (z up, x right, y forward; ``core.gravity_frame``), metres.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,9 +77,29 @@ class SupportSurface:
 
     @property
     def edge_sigma_m(self) -> float:
-        """One-sigma error of the outline's position: half a sample spacing (the hull's last sample lies up
-        to one spacing inside the true edge)."""
-        return 0.5 * self.spacing_m
+        """A typical one-sigma error of the outline's position, metres: the true edge lies up to one sample
+        spacing beyond the outermost samples (uniform: ``spacing / sqrt(12)`` about the midway point)."""
+        return self.spacing_m / math.sqrt(12.0)
+
+    def edge_spacing(self, xy) -> tuple[float, int]:
+        """``(spacing, k)``: the spacing (metres) of the sample rows across outline edge ``k``, the edge nearest
+        to the gravity x, y point ``xy``: the smallest distance from that edge's line of a sample lying off it
+        (more than a fifth of the median spacing in) and beside the edge. Samples on a surface seen at a
+        grazing angle are far sparser along the view than across it, so this is local, not ``spacing_m``."""
+        a = self.outline
+        e = np.roll(a, -1, axis=0) - a
+        p = np.asarray(xy, dtype=np.float64)
+        t = np.clip(np.einsum("kj,kj->k", p - a, e) / np.maximum(np.einsum("kj,kj->k", e, e), 1e-18), 0.0, 1.0)
+        k = int(np.argmin(np.linalg.norm(a + t[:, None] * e - p, axis=1)))
+        length = float(np.linalg.norm(e[k]))
+        if length < 1e-9:
+            return self.spacing_m, k
+        u = e[k] / length
+        rel = self.samples_xy - a[k]
+        along = rel @ u
+        inward = u[0] * rel[:, 1] - u[1] * rel[:, 0]           # left of a counter-clockwise edge = inside
+        beside = (along >= 0.0) & (along <= length) & (inward > 0.2 * self.spacing_m)
+        return (float(inward[beside].min()) if np.any(beside) else self.spacing_m), k
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +143,8 @@ class SupportSurface:
 def _cluster(xy: np.ndarray, params: SurfaceParams) -> tuple[np.ndarray, float]:
     """The largest 8-connected cluster of the (N, 2) samples on a grid of ``cluster_spacings`` median sample
     spacings, and that spacing (metres)."""
-    nn, _ = cKDTree(xy).query(xy, k=2)
+    probe = xy[:: max(1, len(xy) // 2000)]              # the median spacing from at most ~2,000 samples
+    nn, _ = cKDTree(xy).query(probe, k=2)
     spacing = float(np.median(nn[:, 1]))
     cell = max(params.cluster_spacings * spacing, 1e-3)
     ij = np.floor((xy - xy.min(axis=0)) / cell).astype(np.intp)
@@ -135,7 +158,26 @@ def _cluster(xy: np.ndarray, params: SurfaceParams) -> tuple[np.ndarray, float]:
     return xy[per_sample == largest], spacing
 
 
+#: (id(samples), name, params) -> (weak reference to the samples, the surface); an entry goes with its samples
+_SURFACES: dict[tuple, tuple[weakref.ref, SupportSurface | None]] = {}
+
+
 def _surface(name: str, samples: SurfaceSamples, params: SurfaceParams) -> SupportSurface | None:
+    """``_build_surface``, once per samples object (a scene snapshot's surfaces are asked for many times)."""
+    key = (id(samples), name, params)
+    entry = _SURFACES.get(key)
+    if entry is not None and entry[0]() is samples:
+        return entry[1]
+    surface = _build_surface(name, samples, params)
+
+    def forget(_ref: weakref.ref, key: tuple = key) -> None:
+        _SURFACES.pop(key, None)
+
+    _SURFACES[key] = (weakref.ref(samples, forget), surface)
+    return surface
+
+
+def _build_surface(name: str, samples: SurfaceSamples, params: SurfaceParams) -> SupportSurface | None:
     xy = np.asarray(samples.xy, dtype=np.float64).reshape(-1, 2)
     xy = xy[np.all(np.isfinite(xy), axis=1)]
     if len(xy) < params.min_samples:
@@ -205,22 +247,20 @@ def distance_to_edge(obj: TrackedObject, surface: SupportSurface, scene: Scene,
                          f"the {obj.id}")
     noise = noise or DepthNoiseModel()
     xy = scene.center_gravity(obj)[:2]
-    d = float(surface.signed_distance(xy)[0])
-    normal = _edge_normal(surface, xy)
+    spacing, k = surface.edge_spacing(xy)
+    d = float(surface.signed_distance(xy)[0]) + 0.5 * spacing
+    normal = _edge_normal(surface, k)
     direction_c = scene.gravity.to_camera(np.array([normal[0], normal[1], 0.0]))
-    sigma = q.quadrature(surface.edge_sigma_m, q.centre_sigma(obj, noise, direction_c, scene.gravity.up))
+    sigma = q.quadrature(spacing / math.sqrt(12.0), q.centre_sigma(obj, noise, direction_c, scene.gravity.up))
     where = "inside" if d >= 0 else "outside"
     return q.Quantity("distance_to_edge", d, sigma,
                       f"distance_to_edge: footprint centre of {obj.id} is {abs(d):.3f} m {where} the outline of "
                       f"the {surface.name} (visible extent)")
 
 
-def _edge_normal(surface: SupportSurface, xy: np.ndarray) -> np.ndarray:
-    """Unit outward normal (gravity x, y) of the outline edge nearest to ``xy``."""
-    a = surface.outline
-    e = np.roll(a, -1, axis=0) - a
-    t = np.clip(np.einsum("kj,kj->k", xy - a, e) / np.maximum(np.einsum("kj,kj->k", e, e), 1e-18), 0.0, 1.0)
-    k = int(np.argmin(np.linalg.norm(a + t[:, None] * e - xy, axis=1)))
+def _edge_normal(surface: SupportSurface, k: int) -> np.ndarray:
+    """Unit outward normal (gravity x, y) of outline edge ``k``."""
+    e = np.roll(surface.outline, -1, axis=0) - surface.outline
     n = np.array([e[k, 1], -e[k, 0]])     # right of a counter-clockwise edge = outward
     length = math.hypot(float(n[0]), float(n[1]))
     return n / length if length > 0 else np.array([1.0, 0.0])

@@ -14,10 +14,11 @@ to the inputs, runs the pipeline and sends every new scene snapshot back; with `
 (``SceneMirror``), never waiting for a frame, and an answer never mixes two frames.
 
 Lifecycle (``lifecycle_msgs`` transitions; ``autostart: true`` runs configure + activate in the constructor):
-configure validates the parameters and starts the worker (pipeline built, models loaded), and creates the
-services and publishers; activate subscribes to the inputs; deactivate unsubscribes and keeps the memory
-(services still answer from it); cleanup stops the worker and frees the memory; shutdown cleans up from any
-state. A failed configure leaves the node unconfigured, alive, with the reason in the log.
+configure validates the parameters (an override naming no parameter of the table fails it: ``ros.lifecycle``)
+and starts the worker (pipeline built, models loaded), and creates the services and publishers; activate
+subscribes to the inputs; deactivate unsubscribes and keeps the memory (services still answer from it); cleanup
+stops the worker and frees the memory; shutdown cleans up from any state. A failed configure leaves the node
+unconfigured, alive, with the reason in the log.
 
 ``~/ask`` answers template questions from the geometry, or with the request's ``engine`` ``vlm`` / ``both``
 from the VLM (grounded in this node's scene facts) or side by side (``vlm.ask_engines``); a question no
@@ -57,7 +58,7 @@ from spatial_vlm_ros.ros.frame_worker import (
     detections_input,
     input_topics,
 )
-from spatial_vlm_ros.ros.parameters import NODE_NAME, declare_parameters, node_settings, pipeline_config
+from spatial_vlm_ros.ros.parameters import NODE_NAME, SPECS, declare_parameters, node_settings, pipeline_config
 from spatial_vlm_ros.ros.qos import diagnostics_qos
 from spatial_vlm_ros.ros.vlm_forwarding import VLMForwarder
 from spatial_vlm_ros.vlm.ask_engines import VLMReply, canonical_engine, engine_fields, grounding_context, template_kind
@@ -72,7 +73,9 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
     """See the module docstring. Parameters: ``ros.parameters.PARAMETERS``."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
-        super().__init__(node_name, **kwargs)
+        super().__init__(node_name, **lifecycle.declaring_overrides(kwargs))
+        unknown = lifecycle.take_overrides(self, SPECS)        # before anything declares a parameter
+        lifecycle.warn_unmatched_files(self, kwargs.get("cli_args"))
         self.transition_error = ""
         self.vlm: VLMForwarder | None = None
         self.mirror = SceneMirror()
@@ -86,7 +89,7 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         self._restart_at: float | None = None
         self._transition_lock = threading.RLock()
         try:
-            self._values = declare_parameters(self)
+            self._values = declare_parameters(self, unknown)
             self._parameter_error = ""
         except InputError as err:
             self._values, self._parameter_error = None, str(err)

@@ -7,7 +7,9 @@ does what ``ros2 launch spatial_vlm_ros perception.launch.py params_file:=... na
 does on a full ROS install: the ``spatial_perception`` node (and, with ``--nodes ... vlm``, the
 ``spatial_vlm`` node) in one process, with the file's ``ros__parameters`` (keys ``/**``,
 ``/**/<node name>`` or the node's fully qualified name), in the namespace given, with the detector overridden
-when asked. A node the given file has no section for reads its default file (``config/<node>.yaml``). The
+when asked. A node the given file has no section for reads its default file (``config/<node>.yaml``); a file
+with a section for none of the nodes is refused. Each node gets its own file as node arguments (``cli_args``),
+so no node sees another's parameters; ``-p`` after ``--ros-args`` reaches every node of the process. The
 perception parameters are checked first, so a typo fails with a clear message before ROS starts.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from spatial_vlm_ros.core.errors import InputError, SpatialError
+from spatial_vlm_ros.ros.overrides import file_sections, section_matches
 from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, validate_values
 
 #: node key -> (ROS node name, default parameter file name under config/)
@@ -38,22 +41,32 @@ def default_params_file(node: str) -> str:
         return str(source)
 
 
-def _has_section(params_file: str, node_name: str) -> bool:
+def _fq_name(node_name: str, namespace: str = "") -> str:
+    ns = namespace.strip("/")
+    return f"/{ns}/{node_name}" if ns else f"/{node_name}"
+
+
+def _has_section(params_file: str, node_name: str, namespace: str = "") -> bool:
     try:
         with open(params_file, encoding="utf-8") as f:
             doc = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError):
         return False
-    keys = ("/**", "**", f"/**/{node_name}", node_name, f"/{node_name}")
-    return isinstance(doc, dict) and any(isinstance(doc.get(k), dict) for k in keys)
+    return any(section_matches(key, _fq_name(node_name, namespace)) for key in file_sections(doc))
 
 
-def parameter_files(nodes, params_file: str | None) -> list[str]:
+def node_parameter_file(node: str, params_file: str | None, namespace: str = "") -> str:
+    """The file ``node`` (a key of ``NODES``) reads: ``params_file`` when it has a section for the node, else
+    the node's default file."""
+    if params_file and _has_section(params_file, NODES[node][0], namespace):
+        return params_file
+    return default_params_file(node)
+
+
+def parameter_files(nodes, params_file: str | None, namespace: str = "") -> list[str]:
     """The files to load: ``params_file`` (if any) plus the default file of each node it does not cover."""
     files = [params_file] if params_file else []
-    for node in nodes:
-        if not params_file or not _has_section(params_file, NODES[node][0]):
-            files.append(default_params_file(node))
+    files += [node_parameter_file(node, params_file, namespace) for node in nodes]
     return list(dict.fromkeys(files))
 
 
@@ -79,45 +92,51 @@ def check_parameter_file(params_file: str, namespace: str = "", detector: str | 
     return validate_values(overrides)
 
 
-def _make_node(node: str):
+def _make_node(node: str, cli_args: list[str]):
     if node == "perception":
         from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
-        return SpatialPerceptionNode()
+        return SpatialPerceptionNode(cli_args=cli_args)
     from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode
-    return SpatialVLMNode()
+    return SpatialVLMNode(cli_args=cli_args)
 
 
 def run_nodes(nodes=("perception",), params_file: str | None = None, namespace: str = "",
-              detector: str | None = None, ros_args=()) -> int:
+              detector: str | None = None, ros_args=(), prog: str = "spatial_vlm_ros") -> int:
     """Start ``nodes`` (keys of ``NODES``) in this process and spin until Ctrl-C / SIGTERM.
 
-    Returns the exit code: 0 after a clean shutdown, 2 for invalid parameters or an unknown node.
+    Returns the exit code: 0 after a clean shutdown, 2 for invalid parameters or an unknown node (one line on
+    stderr, ``<prog>: <reason>``).
     """
     nodes = list(dict.fromkeys(nodes or ["perception"]))
     unknown = [n for n in nodes if n not in NODES]
     if unknown:
-        print(f"spatial_vlm_ros: unknown node(s) {', '.join(unknown)} (known: {', '.join(NODES)})", file=sys.stderr)
+        print(f"{prog}: unknown node(s) {', '.join(unknown)} (known: {', '.join(NODES)})", file=sys.stderr)
         return 2
-    files = parameter_files(nodes, params_file)
+    files = {node: node_parameter_file(node, params_file, namespace) for node in nodes}
     try:
+        if params_file and params_file not in files.values():
+            if not Path(params_file).is_file():
+                raise InputError(f"parameter file {params_file} not found")
+            raise InputError(f"parameter file {params_file} has no section for "
+                             f"{', '.join(_fq_name(NODES[n][0], namespace) for n in nodes)} (keys rcl matches: "
+                             f"'/**', '/**/<node name>' or the fully qualified node name)")
         if "perception" in nodes:
-            perception_file = next(f for f in files if _has_section(f, NODE_NAME))
-            check_parameter_file(perception_file, namespace, detector)
-    except (InputError, StopIteration) as err:
-        print(f"spatial_vlm_ros: {err or 'no parameter file for ' + NODE_NAME}", file=sys.stderr)
+            check_parameter_file(files["perception"], namespace, detector)
+    except InputError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
         return 2
     import rclpy
 
     from spatial_vlm_ros.ros import spin
 
-    spin.init(args=["spatial_vlm_ros"] + ros_arguments(files, namespace, detector, ros_args))
     created = []
     try:
+        spin.init(args=["spatial_vlm_ros"] + ros_arguments([], namespace, None, ros_args))
         for node in nodes:
-            created.append(_make_node(node))
+            created.append(_make_node(node, ros_arguments(files[node], "", detector if node == "perception" else None)))
     except (KeyboardInterrupt, SpatialError) as err:
-        if isinstance(err, SpatialError):
-            print(f"spatial_vlm_ros: {err}", file=sys.stderr)
+        if isinstance(err, SpatialError) and not getattr(err, "already_logged", False):
+            print(f"{prog}: {err}", file=sys.stderr)
         for node in created:
             node.destroy_node()
         rclpy.try_shutdown()

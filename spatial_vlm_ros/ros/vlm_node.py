@@ -57,7 +57,7 @@ from spatial_vlm_interfaces.msg import SpatialObjectArray
 from spatial_vlm_interfaces.srv import Ask
 from spatial_vlm_ros.core.errors import SpatialError
 from spatial_vlm_ros.ros import conversions as conv
-from spatial_vlm_ros.ros import spin
+from spatial_vlm_ros.ros import lifecycle, spin
 from spatial_vlm_ros.ros.lifecycle import autostart, declare_autostart, state_label
 from spatial_vlm_ros.ros.parameters import ParamSpec, check_value, descriptor
 from spatial_vlm_ros.ros.qos import output_qos, sensor_qos
@@ -112,7 +112,9 @@ class SpatialVLMNode(LifecycleNode):
     and raises ``SpatialError`` when configuring fails (invalid parameters)."""
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
-        super().__init__(node_name, **kwargs)
+        super().__init__(node_name, **lifecycle.declaring_overrides(kwargs))
+        unknown = lifecycle.take_overrides(self, [p.name for p in PARAMETERS] + ["autostart"])
+        lifecycle.warn_unmatched_files(self, kwargs.get("cli_args"))
         self.transition_error = ""                               # reason of the last failed transition
         self._lock = threading.Lock()                            # inputs, activity, request submission
         self._active = False
@@ -120,9 +122,11 @@ class SpatialVLMNode(LifecycleNode):
         self._objects: tuple[_FactObject, ...] = ()
         self._inputs: list = []                                  # subscriptions while active
         self.values: dict = {}
+        self.topics: dict = {}                                   # image_topic/objects_topic -> resolved name
         self.options: GenerationOptions | None = None
         self.worker: InferenceWorker | None = None
         self._declared, self._declare_errors = self._declare()
+        self._declare_errors[:0] = [f"parameter {message}" for message in unknown]
         self.create_service(Ask, "~/ask", self._ask, callback_group=ReentrantCallbackGroup())
         if declare_autostart(self):
             try:
@@ -159,6 +163,8 @@ class SpatialVLMNode(LifecycleNode):
                 errors.append(f"parameter {name}: {self._declared[name]!r} is not a valid topic name ({reason})")
         if errors:
             raise SpatialError("; ".join(errors))
+        self.topics = {name: self.resolve_topic_name(self._declared[name])      # remappings applied
+                       for name in ("image_topic", "objects_topic")}
         return dict(self._declared)
 
     def _loader(self, settings: EngineSettings):
@@ -195,17 +201,17 @@ class SpatialVLMNode(LifecycleNode):
             self.get_logger().warning("no VLM model configured (parameter 'model'): ~/ask will refuse requests")
         self.worker = InferenceWorker(loader, max_queue=v["queue_size"], name="spatial-vlm-worker").start()
         self.get_logger().info(f"model '{v['model'] or '-'}' ({v['backend']}, {v['device']}), image "
-                               f"{v['image_topic']}, objects {v['objects_topic']}")
+                               f"{self.topics['image_topic']}, objects {self.topics['objects_topic']}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to the image and objects topics and start answering ``~/ask``."""
-        v = self.values
         inputs = MutuallyExclusiveCallbackGroup()
         self._inputs = [
-            self.create_subscription(Image, v["image_topic"], self._on_image, sensor_qos(1), callback_group=inputs),
-            self.create_subscription(SpatialObjectArray, v["objects_topic"], self._on_objects, output_qos(1),
-                                     callback_group=inputs)]
+            self.create_subscription(Image, self.topics["image_topic"], self._on_image, sensor_qos(1),
+                                     callback_group=inputs),
+            self.create_subscription(SpatialObjectArray, self.topics["objects_topic"], self._on_objects,
+                                     output_qos(1), callback_group=inputs)]
         with self._lock:
             self._active = True
         return super().on_activate(state)
@@ -271,9 +277,10 @@ class SpatialVLMNode(LifecycleNode):
         v = self.values
         image, objects = self._image, self._objects
         if image is None and v["require_image"]:
-            raise SpatialError(f"no camera image received yet on {v['image_topic']}")
+            raise SpatialError(f"no camera image received yet on {self.topics['image_topic']}")
         if image is not None and v["max_image_age_s"] > 0 and time.monotonic() - image[1] > v["max_image_age_s"]:
-            raise SpatialError(f"the newest image on {v['image_topic']} is older than {v['max_image_age_s']} s")
+            raise SpatialError(f"the newest image on {self.topics['image_topic']} is older than "
+                               f"{v['max_image_age_s']} s")
         facts = ""
         if v["grounding"]:
             facts = context.strip() or (scene_facts(objects, max_objects=v["max_objects"]) if objects else "")

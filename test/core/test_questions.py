@@ -114,6 +114,28 @@ CASES = {
     "Do you see a mug?": ("exists", "", "", "mug", ""),
     "Are there any red objects?": ("exists", "", "", "red objects", ""),
     "Where is the mug?": ("locate", "", "", "mug", ""),
+    # scene queries, placement, thresholds, the support surface (issue 13)
+    "What is on the box?": ("find", "on_top_of", "", "", "box"),
+    "Which objects are on the table?": ("find", "on_top_of", "", "", "table"),
+    "What is left of the bowl?": ("find", "left_of", "", "", "bowl"),
+    "Which mugs are next to the bowl?": ("find", "next_to", "", "mugs", "bowl"),
+    "List the objects on the table.": ("find", "on_top_of", "", "", "table"),
+    "Which object is closest to the camera?": ("find", "", "", "", ""),
+    "What is the nearest object to the mug?": ("find", "", "", "", "mug"),
+    "What is the tallest mug?": ("find", "", "", "mug", ""),
+    "Is there space to put a 10 cm box between the mug and the bowl?": ("placement", "between", "", "", "bowl"),
+    "Does a 0.1 m cube fit between the mug and the bowl?": ("placement", "between", "", "", "bowl"),
+    "Is there room for a 10 x 10 x 20 cm box to the left of the mug?": ("placement", "left_of", "", "", "mug"),
+    "Can I put a 5x5x3cm box on the book?": ("placement", "on", "", "", "book"),
+    "How wide is the gap between the mug and the bowl?": ("quantity", "", "gap", "mug", "bowl"),
+    "Is the mug within 20 cm of the bowl?": ("threshold", "", "distance", "mug", "bowl"),
+    "Is the mug within 1.5 m of the camera?": ("threshold", "", "distance_to_camera", "mug", ""),
+    "Is the mug more than 30 cm away from the bowl?": ("threshold", "", "distance", "mug", "bowl"),
+    "Is the bottle more than 5 cm taller than the can?": ("threshold", "", "taller", "bottle", "can"),
+    "Is the mug near the table edge?": ("threshold", "", "distance_to_edge", "mug", "table"),
+    "Is the mug within 10 cm of the edge of the table?": ("threshold", "", "distance_to_edge", "mug", "table"),
+    "How far is the mug from the edge of the table?": ("quantity", "", "distance_to_edge", "mug", "table"),
+    "How high is the box above the table?": ("quantity", "higher_than", "vertical_distance", "box", "table"),
 }
 
 
@@ -126,6 +148,38 @@ def test_parse(question):
     if kind == "choice":
         assert q.options == (subject, reference)
     assert q.question == question.strip()
+
+
+@pytest.mark.parametrize("question,fields", [
+    ("Which object is closest to the camera?", dict(order_by="distance_to_camera asc", limit=1)),
+    ("What is the nearest object to the mug?", dict(order_by="distance_to_reference asc", limit=1)),
+    ("Which object is the tallest?", dict(order_by="height desc", limit=1)),
+    ("What is on the box?", dict(order_by="", limit=0)),
+    ("Is there space to put a 10 cm box between the mug and the bowl?",
+     dict(options=("mug", "bowl"), size=(0.1, 0.1, 0.1))),
+    ("Is there room for a 10 x 5 x 20 cm box behind the mug?", dict(options=("mug",), size=(0.1, 0.05, 0.2))),
+    ("Can I put a 100 x 50 mm box on the book?", dict(size=(0.1, 0.05, 0.05))),
+    ("Is the mug within 20 cm of the bowl?", dict(comparison="less_than", threshold_m=0.2)),
+    ("Is the mug more than 1.5 m from the bowl?", dict(comparison="more_than", threshold_m=1.5)),
+    ("Is the bottle at least 2 inches taller than the can?", dict(comparison="more_than", threshold_m=0.0508)),
+    ("Is the mug near the table edge?", dict(comparison="near")),
+])
+def test_scene_query_fields(question, fields):
+    q = parse(question)
+    for name, value in fields.items():
+        got = getattr(q, name)
+        assert (got == pytest.approx(value)) if isinstance(value, (float, tuple)) and name != "options" \
+            else got == value, (name, got)
+
+
+@pytest.mark.parametrize("question", ["Is there space to put a box between the mug and the bowl?",
+                                      "Is the mug within 20 of the bowl?", "Which is the tallest, the mug?"])
+def test_scene_questions_without_their_numbers_are_not_misread(question):
+    try:
+        q = parse(question)
+    except QueryError:
+        return
+    assert q.kind not in ("placement", "threshold"), q
 
 
 def test_every_template_is_exercised_and_its_example_parses_with_it():

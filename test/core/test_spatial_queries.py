@@ -168,3 +168,13 @@ def test_metric_confidence():
     assert metric_confidence(1.0, 0.0) == 1.0
     assert metric_confidence(0.0, 0.01) == 0.0
     assert metric_confidence(0.4, 0.1) == pytest.approx(0.6826895, abs=1e-6)   # +-25% = +-1 sigma
+
+
+def test_not_understood_is_reported_apart_from_other_failures(queries):
+    from spatial_vlm_ros.core.spatial_queries import NOT_UNDERSTOOD
+    a = queries.ask("Sing me a song")
+    assert not a.success and not a.recognised and a.kind == "" and a.message.startswith(NOT_UNDERSTOOD + ": ")
+    b = queries.ask("Is the sofa to the left of the mug?")
+    assert not b.success and b.recognised and b.kind == "" and not b.message.startswith(NOT_UNDERSTOOD)
+    c = queries.ask("Which objects are on the table?")      # no support surface measured with a static up
+    assert not c.success and c.recognised and "no object matches 'table'" in c.message
