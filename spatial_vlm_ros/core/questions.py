@@ -140,7 +140,7 @@ _PNOUN = (r"(?: (?:wide|long|tall|high|deep|large|big|sized))?(?: (?:box|object|
           r"container|crate|carton|part))?")
 
 TEMPLATES: tuple[Template, ...] = (
-    # ---------------------------------------------------------------- placement, thresholds, scene queries
+    # ---------------------------------------------------------------- placement, thresholds (numbers: first)
     Template("place_between", rf"{_PLACE}{{SIZE}}{_PNOUN}(?: fit)? between {{A}} and {{B}}", "placement",
              relation="between", example="Is there space to put a 10 cm box between the mug and the bowl?"),
     Template("place_relative", rf"{_PLACE}{{SIZE}}{_PNOUN}(?: fit)? {{PLOC}} {{B}}", "placement",

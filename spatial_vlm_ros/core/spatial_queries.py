@@ -84,7 +84,9 @@ class AskAnswer:
     answer: str = ""
     kind: str = ""                # yes_no, metric, choice, list or free; "" on failure
     yes: bool = False             # yes_no
-    value: float = 0.0            # metric: metres (signed for "how much taller/higher ..."); free: a count
+    value: float = 0.0            # metric: metres (signed for "how much taller/higher ..."); free: a count;
+                                  # list: the count, or the first object's order value for a superlative;
+                                  # yes_no: a threshold's measured value, a placement's free width (metres)
     confidence: float = 0.0
     query: Query | None = None    # what the question was parsed into
     recognised: bool = True       # False: no template matched (a free-form question a VLM may answer)

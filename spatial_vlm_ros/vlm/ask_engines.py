@@ -25,7 +25,8 @@ ENGINES = ("geometry", "vlm", "both")
 
 #: query kind (``core.questions.KINDS``) -> the ``kind`` of its ``Ask`` answer
 ANSWER_KINDS = {"relation": "yes_no", "exists": "yes_no", "quantity": "metric", "choice": "choice",
-                "list": "free", "locate": "free", "dimensions": "free"}
+                "list": "free", "locate": "free", "dimensions": "free",
+                "find": "list", "placement": "yes_no", "threshold": "yes_no"}
 
 #: objects listed in the grounding context (nearest first); more than the VLM node's default, since the
 #: question may name any object of the scene
