@@ -27,8 +27,7 @@ from .frames import FrameSource, SourceSpec
 from .lift import LiftConfig, Lifter
 from .templates import SynthesisConfig, synthesize
 
-_SOURCES: dict[str, FrameSource] = {}     # per worker process: key -> open source
-_LIFTERS: dict[str, Lifter] = {}
+_WORKER_OBJECTS: dict[tuple[type, str], object] = {}   # per worker process: (class, config key) -> instance
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,13 +35,18 @@ def _key(obj) -> str:
     return hashlib.sha1(pickle.dumps(obj)).hexdigest()
 
 
+def _per_worker(cls, config):
+    """The worker process's one ``cls(config)`` for this configuration (built on first use)."""
+    key = (cls, _key(config))
+    if key not in _WORKER_OBJECTS:
+        _WORKER_OBJECTS[key] = cls(config)
+    return _WORKER_OBJECTS[key]
+
+
 def render_batch(batch, spec: SourceSpec):
     """Stage 1 (pyarrow batch of frame-spec ``id``s) -> ``index`` and pickled ``FrameInput`` (``frame``)."""
     import pyarrow as pa
-    key = _key(spec)
-    if key not in _SOURCES:
-        _SOURCES[key] = FrameSource(spec)
-    source = _SOURCES[key]
+    source = _per_worker(FrameSource, spec)
     index, frames = [], []
     for i in batch.column("id").to_pylist():
         for frame in source.frames(int(i)):
@@ -54,10 +58,7 @@ def render_batch(batch, spec: SourceSpec):
 def lift_batch(batch, config: LiftConfig):
     """Stage 2: pickled frames -> ``skipped`` reason ("" if lifted) and pickled ``LiftedFrame`` (``lifted``)."""
     import pyarrow as pa
-    key = _key(config)
-    if key not in _LIFTERS:
-        _LIFTERS[key] = Lifter(config)
-    lifter = _LIFTERS[key]
+    lifter = _per_worker(Lifter, config)
     skipped, lifted = [], []
     for blob in batch.column("frame").to_pylist():
         out = lifter.lift(pickle.loads(blob))

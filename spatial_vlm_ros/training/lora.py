@@ -47,6 +47,8 @@ from spatial_vlm_ros.training.vqa_data import (
     IGNORE_INDEX,
     VQACollator,
     load_vqa_datasets,
+    normalise_answer,
+    rows_of,
     split_by_column,
     split_by_hash,
 )
@@ -185,11 +187,6 @@ def prepare_data(cfg: RunConfig):
     return keep(train), keep(evaluation)
 
 
-def _rows(ds, indices: Sequence[int]) -> list[dict]:
-    cols = ds[list(map(int, indices))]
-    return [dict(zip(cols, values)) for values in zip(*cols.values())]
-
-
 @dataclass
 class BatchPlan:
     """Which rows each micro-batch holds: a seeded permutation per epoch, ``batch_size`` rows per
@@ -242,11 +239,6 @@ def token_loss_sum(model, batch: dict):
     return loss, int(keep.sum())
 
 
-def normalise_answer(text: str) -> str:
-    """Lower case, single spaces, no trailing full stop: the form exact match compares."""
-    return " ".join(text.strip().lower().split()).rstrip(".").strip()
-
-
 def evaluate(model, collator: VQACollator, ds, batch_size: int, generate_rows: int, max_new_tokens: int,
              device, dtype) -> dict:
     """Eval loss (mean nats per answer token over ``ds``) and exact match of greedy answers on the first
@@ -260,11 +252,11 @@ def evaluate(model, collator: VQACollator, ds, batch_size: int, generate_rows: i
     tokenizer = collator.tokenizer
     with torch.inference_mode():
         for start in range(0, len(ds), batch_size):
-            rows = _rows(ds, range(start, min(start + batch_size, len(ds))))
+            rows = rows_of(ds, range(start, min(start + batch_size, len(ds))))
             loss, n = token_loss_sum(model, _to_device(collator(rows), device, dtype))
             total, tokens = total + float(loss), tokens + n
         for start in range(0, min(generate_rows, len(ds)), batch_size):
-            rows = _rows(ds, range(start, min(start + batch_size, generate_rows, len(ds))))
+            rows = rows_of(ds, range(start, min(start + batch_size, generate_rows, len(ds))))
             inputs = _to_device(collator.prompt_batch(rows), device, dtype)
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                  use_cache=True, pad_token_id=tokenizer.pad_token_id)
@@ -466,7 +458,7 @@ class _Run:
         """One optimizer step over ``grad_accum`` micro-batches; returns its train log fields."""
         import torch
 
-        micro = [_to_device(self.collator(_rows(self.train_ds, idx)), self.device, self.dtype)
+        micro = [_to_device(self.collator(rows_of(self.train_ds, idx)), self.device, self.dtype)
                  for idx in self.plan.step_batches(self.step)]
         n_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)
         if n_tokens == 0:

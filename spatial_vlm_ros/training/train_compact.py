@@ -40,6 +40,7 @@ from spatial_vlm_ros.training.compact import (
     save_compact,
     train_tokenizer,
 )
+from spatial_vlm_ros.training.vqa_data import normalise_answer, rows_of
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "models"
 LOG_NAME = "train_log.jsonl"
@@ -202,13 +203,6 @@ def prepare_data(preset: Preset, seed: int, data_dir: Path, log=print):
     return train_ds, eval_ds
 
 
-def rows_of(ds, indices) -> list[dict]:
-    """Rows ``indices`` of a dataset as dicts (images decoded)."""
-    batch = ds[[int(i) for i in indices]]
-    keys = list(batch)
-    return [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
-
-
 def epoch_order(n_rows: int, seed: int, epoch: int) -> np.ndarray:
     """The row permutation of ``epoch`` (deterministic in ``seed`` and ``epoch``)."""
     return np.random.default_rng([seed, epoch]).permutation(n_rows)
@@ -265,10 +259,6 @@ def machine_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def normalise_answer(text: str) -> str:
-    return " ".join(text.strip().lower().rstrip(".").split())
 
 
 def evaluate_rows(model, collator, eval_ds, loss_rows, per_kind, batch_size: int) -> dict:

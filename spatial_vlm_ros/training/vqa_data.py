@@ -72,6 +72,18 @@ def load_vqa_datasets(dirs: Sequence[str | Path] | str | Path):
                          f"{str(err).splitlines()[0]}") from None
 
 
+def rows_of(ds, indices: Sequence[int]) -> list[dict]:
+    """Rows ``indices`` of a dataset as dicts (images decoded), in that order."""
+    batch = ds[[int(i) for i in indices]]
+    keys = list(batch)
+    return [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
+
+
+def normalise_answer(text: str) -> str:
+    """Lower case, single spaces, no trailing full stop: the form exact match compares."""
+    return " ".join(text.strip().lower().split()).rstrip(".").strip()
+
+
 def hash_fraction(key: str, seed: int = 0) -> float:
     """A stable number in [0, 1) from ``key`` (and ``seed``): the same row lands in the same split on every
     machine and run, whatever the row order."""
