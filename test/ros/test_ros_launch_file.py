@@ -3,8 +3,8 @@
 import ast
 from pathlib import Path
 
-from spatial_vlm_ros.cli import build_parser
 from spatial_vlm_ros import pipeline
+from spatial_vlm_ros.cli import build_parser
 from spatial_vlm_ros.ros.parameters import SPECS
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch" / "perception.launch.py"
