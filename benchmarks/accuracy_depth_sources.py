@@ -55,7 +55,7 @@ def smooth_field(shape, sigma: float, rng, corr_px: float = 40.0) -> np.ndarray:
 
 
 def simulate(records, drop: float, model_error: float, seed: int, object_holes: float = 0.0):
-    """The records with the holey sensor depth, and per frame (keyed by the colour image's bytes) the
+    """The records with the holey sensor depth, and per frame (keyed by the color image's bytes) the
     simulated model depth (metres) and its true scale error."""
     rng = np.random.default_rng(seed)
     noise = StereoNoise()

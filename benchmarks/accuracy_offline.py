@@ -2,8 +2,8 @@
 
 Detectors (``--detector``): ``external`` (the simulator's instance masks), ``boxes`` (ground-truth 2D boxes
 from those masks, ``sim.detections``, as ``Frame.detections`` and no masks: a good 2D detector; ``--jitter``
-adds box noise) or ``tabletop`` (weight-free; its colour-named objects are matched to the ground truth by 3D
-centre, ``evaluation.matching``). Every ground-truth object with a unique label is scored: a question about an
+adds box noise) or ``tabletop`` (weight-free; its color-named objects are matched to the ground truth by 3D
+center, ``evaluation.matching``). Every ground-truth object with a unique label is scored: a question about an
 object the pipeline did not find counts as wrong, and the detector recall (objects found / present, at the
 last frame of each scene) is printed.
 
@@ -139,7 +139,7 @@ def core_frame(f, detector: str = "external", jitter: DetectionJitter | None = N
 
 def node_names(gt: dict, names: dict[str, str], scene, detector: str) -> dict[str, str | None]:
     """GT label -> the name to ask the pipeline about (None: the object was not found). By label for
-    ``external``/``boxes`` (labels unique per scene); by 3D-centre matching for ``tabletop``."""
+    ``external``/``boxes`` (labels unique per scene); by 3D-center matching for ``tabletop``."""
     if detector != "tabletop":
         found = {o.label for o in scene.objects}
         return {label: (label if label in found else None) for label in names.values()}

@@ -697,10 +697,10 @@ def _wait_until_up(camera: dict, monitor: Monitor) -> dict:
 def _populate_memory(camera: dict, monitor: Monitor, args, info: dict) -> list:
     """Stream frames until the node's memory holds every instance (and the node is warm); returns the names
     the clients ask about: labels (external: the scene's unique labels) or ids (tabletop names objects by
-    colour, which may repeat)."""
+    color, which may repeat)."""
     camera["conn"].send(("start", args.rate))
     deadline, known = time.monotonic() + 30.0, []
-    # tabletop finds the objects itself (touching objects of one colour are one): any object will do
+    # tabletop finds the objects itself (touching objects of one color are one): any object will do
     needed = info["instances"] if args.detector == "external" else 1
     while time.monotonic() < deadline:
         time.sleep(0.5)

@@ -1,6 +1,6 @@
 """Cost of the scene generator and the bag tools on this machine (p50/p95/p99 per frame, milliseconds).
 
-Stages, per 640x480 frame (default size): rendering (colour pass + depth/segmentation pass, pyrender on
+Stages, per 640x480 frame (default size): rendering (color pass + depth/segmentation pass, pyrender on
 Mesa/EGL), the stereo noise model, the ground truth (every relation and quantity of the package for every
 object pair, from the true meshes), a whole generated frame; then writing the frames to an MCAP bag and
 reading them back. Scenes hold 3-6 objects as ``generate_scenes`` draws them. Wall time and this thread's
@@ -72,7 +72,7 @@ def main() -> int:
             scene = sample_scene(rng, f"scene_{i:04d}")
             intr = sample_intrinsics(rng, args.width, args.height)
             pose = sample_viewpoint(rng, scene, intr).pose()
-            out = timer("render (colour + depth/seg)", renderer.render, scene, intr, pose)
+            out = timer("render (color + depth/seg)", renderer.render, scene, intr, pose)
             timer("render, same scene again", renderer.render, scene, intr, pose)
             timer("stereo noise", noise.apply, out.depth, out.rgb, intr.fx, rng)
             gt_cfg = replace(GroundTruthConfig(), noise=noise.depth_model(intr.fx))

@@ -7,8 +7,8 @@ support plane). This script runs the pipeline, configured as the node is (``conf
 evaluation's overrides), over cached simulated scene sets (``accuracy_offline.ensure_dataset``), matches each
 tracked object of the last frame of a scene to its ground truth by label and collects
 
-- the centre error along the viewing ray, across it horizontally and across it in the vertical plane, with
-  the sensor's centre sigma and the object's footprint (larger horizontal extent);
+- the center error along the viewing ray, across it horizontally and across it in the vertical plane, with
+  the sensor's center sigma and the object's footprint (larger horizontal extent);
 - the extent error per gravity axis (width, depth, height), with the sensor's extent sigma and the extent.
 
 Each term ``floor + fraction * size`` is fitted by maximum likelihood of the errors under
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE.parent))
 import accuracy_offline as acc  # noqa: E402
 
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
-from spatial_vlm_ros.core.quantities import centre_sigma, extent_sigma, footprint, unit  # noqa: E402
+from spatial_vlm_ros.core.quantities import center_sigma, extent_sigma, footprint, unit  # noqa: E402
 from spatial_vlm_ros.core.uncertainty import LiftingError, ray_basis  # noqa: E402
 from spatial_vlm_ros.evaluation.calibration import HIGH_CONFIDENCE, reliability  # noqa: E402
 from spatial_vlm_ros.evaluation.facts import merge_facts  # noqa: E402
@@ -75,7 +75,7 @@ def collect(path: Path, config) -> list[tuple]:
                 continue
             err = np.asarray(obj.center, float) - np.asarray(e["center"], float)
             basis = ray_basis(unit(obj.center), scene.gravity.up)
-            sc, fp = centre_sigma(obj, config.noise, lifting=False), footprint(obj)
+            sc, fp = center_sigma(obj, config.noise, lifting=False), footprint(obj)
             rows += [(term, float(err @ e), sc, fp) for term, e in zip(("ray", "across", "vertical"), basis)]
             for axis, term in enumerate(("width", "depth", "height")):
                 rows.append((term, float(obj.size[axis] - e["size"][axis]),
@@ -101,7 +101,7 @@ def fit_term(e: np.ndarray, s: np.ndarray, size: np.ndarray) -> tuple[float, flo
 
 def term_sigma(model: LiftingError, term: str, size: np.ndarray) -> np.ndarray:
     if term in ("ray", "across", "vertical"):
-        return getattr(model, f"centre_{term}_m") + getattr(model, f"centre_{term}_size_fraction") * size
+        return getattr(model, f"center_{term}_m") + getattr(model, f"center_{term}_size_fraction") * size
     axis = ("width", "depth", "height").index(term)
     return model.extent_floor_m[axis] + model.extent_fraction[axis] * size
 
@@ -123,9 +123,9 @@ def fit_model(rows: list[tuple]) -> LiftingError:
         r = [x for x in rows if x[0] == term]
         fits[term] = fit_term(*(np.array([x[i] for x in r]) for i in (1, 2, 3)))
     ext = [fits[t] for t in ("width", "depth", "height")]
-    centre = {f"centre_{t}_m": fits[t][0] for t in ("ray", "across", "vertical")}
-    centre.update({f"centre_{t}_size_fraction": fits[t][1] for t in ("ray", "across", "vertical")})
-    return LiftingError(**centre, extent_floor_m=tuple(a for a, _ in ext), extent_fraction=tuple(b for _, b in ext))
+    center = {f"center_{t}_m": fits[t][0] for t in ("ray", "across", "vertical")}
+    center.update({f"center_{t}_size_fraction": fits[t][1] for t in ("ray", "across", "vertical")})
+    return LiftingError(**center, extent_floor_m=tuple(a for a, _ in ext), extent_fraction=tuple(b for _, b in ext))
 
 
 def answer_records(paths: dict[Path, str], config) -> dict[str, list]:

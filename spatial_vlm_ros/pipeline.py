@@ -3,7 +3,7 @@
 It composes the core (geometry, gravity, lifting, memory) with the detectors of ``perception``, so it lives
 above both: ``core`` never imports ``perception``.
 
-One ``Frame`` (numpy colour + raw depth + ``CameraModel`` + optional external ``Segmentation``) goes in; the
+One ``Frame`` (numpy color + raw depth + ``CameraModel`` + optional external ``Segmentation``) goes in; the
 updated objects, the frame's warnings and per-step timings come out. A frame that cannot be used raises
 ``InputError`` and changes nothing: not the scene memory, and not the gravity estimate (its update is rolled
 back when a later step, the memory's stamp checks included, rejects the frame).

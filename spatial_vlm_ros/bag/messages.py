@@ -1,9 +1,9 @@
 """Camera messages as rosbags dataclasses <-> numpy, and the standard topic names.
 
-Images: ``rgb8`` colour, ``16UC1`` depth in millimetres (0 = no reading), instance masks ``mono8`` when every
+Images: ``rgb8`` color, ``16UC1`` depth in millimetres (0 = no reading), instance masks ``mono8`` when every
 id fits in 8 bits, else ``16UC1`` (0 = no object). Little-endian, rows unpadded (``step = width * bytes per
 pixel``); decoding honours ``step`` and ``is_bigendian`` of messages recorded elsewhere. 2D boxes
-(``spatial_vlm_interfaces/Detections2D``) <-> ``core.frame.Detection2D``, pixels (centre and full size).
+(``spatial_vlm_interfaces/Detections2D``) <-> ``core.frame.Detection2D``, pixels (center and full size).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Read rosbag2 bags (MCAP or sqlite3, written here or recorded elsewhere) without ROS.
 
 ``BagReader`` gives the raw CDR messages in log-time order (what the player publishes), deserialised
-messages, and RGB-D frames: colour, depth, CameraInfo, instance masks and 2D boxes matched by header stamp.
+messages, and RGB-D frames: color, depth, CameraInfo, instance masks and 2D boxes matched by header stamp.
 Message types the built-in store does not know are registered from the definitions stored in the bag.
 """
 from __future__ import annotations
@@ -166,14 +166,14 @@ class BagReader:
             yield m.topic, m.log_time_ns, self._store.deserialize_cdr(m.data, m.msgtype)
 
     def frames(self, max_skew_ns: int = 20_000_000) -> list[BagFrame]:
-        """RGB-D frames, one per colour image; the depth, CameraInfo, instances and detections whose header
+        """RGB-D frames, one per color image; the depth, CameraInfo, instances and detections whose header
         stamp is nearest (within ``max_skew_ns``) are attached (detections only of type
         ``spatial_vlm_interfaces/Detections2D``). Loads the camera topics into memory."""
         t = self.camera_topics
         topics = self.topics
         present = [x for x in t.all() if x in topics and (x != t.detections or topics[x] == DETECTIONS)]
         if t.color not in present:
-            raise InputError(f"bag {self.path} has no colour topic {t.color}")
+            raise InputError(f"bag {self.path} has no color topic {t.color}")
         by_topic: dict[str, list[tuple[int, object]]] = {x: [] for x in present}
         for topic, _, msg in self.messages(present):
             by_topic[topic].append((stamp_ns_of(msg), msg))

@@ -3,7 +3,7 @@
 Frames used throughout (all lengths in metres):
 - camera optical frame: x right, y down, z forward (REP 103 ``*_optical_frame``);
 - gravity frame: z up (against gravity), x = camera x projected on the horizontal plane (right),
-  y = z cross x (forward, horizontal), origin at the camera centre.
+  y = z cross x (forward, horizontal), origin at the camera center.
 
 Public API (imported lazily, so ``import spatial_vlm_ros.core.camera`` stays light)::
 

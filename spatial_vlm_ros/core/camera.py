@@ -1,7 +1,7 @@
 """Pinhole camera model from ``sensor_msgs/CameraInfo``: pixel <-> ray, back-projection, projection.
 
 Camera optical frame (REP 103): x right, y down, z forward, metres. Pixel ``(u, v)``: column, row, with
-the centre of the top-left pixel at ``(0, 0)`` (the CameraInfo / OpenCV convention).
+the center of the top-left pixel at ``(0, 0)`` (the CameraInfo / OpenCV convention).
 
 Distortion is honoured only when ``D`` has a non-zero coefficient: ``plumb_bob`` and
 ``rational_polynomial`` through ``cv2.undistortPoints`` / ``cv2.projectPoints``, ``equidistant`` through

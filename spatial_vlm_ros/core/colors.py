@@ -1,6 +1,6 @@
-"""Coarse colour words for object colours (the words people use to tell objects apart: "the red mug").
+"""Coarse color words for object colors (the words people use to tell objects apart: "the red mug").
 
-Colours are RGB 0-255. The word is decided in HSV: low saturation gives black/gray/white by brightness;
+Colors are RGB 0-255. The word is decided in HSV: low saturation gives black/gray/white by brightness;
 otherwise the hue picks the name, with dark oranges called brown. Bright pastels (saturation 0.12-0.25,
 value above 0.75) keep their hue's name, and a pastel red is called pink, as people say.
 """
@@ -16,11 +16,11 @@ COLOR_NAMES = ("red", "orange", "brown", "yellow", "green", "cyan", "blue", "pur
 # Hue (degrees) upper bounds of the chromatic names, in order around the circle.
 _HUES = ((15.0, "red"), (40.0, "orange"), (70.0, "yellow"), (165.0, "green"), (195.0, "cyan"),
          (260.0, "blue"), (290.0, "purple"), (340.0, "pink"), (360.0, "red"))
-_PASTEL_SATURATION = 0.12      # below it a bright colour is white (white objects under tinted light)
+_PASTEL_SATURATION = 0.12      # below it a bright color is white (white objects under tinted light)
 
 
 def color_name(rgb) -> str:
-    """Colour word for one ``(r, g, b)`` colour, 0-255 (see ``COLOR_NAMES``)."""
+    """Color word for one ``(r, g, b)`` color, 0-255 (see ``COLOR_NAMES``)."""
     r, g, b = (min(max(float(c), 0.0), 255.0) / 255.0 for c in rgb)
     h, s, v = colorsys.rgb_to_hsv(r, g, b)
     hue = h * 360.0

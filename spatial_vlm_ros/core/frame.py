@@ -4,7 +4,7 @@ or a bag reader; and the one check of a frame's array shapes against its ``camer
 
 Depth stays raw (its unit follows ``depth_encoding``: 16UC1/mono16 millimetres, 32FC1 metres); the camera
 optical frame is x right, y down, z forward. Pixel coordinates: u right, v down, origin at the
-top-left pixel's centre as in ``CameraModel``.
+top-left pixel's center as in ``CameraModel``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:                     # camera.py imports this module's checks
 class Segmentation:
     """Instance masks from an external detector: an id per pixel (0 = none) and one label/score per id."""
 
-    mask_ids: np.ndarray                 # (H, W) unsigned ints, same size as the colour image
+    mask_ids: np.ndarray                 # (H, W) unsigned ints, same size as the color image
     ids: list[int]
     labels: list[str]
     scores: list[float]
@@ -33,7 +33,7 @@ class Segmentation:
 class Detection2D:
     """One 2D detection from any detector (the ``spatial_vlm_interfaces/Detection2D`` message, a
     ``vision_msgs/Detection2D``, or a built-in detector): label, score, tracker id ("" if none) and an
-    axis-aligned pixel box given as centre and full size (as vision_msgs' BoundingBox2D), pixels."""
+    axis-aligned pixel box given as center and full size (as vision_msgs' BoundingBox2D), pixels."""
 
     label: str
     score: float
@@ -107,7 +107,7 @@ def check_frame_arrays(camera: CameraModel | tuple[int, int] | None, rgb: np.nda
     """Raise ``InputError`` unless the given arrays of one frame fit the camera's image size.
 
     ``camera``: its ``CameraModel`` (the size from camera_info) or ``(height, width)`` in pixels; None checks
-    the arrays' layout only. ``rgb``: (H, W, 3) colour; ``depth``: (H, W) float metres as
+    the arrays' layout only. ``rgb``: (H, W, 3) color; ``depth``: (H, W) float metres as
     ``core.depth.decode_depth`` returns them, or with ``raw_depth`` any (H, W) array of raw depth (a ROS
     image's data, unit from its encoding); ``mask``: an (H, W) mask named ``mask_name`` in the message.
     Checked in that order; every message says what was expected and what came:
@@ -116,9 +116,9 @@ def check_frame_arrays(camera: CameraModel | tuple[int, int] | None, rgb: np.nda
     hw = None if camera is None else (camera if isinstance(camera, tuple) else camera.shape)
     if rgb is not None:
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise InputError(f"colour image: expected an (H, W, 3) array, got {_shape_text(rgb)}")
+            raise InputError(f"color image: expected an (H, W, 3) array, got {_shape_text(rgb)}")
         if hw is not None:
-            check_image_size("colour image", rgb.shape[:2], hw)
+            check_image_size("color image", rgb.shape[:2], hw)
     if depth is not None:
         if not isinstance(depth, np.ndarray) or depth.ndim != 2:
             raise InputError(f"depth image: expected an (H, W) array{'' if raw_depth else ' of metres'}, got "
@@ -128,7 +128,7 @@ def check_frame_arrays(camera: CameraModel | tuple[int, int] | None, rgb: np.nda
                              f"got {depth.dtype}")
         if hw is not None:
             check_image_size("depth image", depth.shape, hw, "camera_info" if rgb is None else
-                             "camera_info; depth must be aligned to the colour image")
+                             "camera_info; depth must be aligned to the color image")
     if mask is not None and hw is not None:
         check_image_size(mask_name, np.shape(mask), hw)
 

@@ -3,7 +3,7 @@
 SpatialVLM's canonicalisation: find the horizontal support surface (table, floor) with RANSAC and take its
 normal as up; on a stream ``GravityEstimator`` tracks that plane between full fits (least squares on its
 inliers). Frames: points in the camera optical frame (x right, y down, z forward), metres; the result is
-a ``GravityFrame`` (``core.gravity_frame``: z up, origin at the camera centre).
+a ``GravityFrame`` (``core.gravity_frame``: z up, origin at the camera center).
 """
 from __future__ import annotations
 
@@ -173,8 +173,8 @@ def _highest_surface(h: np.ndarray, bin_m: float, fraction: float) -> float | No
     counts = np.bincount(((h - lo) / bin_m).astype(np.intp), minlength=3)   # "same" keeps >= 3 aligned
     counts = np.convolve(counts, np.ones(3, dtype=np.intp), mode="same")   # a noisy plane spans bins
     top = int(np.flatnonzero(counts >= fraction * counts.max())[-1])
-    centre = lo + (top + 0.5) * bin_m
-    near = h.compress(np.abs(h - centre) <= 2.0 * bin_m)      # the top bin or a neighbour holds points
+    center = lo + (top + 0.5) * bin_m
+    near = h.compress(np.abs(h - center) <= 2.0 * bin_m)      # the top bin or a neighbour holds points
     mid = _median(near)
     core = near.compress(np.abs(near - mid) <= bin_m)
     return _median(core) if core.size else mid

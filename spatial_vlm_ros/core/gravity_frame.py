@@ -1,6 +1,6 @@
 """The gravity-aligned frame in which boxes, heights and vertical relations are defined.
 
-Gravity frame: origin at the camera centre; z up (against gravity); x = the camera's x axis (right)
+Gravity frame: origin at the camera center; z up (against gravity); x = the camera's x axis (right)
 projected onto the horizontal plane; y = z cross x (forward, horizontal). Metres.
 A point maps as ``p_g = R @ p_c`` where ``p_c`` is in the camera optical frame (x right, y down, z forward).
 """

@@ -1,24 +1,24 @@
 """``SceneMemory``: objects associated across frames, smoothed, given stable ids, and expired when unseen.
 
-Centres and points are kept in the camera optical frame of the latest frame (x right, y down, z forward,
+Centers and points are kept in the camera optical frame of the latest frame (x right, y down, z forward,
 metres); sizes are gravity-aligned extents (width, depth, height, metres) and boxes are rebuilt at every update
 in the latest frame's gravity frame as ``gravity(center) -/+ size / 2``.
 
 Per frame (``update``):
 1. validate the frame (finite stamp, a ``GravityFrame``) -> ``InputError`` and no change when it is bad;
    check its stamp against the memory's clock (see "Time jumps" below);
-   each observation is validated on its own (finite centre in front of the camera, finite non-negative size,
+   each observation is validated on its own (finite center in front of the camera, finite non-negative size,
    non-empty label, finite score); bad ones are skipped with a reason in ``last_report``;
 2. drop objects unseen for more than ``timeout_s``;
 3. unless ``compensate_motion`` is off (it is on by default: a camera on a robot moves), estimate the camera
-   motion since the last frame from >= 3 matched centres (Kabsch via
+   motion since the last frame from >= 3 matched centers (Kabsch via
    ``scipy.spatial.transform.Rotation.align_vectors``, leave-worst-out until the RMS residual is below
    ``motion_max_residual_m``) and carry every object, seen or not, into the new camera frame. A fit that
-   moves the matched centres by less than ``motion_min_translation_m`` (RMS) and turns by less than
-   ``motion_min_rotation_deg`` is taken as no motion, so a static camera's centres are averaged over frames
+   moves the matched centers by less than ``motion_min_translation_m`` (RMS) and turns by less than
+   ``motion_min_rotation_deg`` is taken as no motion, so a static camera's centers are averaged over frames
    rather than following each frame's noise. With fewer matches nothing is carried;
 4. associate observations to objects with the same label by the Hungarian algorithm
-   (``scipy.optimize.linear_sum_assignment``) on ``d / gate + (1 - IoU)``, a pair being allowed when the centre
+   (``scipy.optimize.linear_sum_assignment``) on ``d / gate + (1 - IoU)``, a pair being allowed when the center
    distance ``d`` is within the gate (``max(match_distance_m, match_size_factor * largest extent)``) or the
    gravity boxes overlap with IoU >= ``min_iou``;
 5. smooth matched objects exponentially with weight ``w = max(alpha, 1 / (n + 1))`` for the new observation
@@ -70,7 +70,7 @@ class MemoryParams:
     """Tuning of ``SceneMemory`` (seconds, metres)."""
 
     timeout_s: float = 3.0               # forget an object unseen for this long
-    match_distance_m: float = 0.15       # association gate on centre distance ...
+    match_distance_m: float = 0.15       # association gate on center distance ...
     match_size_factor: float = 0.5       # ... grown to this fraction of the larger object's largest extent
     min_iou: float = 0.1                 # boxes overlapping this much may match whatever the distance
     alpha: float = 0.3                   # weight of a new observation once an object is established
@@ -82,8 +82,8 @@ class MemoryParams:
     motion_gate_m: float = 0.5           # association gate used only to find the motion's matches
     motion_min_matches: int = 3
     motion_max_residual_m: float = 0.03  # RMS residual of the rigid fit
-    motion_min_spread_m: float = 0.03    # matched centres must not be collinear (2nd RMS spread)
-    motion_min_translation_m: float = 0.005   # motions moving the matched centres less (RMS) and turning
+    motion_min_spread_m: float = 0.03    # matched centers must not be collinear (2nd RMS spread)
+    motion_min_translation_m: float = 0.005   # motions moving the matched centers less (RMS) and turning
     motion_min_rotation_deg: float = 0.5      # less than this are treated as none (noise of a static camera)
     max_future_s: float = 300.0          # stamps further ahead (plus wall time since the last frame) are
     #                                      rejected as a clock jump; 0 = no check
@@ -210,12 +210,12 @@ def _check_observation(obs, params: MemoryParams) -> tuple[dict | None, str]:
 
 def _field_problem(center: np.ndarray, size: np.ndarray, score: float, points: np.ndarray, params: MemoryParams
                    ) -> str:
-    """Why an observation's converted fields are unusable (camera-frame centre and size in metres, score,
+    """Why an observation's converted fields are unusable (camera-frame center and size in metres, score,
     points), or "" when they are usable."""
     if center.shape != (3,) or not _all_finite(center):
-        return "centre is not a finite 3-vector"
+        return "center is not a finite 3-vector"
     if center[2] <= 0.0:
-        return "centre is not in front of the camera (z <= 0)"
+        return "center is not in front of the camera (z <= 0)"
     if size.shape != (3,) or not _all_finite(size) or size.min() < 0:
         return "size is not a finite non-negative 3-vector"
     if not math.isfinite(score):
@@ -312,7 +312,7 @@ def _assign(costs: np.ndarray) -> list[tuple[int, int]]:
 
 def estimate_rigid_motion(prev: np.ndarray, cur: np.ndarray, params: MemoryParams
                           ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """Rigid ``(R, t)`` with ``cur ~ R @ prev + t`` from matched centres (metres), or ``(None, None, reason)``.
+    """Rigid ``(R, t)`` with ``cur ~ R @ prev + t`` from matched centers (metres), or ``(None, None, reason)``.
 
     Kabsch fit (``Rotation.align_vectors``); while the RMS residual exceeds ``motion_max_residual_m`` the
     worst pair (e.g. an object that was moved) is dropped, as long as ``motion_min_matches`` remain.
@@ -325,7 +325,7 @@ def estimate_rigid_motion(prev: np.ndarray, cur: np.ndarray, params: MemoryParam
         mp, mc = prev.mean(axis=0), cur.mean(axis=0)
         spread = np.linalg.svd(prev - mp, compute_uv=False) / math.sqrt(k)
         if spread[1] < params.motion_min_spread_m:
-            return None, None, "not applied: matched centres are (nearly) collinear"
+            return None, None, "not applied: matched centers are (nearly) collinear"
         rot, _ = Rotation.align_vectors(cur - mc, prev - mp)
         R = rot.as_matrix()
         t = mc - R @ mp
@@ -333,7 +333,7 @@ def estimate_rigid_motion(prev: np.ndarray, cur: np.ndarray, params: MemoryParam
         rms = float(np.sqrt(np.mean(residual ** 2)))
         if rms <= params.motion_max_residual_m:
             angle = math.degrees(rot.magnitude())
-            # how far the motion moves the matched centres: ``t`` alone (the camera centre's motion) is
+            # how far the motion moves the matched centers: ``t`` alone (the camera center's motion) is
             # large for a small noise-fitted rotation about objects a metre away
             shift = float(np.sqrt(np.mean(np.sum((prev @ R.T + t - prev) ** 2, axis=1))))
             if shift < params.motion_min_translation_m and angle < params.motion_min_rotation_deg:
@@ -440,10 +440,12 @@ class SceneMemory:
             return self._scene
 
     def reset(self) -> None:
-        """Forget every object and restart the id counters."""
+        """Forget every object and the gravity frame (with it the support surface, the ``table``) and restart
+        the id counters."""
         with self._lock:
             self._tracks, self._counters, self._next_key, self._stamp = (), {}, 0, None
             self._jump_run = None
+            self._gravity = GravityFrame.camera_default()
             self._scene = Scene((), self._gravity, self._scene.stamp)
             self._report = UpdateReport(self._scene.stamp, note="reset")
 

@@ -1,10 +1,10 @@
 """Resolve the names people use ("mug_1", "the red mug", "small object", "mugs") to tracked objects.
 
 Matching is case-insensitive and ignores articles and simple plurals. A phrase matches an object when every
-word of the phrase is explained by the object: a word of its label, its id, its colour (``color_name``), a
+word of the phrase is explained by the object: a word of its label, its id, its color (``color_name``), a
 generic noun ("object", "thing", "one", "item"), or a size word ("small", "large", "tall", ...) that picks the
 extreme object among those matching the rest of the phrase. An exact id always wins; objects whose label alone
-explains the phrase are preferred to those that need their colour or a generic noun.
+explains the phrase are preferred to those that need their color or a generic noun.
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def _extremes(explained: list[tuple[TrackedObject, list[str], bool]]) -> list[Tr
 
 
 def describe(obj: TrackedObject) -> str:
-    """Short distinguishing description for candidate lists: colour and range, e.g. "red, 0.82 m away"."""
+    """Short distinguishing description for candidate lists: color and range, e.g. "red, 0.82 m away"."""
     parts = []
     if obj.color_name:
         parts.append(obj.color_name)
@@ -165,7 +165,7 @@ def resolve(name: str, objects: Sequence[TrackedObject]) -> TrackedObject:
                               [o.id for o in objects])
     example = found[0].id
     raise ResolutionError(f"'{name.strip()}' is ambiguous: {_candidate_list(found)}; name one by id "
-                          f"(e.g. '{example}') or add a colour or size word", [o.id for o in found])
+                          f"(e.g. '{example}') or add a color or size word", [o.id for o in found])
 
 
 def display_name(obj: TrackedObject, objects: Sequence[TrackedObject]) -> str:

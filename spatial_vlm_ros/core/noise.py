@@ -42,8 +42,8 @@ class DepthNoiseModel:
         """This model with a relative-error term of at least ``rel`` (depth from a monocular model)."""
         return replace(self, rel=max(self.rel, float(rel)))
 
-    def centre_sigma(self, z: float, n_points: int = 1) -> float:
-        """Standard deviation (metres) of an object's estimated centre at range ``z``.
+    def center_sigma(self, z: float, n_points: int = 1) -> float:
+        """Standard deviation (metres) of an object's estimated center at range ``z``.
 
         Per-point noise averages out over many points, but the systematic part (calibration, surface
         bias, partial views) does not, so we keep a floor of half a single reading's sigma. A model's

@@ -16,15 +16,15 @@ class Observation:
 
     label: str                      # detector label, e.g. "mug" or "red object"
     score: float                    # detector confidence in [0, 1]
-    center: np.ndarray              # (3,) 3D box centre, camera optical frame, metres
+    center: np.ndarray              # (3,) 3D box center, camera optical frame, metres
     size: np.ndarray                # (3,) width, depth, height of the gravity-aligned box, metres
     box_min: np.ndarray             # (3,) gravity-frame box corner (min x, y, z), metres
     box_max: np.ndarray             # (3,) gravity-frame box corner (max x, y, z), metres
     points: np.ndarray              # (N, 3) inlier surface points, camera optical frame, metres (subsampled)
     n_pixels: int = 0               # valid depth pixels that produced the points
     instance_id: int = 0            # id in the frame's instance mask (0 if none)
-    color_rgb: tuple[int, int, int] = (0, 0, 0)   # median colour of the mask, 0-255
-    color_name: str = ""            # coarse colour word ("red", "blue", ...), "" if unknown
+    color_rgb: tuple[int, int, int] = (0, 0, 0)   # median color of the mask, 0-255
+    color_name: str = ""            # coarse color word ("red", "blue", ...), "" if unknown
     bbox_2d: tuple[int, int, int, int] = (0, 0, 0, 0)  # u_min, v_min, u_max, v_max in pixels
     stamp: float = 0.0              # seconds, the frame's header stamp
 

@@ -13,26 +13,26 @@ overlap; exact for overlaps and face-to-face gaps, a lower bound for corner-to-c
 ``core.support_surface``, or the footprint of the object it is put on). It fits when the margin is > 0.
 Its one sigma comes from the noise model: each constraint's sigma is the limiting object's horizontal face
 sigma (``quantities.surface_sigma``) or the outline's ``edge_sigma_m``; the k constraints within a few
-millimetres of the minimum (a box centred between two objects has two) give ``sqrt(sum s_i^2) / k`` (the
-pose is re-centred between them); the confidence of the yes/no answer is
+millimetres of the minimum (a box centered between two objects has two) give ``sqrt(sum s_i^2) / k`` (the
+pose is re-centered between them); the confidence of the yes/no answer is
 ``relations.confidence_from_margin(margin, sigma)``.
 
 Locations (``LOCATIONS``) and the pose chosen:
 
-- ``between`` A and B: centres on the segment joining the two footprint centres, yaw along it or across;
-  the pose with the largest margin (centred in the gap);
+- ``between`` A and B: centers on the segment joining the two footprint centers, yaw along it or across;
+  the pose with the largest margin (centered in the gap);
 - ``left_of`` / ``right_of`` / ``in_front_of`` / ``behind`` A: along gravity -x / +x / -y / +y from A's
   footprint, up to ``search_m``; in the free run nearest A, the first pose whose margin reaches
   ``target_margin_m`` (or the run's best);
 - ``on`` B: anywhere over B's footprint (an object: base = its top; ``table``/``floor``: the outline), the
   pose with the largest margin;
-- ``at`` a point (x, y[, z]) of the gravity frame: that centre (z: the base, default the support surface),
+- ``at`` a point (x, y[, z]) of the gravity frame: that center (z: the base, default the support surface),
   yaw 0 or 90 degrees (or the given one).
 
 The **free width** is the length of free space along the placement's axis (the A-B line, the search
-direction, or the box's width axis) through the pose centre, in a corridor as wide as the placed box:
+direction, or the box's width axis) through the pose center, in a corridor as wide as the placed box:
 between two objects it is the distance between their facing footprint sides. Frames: gravity frame (z up,
-x right, y forward), metres; the pose's centre also in the camera optical frame.
+x right, y forward), metres; the pose's center also in the camera optical frame.
 """
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ class PlacementParams:
 
     clearance_m: float = 0.0           # free space wanted around the footprint on every side
     search_m: float = 0.5              # directional locations: how far from the reference's side to look
-    step_m: float = 0.005              # spacing of candidate centres (coarser over large areas)
-    max_candidates: int = 4000         # area searches ("on"): at most this many centres
+    step_m: float = 0.005              # spacing of candidate centers (coarser over large areas)
+    max_candidates: int = 4000         # area searches ("on"): at most this many centers
     target_margin_m: float = 0.02      # directional locations: margin to aim for next to the reference
     height_tolerance_m: float = 0.02   # a box whose top is this little above the base does not occupy
     active_band_m: float = 0.003       # constraints this close to the smallest one share the margin
@@ -73,9 +73,9 @@ class PlacementParams:
 
 @dataclass(frozen=True)
 class Pose:
-    center_g: np.ndarray               # (3,) centre of the placed box, gravity frame, metres
+    center_g: np.ndarray               # (3,) center of the placed box, gravity frame, metres
     yaw: float                         # radians, the box's width axis from gravity x, counter-clockwise
-    center_c: np.ndarray               # (3,) the same centre in the camera optical frame, metres
+    center_c: np.ndarray               # (3,) the same center in the camera optical frame, metres
 
 
 @dataclass(frozen=True)
@@ -142,15 +142,15 @@ def _rect_polygon(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
 
 
-def _separations(centres: np.ndarray, yaws: np.ndarray, half: np.ndarray, c: _Constraints) -> np.ndarray:
-    """(M, K) signed separations (metres) between M placed rectangles (centres (M, 2), yaws (M,), half sizes
+def _separations(centers: np.ndarray, yaws: np.ndarray, half: np.ndarray, c: _Constraints) -> np.ndarray:
+    """(M, K) signed separations (metres) between M placed rectangles (centers (M, 2), yaws (M,), half sizes
     (2,)) and the K obstacle footprints: the largest gap along the four separating axes."""
     if len(c.ids) == 0:
-        return np.full((len(centres), 0), np.inf)
+        return np.full((len(centers), 0), np.inf)
     oc, oh = (c.lo + c.hi) / 2, (c.hi - c.lo) / 2                            # (K, 2)
     u = np.stack([np.cos(yaws), np.sin(yaws)], axis=1)                        # (M, 2)
     v = np.stack([-np.sin(yaws), np.cos(yaws)], axis=1)
-    d = centres[:, None, :] - oc[None]                                        # (M, K, 2)
+    d = centers[:, None, :] - oc[None]                                        # (M, K, 2)
     best = np.full(d.shape[:2], -np.inf)
     for axis in (np.array([1.0, 0.0]), np.array([0.0, 1.0])):                 # gravity x, y
         r_p = half[0] * np.abs(u @ axis) + half[1] * np.abs(v @ axis)         # (M,)
@@ -163,52 +163,52 @@ def _separations(centres: np.ndarray, yaws: np.ndarray, half: np.ndarray, c: _Co
     return best
 
 
-def _containment(centres: np.ndarray, yaws: np.ndarray, half: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+def _containment(centers: np.ndarray, yaws: np.ndarray, half: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """(M,) smallest distance (metres) of the placed rectangles' corners inside the convex CCW ``polygon``
     (negative: a corner is outside)."""
     a = polygon
     e = np.roll(a, -1, axis=0) - a
     n = np.stack([-e[:, 1], e[:, 0]], axis=1) / np.maximum(np.linalg.norm(e, axis=1), 1e-12)[:, None]  # inward
     cos, sin = np.cos(yaws), np.sin(yaws)
-    out = np.full(len(centres), np.inf)
+    out = np.full(len(centers), np.inf)
     for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1)):
-        corner = centres + np.stack([sx * half[0] * cos - sy * half[1] * sin,
+        corner = centers + np.stack([sx * half[0] * cos - sy * half[1] * sin,
                                      sx * half[0] * sin + sy * half[1] * cos], axis=1)
         inside = np.min(np.einsum("kj,mkj->mk", n, corner[:, None, :] - a[None]), axis=1)
         out = np.minimum(out, inside)
     return out
 
 
-def _margins(centres, yaws, half, c: _Constraints, clearance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _margins(centers, yaws, half, c: _Constraints, clearance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(M,) margins, (M, K) obstacle terms and (M,) support terms (metres)."""
-    sep = _separations(centres, yaws, half, c) - clearance
-    inside = (_containment(centres, yaws, half, c.support) if c.support is not None
-              else np.full(len(centres), np.inf))
+    sep = _separations(centers, yaws, half, c) - clearance
+    inside = (_containment(centers, yaws, half, c.support) if c.support is not None
+              else np.full(len(centers), np.inf))
     worst = np.min(sep, axis=1, initial=np.inf)
     return np.minimum(worst, inside), sep, inside
 
 
-def _free_width(centre: np.ndarray, axis: np.ndarray, across_half: float, c: _Constraints) -> float:
-    """Free length (metres) along the unit ``axis`` through ``centre`` in a corridor ``2 across_half`` wide:
-    the interval around the centre that no footprint in the corridor blocks, within the support polygon."""
+def _free_width(center: np.ndarray, axis: np.ndarray, across_half: float, c: _Constraints) -> float:
+    """Free length (metres) along the unit ``axis`` through ``center`` in a corridor ``2 across_half`` wide:
+    the interval around the center that no footprint in the corridor blocks, within the support polygon."""
     across = np.array([-axis[1], axis[0]])
     lo_t, hi_t = -np.inf, np.inf
-    if c.support is not None:                     # the centre line inside the convex support polygon
+    if c.support is not None:                     # the center line inside the convex support polygon
         a = c.support
         e = np.roll(a, -1, axis=0) - a
         n = np.stack([-e[:, 1], e[:, 0]], axis=1)
-        rate, base = n @ axis, np.einsum("kj,kj->k", n, centre - a)
+        rate, base = n @ axis, np.einsum("kj,kj->k", n, center - a)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -base / rate
         lo_t = max(lo_t, float(np.max(t[rate > 1e-12], initial=-np.inf)))
         hi_t = min(hi_t, float(np.min(t[rate < -1e-12], initial=np.inf)))
     for lo, hi in zip(c.lo, c.hi):
-        corners = _rect_polygon(lo, hi) - centre
+        corners = _rect_polygon(lo, hi) - center
         pu, pv = corners @ axis, corners @ across
         if pv.max() <= -across_half or pv.min() >= across_half:
             continue                              # outside the corridor
         if pu.min() < 0.0 < pu.max():
-            return 0.0                            # the centre itself is blocked
+            return 0.0                            # the center itself is blocked
         if pu.max() <= 0.0:
             lo_t = max(lo_t, float(pu.max()))
         else:
@@ -287,7 +287,7 @@ def check_placement(scene: Scene, size, location: str, references: Sequence[str]
     return _at(scene, s, half, point, yaw, noise, params)
 
 
-def _footprint_centre(obj: TrackedObject) -> np.ndarray:
+def _footprint_center(obj: TrackedObject) -> np.ndarray:
     lo, hi = q.box_of(obj)
     return (lo[:2] + hi[:2]) / 2
 
@@ -318,10 +318,10 @@ def _between(scene, s, half, refs, noise, params) -> PlacementResult:
         raise QueryError("'between' needs two objects, not a support surface")
     base, surface = _table_base(scene, refs, params)
     c = _constraints(scene, base, s[2], set(), *_support_terms(surface), noise, params)
-    ca, cb = _footprint_centre(a), _footprint_centre(b)
+    ca, cb = _footprint_center(a), _footprint_center(b)
     d = cb - ca
     if float(np.linalg.norm(d)) < 1e-9:
-        raise QueryError(f"{a.id} and {b.id} have the same footprint centre: no line between them")
+        raise QueryError(f"{a.id} and {b.id} have the same footprint center: no line between them")
     axis = d / np.linalg.norm(d)
     t_a = float(np.max((_rect_polygon(*[x[:2] for x in q.box_of(a)]) - ca) @ axis))
     t_b = float(np.min((_rect_polygon(*[x[:2] for x in q.box_of(b)]) - ca) @ axis))
@@ -337,13 +337,13 @@ def _beside(scene, s, half, loc, ref, yaw, noise, params) -> PlacementResult:
     base, surface = _table_base(scene, [ref], params)
     c = _constraints(scene, base, s[2], set(), *_support_terms(surface), noise, params)
     axis = np.array(_DIRECTIONS[loc])
-    centre = _footprint_centre(ref)
-    t0 = float(np.max((_rect_polygon(*[x[:2] for x in q.box_of(ref)]) - centre) @ axis))
+    center = _footprint_center(ref)
+    t0 = float(np.max((_rect_polygon(*[x[:2] for x in q.box_of(ref)]) - center) @ axis))
     ts = t0 + np.arange(0.0, params.search_m + 1e-12, params.step_m)
     yaws = _yaws(yaw, 0.0, s)
-    centres = np.repeat(centre + ts[:, None] * axis, len(yaws), axis=0)
+    centers = np.repeat(center + ts[:, None] * axis, len(yaws), axis=0)
     yy = np.tile(yaws, len(ts))
-    margins, _, _ = _margins(centres, yy, half, c, params.clearance_m)
+    margins, _, _ = _margins(centers, yy, half, c, params.clearance_m)
     per_t = margins.reshape(len(ts), len(yaws))
     best_yaw = np.argmax(per_t, axis=1)
     m_t = per_t[np.arange(len(ts)), best_yaw]
@@ -359,7 +359,7 @@ def _beside(scene, s, half, loc, ref, yaw, noise, params) -> PlacementResult:
     else:
         pick = int(np.argmax(m_t))
     k = pick * len(yaws) + int(best_yaw[pick])
-    return _result(scene, s, half, loc, [ref], base, c, centres[k], float(yy[k]), axis, noise, params)
+    return _result(scene, s, half, loc, [ref], base, c, centers[k], float(yy[k]), axis, noise, params)
 
 
 def _on(scene, s, half, ref, yaw, noise, params) -> PlacementResult:
@@ -377,9 +377,9 @@ def _on(scene, s, half, ref, yaw, noise, params) -> PlacementResult:
     step = max(params.step_m, math.sqrt(float(np.prod(extent)) / params.max_candidates))
     gx = np.arange(lo_xy[0], hi_xy[0] + 1e-12, step)
     gy = np.arange(lo_xy[1], hi_xy[1] + 1e-12, step)
-    centres = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
+    centers = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
     yaws = _yaws(yaw, 0.0, s)
-    return _best(scene, s, half, "on", [ref], base, c, centres, yaws, None, noise, params)
+    return _best(scene, s, half, "on", [ref], base, c, centers, yaws, None, noise, params)
 
 
 def _at(scene, s, half, point, yaw, noise, params) -> PlacementResult:
@@ -421,17 +421,17 @@ def _unsupported(result: PlacementResult, base: float) -> PlacementResult:
                    f"gravity z {base:+.3f} m (no surface or object top there); {result.explanation}")
 
 
-def _best(scene, s, half, loc, refs, base, c, centres, yaws, axis, noise, params) -> PlacementResult:
-    """The candidate (centre x yaw) with the largest margin."""
-    cc = np.repeat(centres, len(yaws), axis=0)
-    yy = np.tile(yaws, len(centres))
+def _best(scene, s, half, loc, refs, base, c, centers, yaws, axis, noise, params) -> PlacementResult:
+    """The candidate (center x yaw) with the largest margin."""
+    cc = np.repeat(centers, len(yaws), axis=0)
+    yy = np.tile(yaws, len(centers))
     margins, _, _ = _margins(cc, yy, half, c, params.clearance_m)
     k = int(np.argmax(margins))
     return _result(scene, s, half, loc, refs, base, c, cc[k], float(yy[k]), axis, noise, params)
 
 
-def _result(scene, s, half, loc, refs, base, c: _Constraints, centre, yaw, axis, noise, params) -> PlacementResult:
-    margin_arr, sep, inside = _margins(centre[None], np.array([yaw]), half, c, params.clearance_m)
+def _result(scene, s, half, loc, refs, base, c: _Constraints, center, yaw, axis, noise, params) -> PlacementResult:
+    margin_arr, sep, inside = _margins(center[None], np.array([yaw]), half, c, params.clearance_m)
     margin = float(margin_arr[0])
     terms = [(float(v), sid, float(sg)) for v, sid, sg in zip(sep[0], c.ids, c.sigma)]
     if c.support is not None:
@@ -448,15 +448,15 @@ def _result(scene, s, half, loc, refs, base, c: _Constraints, centre, yaw, axis,
     across = np.array([-along[1], along[0]])
     r_across = half[0] * abs(math.cos(yaw) * across[0] + math.sin(yaw) * across[1]) + \
         half[1] * abs(-math.sin(yaw) * across[0] + math.cos(yaw) * across[1])
-    free = _free_width(np.asarray(centre, dtype=np.float64), along, r_across, c)
+    free = _free_width(np.asarray(center, dtype=np.float64), along, r_across, c)
     fits = margin > 0.0
     confidence = confidence_from_margin(margin, sigma) if math.isfinite(margin) else 1.0
-    centre_g = np.array([centre[0], centre[1], base + s[2] / 2])
-    pose = Pose(centre_g, float(math.remainder(yaw, 2 * math.pi)), scene.gravity.to_camera(centre_g))
+    center_g = np.array([center[0], center[1], base + s[2] / 2])
+    pose = Pose(center_g, float(math.remainder(yaw, 2 * math.pi)), scene.gravity.to_camera(center_g))
     ref_ids = tuple(r.id for r in refs)
     what = f"{s[0]:.3f} x {s[1]:.3f} x {s[2]:.3f} m box {loc} {' and '.join(ref_ids)}".rstrip()
     explanation = (f"{what}: {'fits' if fits else 'does not fit'}; margin {margin:+.4f} m +- {sigma:.4f} m "
-                   f"(limited by {limiting}), free width {free:.4f} m, confidence {confidence:.2f}; pose centre "
-                   f"{[round(float(v), 4) for v in centre_g]} m (gravity), yaw {math.degrees(pose.yaw):.1f} deg")
+                   f"(limited by {limiting}), free width {free:.4f} m, confidence {confidence:.2f}; pose center "
+                   f"{[round(float(v), 4) for v in center_g]} m (gravity), yaw {math.degrees(pose.yaw):.1f} deg")
     return PlacementResult(bool(fits), float(margin), float(sigma), float(confidence), float(free), pose, loc,
                            ref_ids, c.support_name, limiting, explanation)

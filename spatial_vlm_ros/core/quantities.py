@@ -1,13 +1,13 @@
 """Metric quantities between objects, with one-sigma uncertainties from the depth-noise model.
 
-Every quantity is in metres. Centres are in the camera optical frame (x right, y down, z forward); "horizontal"
+Every quantity is in metres. Centers are in the camera optical frame (x right, y down, z forward); "horizontal"
 and "vertical" are taken in the scene's gravity frame (z up). ``QUANTITIES`` is the table of names.
 
 Uncertainty model (documented in the README and ``docs/uncertainty.md``): a sensor term and the lifting's own
 error (``noise.lifting``, ``core.uncertainty``) in quadrature:
-- an object's centre, along the direction a quantity measures: sensor ``noise.centre_sigma(z, n)`` (``z`` =
-  depth of the centre, ``n`` = valid depth pixels: per-pixel noise averaged over the object with a floor of
-  half a reading, isotropic) and lifting ``noise.lifting.centre(footprint, ray, up, direction)``;
+- an object's center, along the direction a quantity measures: sensor ``noise.center_sigma(z, n)`` (``z`` =
+  depth of the center, ``n`` = valid depth pixels: per-pixel noise averaged over the object with a floor of
+  half a reading, isotropic) and lifting ``noise.lifting.center(footprint, ray, up, direction)``;
 - a box face / a single surface point: one reading ``noise.sigma(z)`` and ``noise.lifting.face``;
 - an extent (two faces): ``sqrt(2) * noise.sigma(z)`` and ``noise.lifting.extent``;
 - a difference of two independent terms adds in quadrature;
@@ -50,19 +50,19 @@ def unit(vector) -> np.ndarray | None:
 LEVEL_UP_C = np.array([0.0, -1.0, 0.0])
 
 
-def centre_sigma(obj: TrackedObject, noise: DepthNoiseModel, direction_c=None, up_c=None,
+def center_sigma(obj: TrackedObject, noise: DepthNoiseModel, direction_c=None, up_c=None,
                  lifting: bool = True) -> float:
-    """One-sigma error (metres) of the object's centre along the unit ``direction_c`` (camera frame; None: its
+    """One-sigma error (metres) of the object's center along the unit ``direction_c`` (camera frame; None: its
     worst direction), gravity up being ``up_c`` (camera frame; None: a level camera's). ``lifting=False``: the
     sensor term alone (isotropic)."""
     n = int(obj.n_pixels) if obj.n_pixels > 0 else len(obj.points)
-    sensor = float(noise.centre_sigma(object_range(obj), max(n, 1)))
+    sensor = float(noise.center_sigma(object_range(obj), max(n, 1)))
     if not lifting:
         return sensor
     ray = unit(obj.center)
     ray = ray if ray is not None else np.array([0.0, 0.0, 1.0])
     up = LEVEL_UP_C if up_c is None else up_c
-    return math.hypot(sensor, noise.lifting.centre(footprint(obj), ray, up, direction_c))
+    return math.hypot(sensor, noise.lifting.center(footprint(obj), ray, up, direction_c))
 
 
 def surface_sigma(obj: TrackedObject, noise: DepthNoiseModel, axis: int | None = None,
@@ -112,7 +112,7 @@ def box_gap(a: TrackedObject, b: TrackedObject) -> float:
 def cloud_gap(a: TrackedObject, b: TrackedObject, scene: Scene) -> float:
     """Closest distance (metres) between the two objects' surfaces.
 
-    0 when one object's centre lies inside the other's box (contained or interpenetrating, e.g. fruit in a
+    0 when one object's center lies inside the other's box (contained or interpenetrating, e.g. fruit in a
     bowl); otherwise the smallest distance between the two point clouds (scipy ``cKDTree``); the box-to-box
     distance when either cloud is empty.
     """
@@ -168,9 +168,9 @@ class Quantity:
 def _distance(a, b, scene, noise):
     v = np.asarray(a.center, float) - np.asarray(b.center, float)
     u, up = unit(v), scene.gravity.up
-    s = quadrature(centre_sigma(a, noise, u, up), centre_sigma(b, noise, u, up))
+    s = quadrature(center_sigma(a, noise, u, up), center_sigma(b, noise, u, up))
     d = float(np.linalg.norm(v))
-    return d, s, "euclidean distance between the box centres"
+    return d, s, "euclidean distance between the box centers"
 
 
 def _gap(a, b, scene, noise):
@@ -182,15 +182,15 @@ def _gap(a, b, scene, noise):
 def _horizontal_distance(a, b, scene, noise):
     d = scene.center_gravity(a)[:2] - scene.center_gravity(b)[:2]
     u, up = unit(scene.gravity.to_camera(np.array([d[0], d[1], 0.0]))), scene.gravity.up
-    s = quadrature(centre_sigma(a, noise, u, up), centre_sigma(b, noise, u, up))
-    return float(np.linalg.norm(d)), s, "distance between the centres in the horizontal (gravity x-y) plane"
+    s = quadrature(center_sigma(a, noise, u, up), center_sigma(b, noise, u, up))
+    return float(np.linalg.norm(d)), s, "distance between the centers in the horizontal (gravity x-y) plane"
 
 
 def _vertical_distance(a, b, scene, noise):
     d = scene.center_gravity(a)[2] - scene.center_gravity(b)[2]
     up = scene.gravity.up
-    s = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
-    return abs(float(d)), s, "difference of the centres' heights along gravity"
+    s = quadrature(center_sigma(a, noise, up, up), center_sigma(b, noise, up, up))
+    return abs(float(d)), s, "difference of the centers' heights along gravity"
 
 
 def _extent(axis: int, what: str):
@@ -200,8 +200,8 @@ def _extent(axis: int, what: str):
 
 
 def _distance_to_camera(a, b, scene, noise):
-    return (float(np.linalg.norm(a.center)), centre_sigma(a, noise, unit(a.center), scene.gravity.up),
-            "distance from the camera centre to the box centre")
+    return (float(np.linalg.norm(a.center)), center_sigma(a, noise, unit(a.center), scene.gravity.up),
+            "distance from the camera center to the box center")
 
 
 @dataclass(frozen=True)
@@ -213,24 +213,24 @@ class QuantitySpec:
 
 
 QUANTITIES: dict[str, QuantitySpec] = {spec.name: spec for spec in (
-    QuantitySpec("distance", True, _distance, "euclidean distance between the 3D box centres"),
-    QuantitySpec("gap", True, _gap, "closest distance between the two point clouds (0 if one object's centre "
+    QuantitySpec("distance", True, _distance, "euclidean distance between the 3D box centers"),
+    QuantitySpec("gap", True, _gap, "closest distance between the two point clouds (0 if one object's center "
                  "is inside the other's box)"),
     QuantitySpec("horizontal_distance", True, _horizontal_distance,
-                 "distance between the centres projected on the horizontal plane (gravity x-y)"),
+                 "distance between the centers projected on the horizontal plane (gravity x-y)"),
     QuantitySpec("vertical_distance", True, _vertical_distance,
-                 "absolute difference of the centres' heights (gravity z)"),
+                 "absolute difference of the centers' heights (gravity z)"),
     QuantitySpec("width", False, _extent(0, "width (gravity x extent)"), "gravity-frame x extent of the box"),
     QuantitySpec("depth", False, _extent(1, "depth (gravity y extent)"), "gravity-frame y extent of the box"),
     QuantitySpec("height", False, _extent(2, "height (gravity z extent)"), "gravity-frame z extent of the box"),
     QuantitySpec("distance_to_camera", False, _distance_to_camera,
-                 "euclidean distance from the camera centre to the box centre"),
+                 "euclidean distance from the camera center to the box center"),
 )}
 
 ALIASES: dict[str, str] = {name: name for name in QUANTITIES}
 ALIASES.update({
     "dist": "distance", "distance between": "distance", "separation": "distance", "how far": "distance",
-    "centre distance": "distance", "center distance": "distance",
+    "center distance": "distance", "centre distance": "distance",
     "clearance": "gap", "free space": "gap", "closest distance": "gap", "space": "gap", "spacing": "gap",
     "horizontal distance": "horizontal_distance", "horizontal": "horizontal_distance",
     "vertical distance": "vertical_distance", "vertical": "vertical_distance",
@@ -284,7 +284,7 @@ def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: 
     """Signed ``q(a) - q(b)`` in metres, for "how much taller/wider is a than b" questions.
 
     ``quantity`` is a one-object quantity (width, height, depth, distance_to_camera), or ``vertical_distance``
-    for the signed height difference of the centres along gravity ("how much higher is a than b").
+    for the signed height difference of the centers along gravity ("how much higher is a than b").
     """
     name = canonical_quantity(quantity)
     if b is None or b.id == a.id:
@@ -292,9 +292,9 @@ def signed_difference(quantity: str, a: TrackedObject, b: TrackedObject, scene: 
     if name == "vertical_distance":
         value = float(scene.center_gravity(a)[2] - scene.center_gravity(b)[2])
         up = scene.gravity.up
-        sigma = quadrature(centre_sigma(a, noise, up, up), centre_sigma(b, noise, up, up))
+        sigma = quadrature(center_sigma(a, noise, up, up), center_sigma(b, noise, up, up))
         return Quantity(name, value, sigma * noise.lifting.quantity_scale(name),
-                        f"height of {a.id}'s centre minus {b.id}'s, along gravity")
+                        f"height of {a.id}'s center minus {b.id}'s, along gravity")
     spec = QUANTITIES[name]
     if spec.binary:
         raise QueryError(f"'{name}' already compares two objects; a difference needs a one-object quantity")

@@ -7,11 +7,11 @@ model at the objects' ranges. The confidence that the answer (holds or not) is r
 (a fuzzy AND). ``RELATIONS`` maps canonical names to their definitions; ``ALIASES`` maps every accepted
 phrasing ("left", "to the left of", "larger") to a canonical name.
 
-Frames: centres in the camera optical frame (x right, y down, z forward); boxes, heights and footprints in
+Frames: centers in the camera optical frame (x right, y down, z forward); boxes, heights and footprints in
 the scene's gravity frame (z up, x right, y forward). Gravity-dependent predicates never use the camera's
 own up axis, so they stay right when the camera is pitched or rolled. The definitions, with the notation
-used in the README (``c`` centre, ``g`` gravity centre, ``lo``/``hi`` box corners, ``w, d, h`` width, depth,
-height, ``sc`` centre sigma, ``se`` surface sigma, see ``quantities``):
+used in the README (``c`` center, ``g`` gravity center, ``lo``/``hi`` box corners, ``w, d, h`` width, depth,
+height, ``sc`` center sigma, ``se`` surface sigma, see ``quantities``):
 
 =================== ==========================================================================================
 left_of             ``m = c_b.x - c_a.x``; ``s = sqrt(sc_a^2 + sc_b^2)``; right_of is its mirror
@@ -96,10 +96,10 @@ class _Pair:
                                       q.surface_sigma(b, noise, lifting=False))
 
     def sc(self, direction_c=None) -> float:
-        """One-sigma error of the difference of the two centres along the unit ``direction_c`` (camera frame;
+        """One-sigma error of the difference of the two centers along the unit ``direction_c`` (camera frame;
         None: the worst direction), metres."""
         u, up = (q.unit(direction_c) if direction_c is not None else None), self.scene.gravity.up
-        return q.quadrature(q.centre_sigma(self.a, self.noise, u, up), q.centre_sigma(self.b, self.noise, u, up))
+        return q.quadrature(q.center_sigma(self.a, self.noise, u, up), q.center_sigma(self.b, self.noise, u, up))
 
     def se_axis(self, axes) -> float:
         """One-sigma error of the difference of two faces across the worst of gravity ``axes``, metres."""
@@ -124,24 +124,24 @@ def _m(v: float) -> str:
 # ----------------------------------------------------------------------------- camera-frame predicates
 def _left_of(p: _Pair, prm: RelationParams):
     return (p.cb[0] - p.ca[0], p.sc(CAMERA_X),
-            f"camera x of the centres: {p.a.id} {_m(p.ca[0])}, {p.b.id} {_m(p.cb[0])}")
+            f"camera x of the centers: {p.a.id} {_m(p.ca[0])}, {p.b.id} {_m(p.cb[0])}")
 
 
 def _in_front_of(p: _Pair, prm: RelationParams):
     return (p.cb[2] - p.ca[2], p.sc(CAMERA_Z),
-            f"camera depth of the centres: {p.a.id} {p.ca[2]:.3f} m, {p.b.id} {p.cb[2]:.3f} m")
+            f"camera depth of the centers: {p.a.id} {p.ca[2]:.3f} m, {p.b.id} {p.cb[2]:.3f} m")
 
 
 def _closer_to_camera(p: _Pair, prm: RelationParams):
     ra, rb = float(np.linalg.norm(p.ca)), float(np.linalg.norm(p.cb))
     radial = p.ca / max(ra, 1e-9) + p.cb / max(rb, 1e-9)
-    return rb - ra, p.sc(radial), f"distance camera to centre: {p.a.id} {ra:.3f} m, {p.b.id} {rb:.3f} m"
+    return rb - ra, p.sc(radial), f"distance camera to center: {p.a.id} {ra:.3f} m, {p.b.id} {rb:.3f} m"
 
 
 # ----------------------------------------------------------------------------- gravity predicates
 def _higher_than(p: _Pair, prm: RelationParams):
     return (p.ga[2] - p.gb[2], p.sc(p.scene.gravity.up),
-            f"height of the centres along gravity: {p.a.id} {_m(p.ga[2])}, {p.b.id} {_m(p.gb[2])}")
+            f"height of the centers along gravity: {p.a.id} {_m(p.ga[2])}, {p.b.id} {_m(p.gb[2])}")
 
 
 def _footprint_overlap(p: _Pair) -> float:
@@ -173,7 +173,7 @@ def _on_top_of(p: _Pair, prm: RelationParams):
     sigma = p.se_axis((2,)) if contact <= support else q.quadrature(p.se_axis((0, 1)), p.sc())
     return (min(contact, support), sigma,
             f"bottom of {p.a.id} is {_m(gap)} from the top of {p.b.id} (contact tolerance "
-            f"{prm.contact_tolerance_m + p.se_sensor:.3f} m); centre of {p.a.id} is {_m(inside)} from the footprint "
+            f"{prm.contact_tolerance_m + p.se_sensor:.3f} m); center of {p.a.id} is {_m(inside)} from the footprint "
             f"of {p.b.id} (negative = inside)")
 
 
@@ -245,28 +245,28 @@ class RelationSpec:
 
 RELATIONS: dict[str, RelationSpec] = {spec.name: spec for spec in (
     RelationSpec("left_of", "to the left of", _left_of, "right_of", False,
-                 "subject's centre has a smaller camera x than the reference's"),
+                 "subject's center has a smaller camera x than the reference's"),
     RelationSpec("right_of", "to the right of", _mirror(_left_of), "left_of", False,
-                 "subject's centre has a larger camera x than the reference's"),
+                 "subject's center has a larger camera x than the reference's"),
     RelationSpec("in_front_of", "in front of", _in_front_of, "behind", False,
-                 "subject's centre has a smaller camera depth z than the reference's"),
+                 "subject's center has a smaller camera depth z than the reference's"),
     RelationSpec("behind", "behind", _mirror(_in_front_of), "in_front_of", False,
-                 "subject's centre has a larger camera depth z than the reference's"),
+                 "subject's center has a larger camera depth z than the reference's"),
     RelationSpec("closer_to_camera", "closer to the camera than", _closer_to_camera, "farther_from_camera",
-                 False, "subject's centre is nearer the camera centre (euclidean)"),
+                 False, "subject's center is nearer the camera center (euclidean)"),
     RelationSpec("farther_from_camera", "farther from the camera than", _mirror(_closer_to_camera),
-                 "closer_to_camera", False, "subject's centre is farther from the camera centre (euclidean)"),
+                 "closer_to_camera", False, "subject's center is farther from the camera center (euclidean)"),
     RelationSpec("above", "above", _above, "below", True,
                  "subject's bottom is at or above the reference's top (less the contact tolerance) and the "
                  "footprints overlap (within the overlap tolerance)"),
     RelationSpec("below", "below", _mirror(_above), "above", True, "the reference is above the subject"),
     RelationSpec("on_top_of", "on top of", _on_top_of, "", True,
                  "subject's bottom is within the contact tolerance (+ sigma) of the reference's top and the "
-                 "subject's centre is over the reference's footprint (within the overlap tolerance)"),
+                 "subject's center is over the reference's footprint (within the overlap tolerance)"),
     RelationSpec("higher_than", "higher than", _higher_than, "lower_than", True,
-                 "subject's centre is higher along gravity"),
+                 "subject's center is higher along gravity"),
     RelationSpec("lower_than", "lower than", _mirror(_higher_than), "higher_than", True,
-                 "subject's centre is lower along gravity"),
+                 "subject's center is lower along gravity"),
     RelationSpec("taller_than", "taller than", _taller_than, "shorter_than", True,
                  "subject's box has the larger vertical (gravity z) extent"),
     RelationSpec("shorter_than", "shorter than", _mirror(_taller_than), "taller_than", True,

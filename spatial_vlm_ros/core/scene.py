@@ -1,6 +1,6 @@
 """``Scene``: one immutable snapshot of the scene memory, the input of every spatial query.
 
-Object centres are in the camera optical frame of the latest frame (x right, y down, z forward, metres);
+Object centers are in the camera optical frame of the latest frame (x right, y down, z forward, metres);
 boxes are in that frame's gravity frame (z up, metres), given by ``gravity``.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Scene:
     stamp: float = 0.0
 
     def center_gravity(self, obj: TrackedObject) -> np.ndarray:
-        """(3,) centre of ``obj`` in the gravity frame (metres, z up)."""
+        """(3,) center of ``obj`` in the gravity frame (metres, z up)."""
         return self.gravity.to_gravity(obj.center)
 
     def by_id(self, object_id: str) -> TrackedObject | None:

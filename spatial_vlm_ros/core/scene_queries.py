@@ -43,21 +43,21 @@ class OrderKey:
 
 
 ORDER_KEYS: dict[str, OrderKey] = {k.name: k for k in (
-    OrderKey("distance_to_camera", False, False, "m", "euclidean distance from the camera centre to the box "
-             "centre (quantity distance_to_camera); nearest first"),
-    OrderKey("distance_to_reference", True, False, "m", "euclidean distance between the box centres (quantity "
+    OrderKey("distance_to_camera", False, False, "m", "euclidean distance from the camera center to the box "
+             "center (quantity distance_to_camera); nearest first"),
+    OrderKey("distance_to_reference", True, False, "m", "euclidean distance between the box centers (quantity "
              "distance); nearest first"),
     OrderKey("gap_to_reference", True, False, "m", "closest distance between the surfaces (quantity gap); "
              "nearest first"),
-    OrderKey("horizontal_distance_to_reference", True, False, "m", "centre distance in the gravity x-y plane "
+    OrderKey("horizontal_distance_to_reference", True, False, "m", "center distance in the gravity x-y plane "
              "(quantity horizontal_distance); nearest first"),
     OrderKey("height", False, True, "m", "gravity z extent of the box; tallest first"),
     OrderKey("width", False, True, "m", "gravity x extent of the box; widest first"),
     OrderKey("depth", False, True, "m", "gravity y extent of the box; deepest first"),
     OrderKey("volume", False, True, "m^3", "w * d * h of the gravity box; biggest first"),
-    OrderKey("elevation", False, True, "m", "gravity z of the box centre; highest first"),
-    OrderKey("camera_x", False, False, "m", "camera x of the box centre; leftmost first"),
-    OrderKey("distance_to_edge", False, False, "m", "footprint centre to the support surface's outline "
+    OrderKey("elevation", False, True, "m", "gravity z of the box center; highest first"),
+    OrderKey("camera_x", False, False, "m", "camera x of the box center; leftmost first"),
+    OrderKey("distance_to_edge", False, False, "m", "footprint center to the support surface's outline "
              "(support_surface.distance_to_edge); nearest the edge first"),
 )}
 
@@ -124,10 +124,13 @@ def parse_order(order_by: str, has_reference: bool = False) -> tuple[str, bool]:
 
 
 def _check_limit(limit) -> int:
+    """``limit`` as an int, 0 for None (every match)."""
+    if limit is None:
+        return 0
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):
-        raise QueryError(f"limit must be a whole number (0 = all), not {limit!r}")
-    if limit < 0:
-        raise QueryError(f"limit must be >= 0 (0 = all), got {limit}")
+        raise QueryError(f"limit must be a whole number >= 1 (or None = all), not {limit!r}")
+    if limit < 1:
+        raise QueryError(f"limit must be >= 1 (the most objects to return), got {limit}")
     return int(limit)
 
 
@@ -167,9 +170,9 @@ def order_value(key: str, obj: TrackedObject, reference: TrackedObject | None, s
         return _volume(obj, noise)
     if key == "elevation":
         up = scene.gravity.up
-        return float(scene.center_gravity(obj)[2]), q.centre_sigma(obj, noise, up, up)
+        return float(scene.center_gravity(obj)[2]), q.center_sigma(obj, noise, up, up)
     if key == "camera_x":
-        return float(obj.center[0]), q.centre_sigma(obj, noise, np.array([1.0, 0.0, 0.0]), scene.gravity.up)
+        return float(obj.center[0]), q.center_sigma(obj, noise, np.array([1.0, 0.0, 0.0]), scene.gravity.up)
     surface = default_surface(scene)                          # distance_to_edge
     if surface is None:
         raise QueryError("order key 'distance_to_edge' needs a measured support surface (none in this scene: "
@@ -179,15 +182,15 @@ def order_value(key: str, obj: TrackedObject, reference: TrackedObject | None, s
 
 
 def find_objects(scene: Scene, relation: str = "", reference: str = "", label_filter: str = "",
-                 order_by: str = "", limit: int = 0, noise: DepthNoiseModel | None = None,
+                 order_by: str = "", limit: int | None = None, noise: DepthNoiseModel | None = None,
                  params: RelationParams | None = None) -> FindResult:
     """The scene's objects that satisfy ``relation`` to ``reference`` (both optional; see the module
     docstring), filtered by ``label_filter`` (a name phrase, "" = all), ordered by ``order_by`` (see
-    ``parse_order``; "" = by relation confidence, else the scene's order) and cut to ``limit`` (0 = all).
+    ``parse_order``; "" = by relation confidence, else the scene's order) and cut to ``limit`` (None = all).
     A reference without a relation or order orders by ``distance_to_reference``.
 
     Raises ``QueryError`` for an unknown relation or order key, a relation or reference-based key without a
-    reference, ``limit`` < 0 or an empty scene; ``ResolutionError`` for an unknown or ambiguous reference.
+    reference, ``limit`` < 1 or an empty scene; ``ResolutionError`` for an unknown or ambiguous reference.
     """
     noise = noise or DepthNoiseModel()
     limit = _check_limit(limit)

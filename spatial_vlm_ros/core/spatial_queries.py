@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from . import answers
 from .errors import QueryError, SpatialError
+from .gravity_frame import GravityFrame
 from .memory import SceneMemory
 from .naming import display_name, matches, resolve, singular
 from .noise import DepthNoiseModel
@@ -45,6 +46,7 @@ from .scene import Scene
 from .scene_queries import ORDER_KEYS, find_objects
 from .support_surface import distance_to_edge, height_above, is_surface, near_edge, surface_named, with_surfaces
 from .thresholds import ThresholdResult, evaluate_threshold, threshold_on, thresholded_relation
+from .transforms import gravity_quaternion, multiply_quaternions
 
 _LOG = logging.getLogger(__name__)
 METRIC_TOLERANCE = 0.25           # relative band of the metric confidence
@@ -109,12 +111,13 @@ class FindAnswer:
     order_by: str = ""            # order key ("" = none)
     descending: bool = False
     order_confidence: float = 0.0  # P(the first object truly comes first by the order key); 1 if unordered
+    gravity: GravityFrame | None = None   # of the scene answered from (the objects' box orientation)
 
 
 @dataclass(frozen=True)
 class PlacementAnswer:
     """``check_placement``: whether the box fits, with the margin and free width (metres) and the suggested
-    pose (its centre in the gravity frame and the camera optical frame, yaw about up in radians)."""
+    pose (its center in the gravity frame and the camera optical frame, yaw about up in radians)."""
 
     success: bool
     message: str
@@ -127,6 +130,8 @@ class PlacementAnswer:
     center_gravity: tuple[float, float, float] = (0.0, 0.0, 0.0)
     center_camera: tuple[float, float, float] = (0.0, 0.0, 0.0)
     yaw: float = 0.0
+    orientation_camera: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)  # (x, y, z, w) of the box
+                                  # axes (width x, depth y, height z up) in the camera optical frame
     location: str = ""            # canonical location (``placement.LOCATIONS``)
     reference_ids: tuple[str, ...] = ()
     support_id: str = ""          # what the box would stand on
@@ -225,7 +230,7 @@ class SpatialQueries:
         return self._guard(run, lambda msg: AskAnswer(False, msg))
 
     def find(self, relation: str = "", reference: str = "", label_filter: str = "", order_by: str = "",
-             limit: int = 0) -> FindAnswer:
+             limit: int | None = None) -> FindAnswer:
         """Objects satisfying ``relation`` to ``reference``, filtered, ordered and cut (``scene_queries``)."""
         def run():
             scene = self.memory.snapshot()
@@ -254,13 +259,13 @@ class SpatialQueries:
         label = _singular_phrase(label_filter) if isinstance(label_filter, str) and label_filter.strip() else ""
         sentence = answers.find_answer(names, values, result.relation,
                                        display_name(ref, everything) if ref is not None else "", result.order_by,
-                                       result.descending, int(limit), label)
+                                       result.descending, limit or 0, label)
         message, sentence = _with_caveats(result.explanation, sentence, scene, [m.object for m in result.matches]
                                           + [ref], up=bool(result.relation or result.order_by in _GRAVITY_KEYS))
         order_conf = result.order_confidence if result.order_by else 1.0
         return FindAnswer(True, message, sentence, tuple(m.object for m in result.matches),
                           tuple(m.confidence for m in result.matches), values, result.relation,
-                          result.reference_id, result.order_by, result.descending, order_conf)
+                          result.reference_id, result.order_by, result.descending, order_conf, scene.gravity)
 
     def _placement(self, scene: Scene, size, location, references, point, yaw, clearance: float
                    ) -> PlacementAnswer:
@@ -277,9 +282,12 @@ class SpatialQueries:
                                             result.free_width_m, result.margin_m, result.limiting)
         message, sentence = _with_caveats(result.explanation, sentence, scene, refs)
         pose = result.pose
+        turn = (0.0, 0.0, math.sin(pose.yaw / 2), math.cos(pose.yaw / 2))      # about the gravity frame's z (up)
+        qx, qy, qz, qw = (float(v) for v in multiply_quaternions(gravity_quaternion(scene.gravity), turn))
         return PlacementAnswer(True, message, sentence, result.fits, result.confidence, _finite_or(result.margin_m),
                                result.sigma_m, result.free_width_m, _triple(pose.center_g), _triple(pose.center_c),
-                               pose.yaw, result.location, result.reference_ids, result.support_id)
+                               pose.yaw, (qx, qy, qz, qw), result.location,
+                               result.reference_ids, result.support_id)
 
     def _threshold_relation(self, subject, relation, reference, threshold_m) -> RelationAnswer:
         quantity, comparison = thresholded_relation(_text(relation, "relation"))
@@ -296,7 +304,8 @@ class SpatialQueries:
                               result.margin_m)
 
     def _ask_find(self, query: Query, scene: Scene) -> AskAnswer:
-        found = self._find(scene, query.relation, query.reference, query.subject, query.order_by, query.limit)
+        found = self._find(scene, query.relation, query.reference, query.subject, query.order_by,
+                           query.limit or None)
         confidence = min(found.confidences, default=1.0)
         if found.order_by and found.objects:
             confidence = min(confidence, found.order_confidence)
@@ -424,7 +433,7 @@ class SpatialQueries:
         a = resolve(query.subject, with_surfaces(scene))
         rng = measure("distance_to_camera", a, None, scene, self.noise)
         sentence = answers.locate_answer(a, display_name(a, scene.objects), scene)
-        message, sentence = _with_caveats(f"{a.id}: centre {[round(float(c), 4) for c in a.center]} m (camera "
+        message, sentence = _with_caveats(f"{a.id}: center {[round(float(c), 4) for c in a.center]} m (camera "
                                           "frame)", sentence, scene, (a,))
         return AskAnswer(True, message, sentence, "free", False, rng.value_m,
                          metric_confidence(rng.value_m, rng.uncertainty_m), query)
@@ -502,8 +511,8 @@ def _value_text(result: ThresholdResult) -> str:
 
 
 def _list_name(obj: TrackedObject) -> str:
-    colour = f"{obj.color_name} " if obj.color_name and obj.color_name not in obj.label.split() else ""
-    words = f"{colour}{obj.label}"
+    color = f"{obj.color_name} " if obj.color_name and obj.color_name not in obj.label.split() else ""
+    words = f"{color}{obj.label}"
     return f"{'an' if words[:1].lower() in 'aeiou' else 'a'} {words} ({obj.id})"
 
 

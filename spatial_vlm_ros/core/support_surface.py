@@ -15,12 +15,12 @@ gravity frame (z up, x right, y forward; ``core.gravity_frame``), metres.
 - Object view (``SupportSurface.as_object``, a ``TrackedObject``): the gravity box spanning the outline's
   x-y bounds, ``thickness_m`` thick below the surface's height, its samples as points, id and label the
   name. Every relation and quantity then works with it ("Is the mug on the table?").
-- ``distance_to_edge``: metres from an object's footprint centre (its box centre in x-y) to the outline
+- ``distance_to_edge``: metres from an object's footprint center (its box center in x-y) to the outline
   (positive inside, negative outside), plus half the local row spacing across the nearest edge
   (``SupportSurface.edge_spacing``: the true edge lies between the outermost samples and the next row beyond
-  them); one sigma = that spacing / sqrt(12) and the centre's sigma in quadrature.
+  them); one sigma = that spacing / sqrt(12) and the center's sigma in quadrature.
 - ``near_edge``: ``distance_to_edge < NEAR_EDGE_M + footprint / 2`` (the object's footprint, half its larger
-  horizontal extent around the centre, comes within 5 cm of the edge; ``thresholds.threshold_on``).
+  horizontal extent around the center, comes within 5 cm of the edge; ``thresholds.threshold_on``).
 - ``height_above``: signed gap from the surface's top to an object's bottom (``quantities.vertical_gap``).
 """
 from __future__ import annotations
@@ -124,13 +124,13 @@ class SupportSurface:
 
     def as_object(self, scene: Scene) -> TrackedObject:
         """The ``TrackedObject`` view: the gravity box over the outline's x-y bounds, ``thickness_m`` thick
-        under the top; centre and points in the scene's camera frame."""
+        under the top; center and points in the scene's camera frame."""
         lo_xy, hi_xy = self.bounds
         lo = np.array([lo_xy[0], lo_xy[1], self.height - self.thickness_m])
         hi = np.array([hi_xy[0], hi_xy[1], self.height])
-        centre_g = (lo + hi) / 2
+        center_g = (lo + hi) / 2
         pts_g = np.column_stack([self.samples_xy, np.full(len(self.samples_xy), self.height)])
-        arrays = [scene.gravity.to_camera(centre_g), hi - lo, lo, hi, scene.gravity.to_camera(pts_g)]
+        arrays = [scene.gravity.to_camera(center_g), hi - lo, lo, hi, scene.gravity.to_camera(pts_g)]
         for arr in arrays:
             arr.setflags(write=False)
         center, size, box_min, box_max, points = arrays
@@ -241,7 +241,7 @@ def default_surface(scene: Scene, params: SurfaceParams | None = None) -> Suppor
 
 def distance_to_edge(obj: TrackedObject, surface: SupportSurface, scene: Scene,
                      noise: DepthNoiseModel | None = None) -> q.Quantity:
-    """Metres from ``obj``'s footprint centre to ``surface``'s outline (positive inside, negative outside)."""
+    """Metres from ``obj``'s footprint center to ``surface``'s outline (positive inside, negative outside)."""
     if is_surface(obj):
         raise InputError(f"the distance to the edge of the {surface.name} is measured for an object, not for "
                          f"the {obj.id}")
@@ -251,10 +251,10 @@ def distance_to_edge(obj: TrackedObject, surface: SupportSurface, scene: Scene,
     d = float(surface.signed_distance(xy)[0]) + 0.5 * spacing
     normal = _edge_normal(surface, k)
     direction_c = scene.gravity.to_camera(np.array([normal[0], normal[1], 0.0]))
-    sigma = q.quadrature(spacing / math.sqrt(12.0), q.centre_sigma(obj, noise, direction_c, scene.gravity.up))
+    sigma = q.quadrature(spacing / math.sqrt(12.0), q.center_sigma(obj, noise, direction_c, scene.gravity.up))
     where = "inside" if d >= 0 else "outside"
     return q.Quantity("distance_to_edge", d, sigma,
-                      f"distance_to_edge: footprint centre of {obj.id} is {abs(d):.3f} m {where} the outline of "
+                      f"distance_to_edge: footprint center of {obj.id} is {abs(d):.3f} m {where} the outline of "
                       f"the {surface.name} (visible extent)")
 
 

@@ -9,7 +9,7 @@ more_than       holds when ``v > t``: margin ``m = v - t`` ("more than 30 cm fro
 =============== ====================================================================================
 
 ``sigma`` is the quantity's one-sigma error (``quantities``); the confidence that the answer is right is
-``relations.confidence_from_margin(m, sigma)``, ``Phi(|m| / sigma)`` in [0.5, 1]. "Within" compares the centre
+``relations.confidence_from_margin(m, sigma)``, ``Phi(|m| / sigma)`` in [0.5, 1]. "Within" compares the center
 distance (``distance``, the quantity "How far is A from B?" reports); a difference quantity ("taller",
 "wider", "higher") compares the signed difference (``quantities.signed_difference``), so "Is A more than
 5 cm taller than B?" is false when A is shorter.

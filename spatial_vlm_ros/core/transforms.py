@@ -4,7 +4,7 @@ A ``RigidTransform`` with ``frame_id`` A and ``child_frame_id`` B maps a point g
 ``p_A = R @ p_B + t``, as a ``geometry_msgs/TransformStamped`` from ``tf2``'s ``lookup_transform(A, B, t)``
 does. Its rotation's columns are B's axes in A coordinates, its translation B's origin in A.
 
-``OrientedBox``: a box with its centre and the orientation of its axes (width x, depth y, height z) in some
+``OrientedBox``: a box with its center and the orientation of its axes (width x, depth y, height z) in some
 frame. The boxes of the scene memory are axis-aligned in the gravity frame (``core.gravity_frame``), so in the
 camera optical frame their orientation is that of the gravity frame: ``gravity_quaternion``.
 
@@ -135,7 +135,7 @@ class RigidTransform:
 
 @dataclass(frozen=True)
 class OrientedBox:
-    """A box: centre (3,) metres and axis orientation ``(x, y, z, w)`` in ``frame_id``, full size (3,) along
+    """A box: center (3,) metres and axis orientation ``(x, y, z, w)`` in ``frame_id``, full size (3,) along
     its own axes (width x, depth y, height z), metres."""
 
     center: np.ndarray
@@ -144,7 +144,7 @@ class OrientedBox:
     frame_id: str = ""
 
     def __post_init__(self):
-        object.__setattr__(self, "center", _vector(self.center, (3,), "box centre"))
+        object.__setattr__(self, "center", _vector(self.center, (3,), "box center"))
         object.__setattr__(self, "orientation_xyzw", normalize_quaternion(self.orientation_xyzw))
         object.__setattr__(self, "size", _vector(self.size, (3,), "box size"))
 
@@ -179,7 +179,7 @@ def gravity_transform(gravity: GravityFrame, camera_frame: str) -> RigidTransfor
 
 
 def box_in_camera(center_c, size, gravity: GravityFrame, camera_frame: str = "") -> OrientedBox:
-    """A scene-memory box (centre in the camera optical frame, size along the gravity axes) as an
+    """A scene-memory box (center in the camera optical frame, size along the gravity axes) as an
     ``OrientedBox`` in the camera optical frame."""
     return OrientedBox(np.asarray(center_c, dtype=np.float64), gravity_quaternion(gravity),
                        np.asarray(size, dtype=np.float64), camera_frame)

@@ -1,14 +1,14 @@
-"""The lifting's own error: what an object's centre and extents get wrong beyond the sensor's per-pixel noise.
+"""The lifting's own error: what an object's center and extents get wrong beyond the sensor's per-pixel noise.
 
 The sensor term (``noise.DepthNoiseModel``) averages per-pixel noise over an object's pixels. The lifting adds
 errors that do not average out: the hidden back of the object is completed from the visible front (amodal
 completion), edges are eroded or lost to holes, flying pixels and shadows bend extents, the support plane the
-boxes are aligned to is biased. A centre errs mostly along the viewing ray (the completion of the hidden
+boxes are aligned to is biased. A center errs mostly along the viewing ray (the completion of the hidden
 side) and least vertically (the support plane fixes bottoms), an extent mostly along the gravity frame's
 forward axis (the depth of the object). ``LiftingError``
 models their one-sigma size (metres):
 
-- centre, in three directions: along the viewing ray ``r``, across it horizontally ``h = unit(up x r)``, and
+- center, in three directions: along the viewing ray ``r``, across it horizontally ``h = unit(up x r)``, and
   across it in the vertical plane ``v = r x h``: ``<term>_m + <term>_size_fraction * footprint`` each
   (``footprint`` = the larger horizontal extent of the box); along a unit direction ``u`` the three add in
   quadrature, ``sqrt(sum((sigma_k (u . e_k))^2))``;
@@ -18,7 +18,7 @@ models their one-sigma size (metres):
   (one support plane, one sensor bias), so the difference a relation compares is more certain than the
   quadrature of the two objects' sigmas;
 - each quantity's whole sigma is scaled by its ``quantity_sigma_scale`` (1 where a quantity is not named):
-  the same correlation for two-object quantities (two centres on one support plane err together
+  the same correlation for two-object quantities (two centers on one support plane err together
   vertically), and what the per-direction terms miss for the others.
 
 The coefficients are fitted from the simulator's residuals (``benchmarks/fit_uncertainty.py``; values and
@@ -42,12 +42,12 @@ ZERO: Vec3 = (0.0, 0.0, 0.0)
 class LiftingError:
     """One-sigma lifting error terms: metres (``*_m``) or unitless; extents per gravity axis (x, y, z)."""
 
-    centre_ray_m: float = 0.0
-    centre_ray_size_fraction: float = 0.0
-    centre_across_m: float = 0.0
-    centre_across_size_fraction: float = 0.0
-    centre_vertical_m: float = 0.0
-    centre_vertical_size_fraction: float = 0.0
+    center_ray_m: float = 0.0
+    center_ray_size_fraction: float = 0.0
+    center_across_m: float = 0.0
+    center_across_size_fraction: float = 0.0
+    center_vertical_m: float = 0.0
+    center_vertical_size_fraction: float = 0.0
     extent_floor_m: Vec3 = ZERO
     extent_fraction: Vec3 = ZERO
     relation_sigma_scale: float = 1.0
@@ -71,17 +71,17 @@ class LiftingError:
                 raise InputError(f"lifting error {name} must be in [0, {top:g}] (a scale > 0), got {value!r}")
             object.__setattr__(self, name, v if len(v) == 3 else v[0])
 
-    def centre_axes(self, footprint_m: float) -> np.ndarray:
-        """(3,) one-sigma centre error along the ray, across it horizontally and in the vertical plane, m."""
+    def center_axes(self, footprint_m: float) -> np.ndarray:
+        """(3,) one-sigma center error along the ray, across it horizontally and in the vertical plane, m."""
         size = max(footprint_m, 0.0)
-        return np.array([self.centre_ray_m + self.centre_ray_size_fraction * size,
-                         self.centre_across_m + self.centre_across_size_fraction * size,
-                         self.centre_vertical_m + self.centre_vertical_size_fraction * size])
+        return np.array([self.center_ray_m + self.center_ray_size_fraction * size,
+                         self.center_across_m + self.center_across_size_fraction * size,
+                         self.center_vertical_m + self.center_vertical_size_fraction * size])
 
-    def centre(self, footprint_m: float, ray_c, up_c, direction_c=None) -> float:
-        """One-sigma error of the centre along the unit ``direction_c`` (camera frame), for a centre seen along
+    def center(self, footprint_m: float, ray_c, up_c, direction_c=None) -> float:
+        """One-sigma error of the center along the unit ``direction_c`` (camera frame), for a center seen along
         the unit ``ray_c`` with gravity up ``up_c``, metres; ``None``: along its worst direction."""
-        s = self.centre_axes(footprint_m)
+        s = self.center_axes(footprint_m)
         if direction_c is None:
             return float(np.max(s))
         return float(np.linalg.norm(s * (ray_basis(ray_c, up_c) @ np.asarray(direction_c, dtype=np.float64))))
@@ -115,8 +115,8 @@ def ray_basis(ray_c, up_c) -> np.ndarray:
 #: fitted on the tuning seeds of the simulator with all three sensor models pooled (``benchmarks/
 #: fit_uncertainty.py --sensor stereo gaussian tof --seeds 101 102 103``); the node's default
 FITTED_LIFTING_ERROR = LiftingError(
-    centre_ray_m=0.0047, centre_ray_size_fraction=0.0192, centre_across_m=0.0026, centre_across_size_fraction=0.0,
-    centre_vertical_m=0.0035, centre_vertical_size_fraction=0.0155, extent_floor_m=(0.0055, 0.0134, 0.0),
+    center_ray_m=0.0047, center_ray_size_fraction=0.0192, center_across_m=0.0026, center_across_size_fraction=0.0,
+    center_vertical_m=0.0035, center_vertical_size_fraction=0.0155, extent_floor_m=(0.0055, 0.0134, 0.0),
     extent_fraction=(0.0, 0.0477, 0.0), relation_sigma_scale=0.45,
     quantity_sigma_scale={"depth": 1.03, "distance": 1.3, "distance_to_camera": 1.13, "gap": 0.74, "height": 1.11,
                           "horizontal_distance": 1.27, "vertical_distance": 0.5, "width": 1.03})

@@ -1,5 +1,5 @@
-"""Annotated frames for the report: a frame's colour image from the bag with the ground-truth boxes projected
-into it, the node's object centres and one question with the node's answer and the truth.
+"""Annotated frames for the report: a frame's color image from the bag with the ground-truth boxes projected
+into it, the node's object centers and one question with the node's answer and the truth.
 
 Boxes are in the ground truth's gravity frame (metres); ``rotation`` maps camera to gravity (p_g = R p_c).
 """
@@ -13,7 +13,7 @@ from spatial_vlm_ros.bag.messages import CameraTopics
 from spatial_vlm_ros.bag.reader import BagReader
 from spatial_vlm_ros.core.relations import RELATIONS
 
-from .matching import node_centres
+from .matching import node_centers
 from .records import QueryRecord
 from .report import FrameAnnotation
 from .stepped_player import header_stamp_ns
@@ -64,7 +64,7 @@ def _question_lines(records: list[QueryRecord]) -> list[str]:
 
 def annotate_frame(bag_path: Path, topics: CameraTopics, gt_frame: dict, update, records: list[QueryRecord],
                    title: str) -> FrameAnnotation | None:
-    """The frame's colour image with ground-truth boxes, the node's centres and one question + answer."""
+    """The frame's color image with ground-truth boxes, the node's centers and one question + answer."""
     rgb, info = _bag_frame(bag_path, topics, int(gt_frame["stamp_ns"]))
     if rgb is None:
         return None
@@ -81,14 +81,14 @@ def annotate_frame(bag_path: Path, topics: CameraTopics, gt_frame: dict, update,
             boxes.append((obj["label"], box))
     points = []
     if update is not None:
-        for oid, c in node_centres(update).items():
+        for oid, c in node_centers(update).items():
             u, v = _project(K, c)[0]
             points.append((oid, (float(u), float(v))))
     return FrameAnnotation(rgb, boxes, points, _question_lines(records), title)
 
 
 def _bag_frame(bag_path: Path, topics: CameraTopics, stamp: int) -> tuple[np.ndarray | None, dict | None]:
-    """The colour image (RGB, uint8) and camera info (``camera_info_dict``) stamped ``stamp`` (ns) in the bag;
+    """The color image (RGB, uint8) and camera info (``camera_info_dict``) stamped ``stamp`` (ns) in the bag;
     None for either that the bag does not have."""
     from spatial_vlm_ros.bag.messages import camera_info_dict, image_array
     from spatial_vlm_ros.bag.typestore import typestore

@@ -10,6 +10,7 @@ from spatial_vlm_ros.core.relations import RELATIONS
 
 from .config import GT_LABELLED
 from .records import RELATION, QueryRecord
+from .scene_query_truth import SceneQueryRecord, fill_find, fill_placement, scene_queries
 from .truth_queries import label_names
 
 #: quantity -> its template question (``core.questions.parse`` reads each back to the quantity)
@@ -88,3 +89,22 @@ def ask_records(client, records: list[QueryRecord], timeout_s: float, engine: st
         else:
             resp, ms = client.measure(r.relation_or_quantity, r.subject, r.reference, timeout_s)
             fill_service_answer(r, resp, ms)
+
+
+def ask_scene_queries(client, gt_frame: dict, visible: dict[str, dict], names: dict[str, str],
+                      timeout_s: float) -> list[SceneQueryRecord]:
+    """Ask the frame's ``~/find`` and ``~/check_placement`` queries (``scene_query_truth``) and score them; a
+    query naming an object the node did not find is not asked and counts as wrong."""
+    records = scene_queries(gt_frame, visible, names)
+    for r in records:
+        if r.missed:
+            continue
+        if r.kind == "find":
+            response, ms = client.find(timeout_s=timeout_s, **r.request)
+            fill_find(r, response, ms, gt_frame, visible)
+        else:
+            req = r.request
+            response, ms = client.check_placement(req["size"], req["location"], req["references"],
+                                                  timeout_s=timeout_s)
+            fill_placement(r, response, ms, gt_frame)
+    return records

@@ -1,7 +1,7 @@
 """The naive baseline every report shows beside the package: median point per mask, camera up.
 
 For each ground-truth object, the valid depth pixels of its instance mask are back-projected with the
-intrinsics (camera optical frame: x right, y down, z forward, metres). Its centre is the per-axis median of
+intrinsics (camera optical frame: x right, y down, z forward, metres). Its center is the per-axis median of
 those points; "up" is the camera's -y axis (no gravity estimate, no support plane); its box spans the 2nd to
 98th percentile of the points along the axes of that camera-level frame (``GravityFrame.camera_default``), so
 the box is of the visible surface only (no amodal completion, no filtering, no temporal fusion). Relations
@@ -75,7 +75,7 @@ class DepthFrame:
 
 
 def frames_from_bag(bag_path, ground_truth: dict[int, dict], stamps_ns: Iterable[int]) -> list[DepthFrame]:
-    """``DepthFrame``s of ``bag_path`` at ``stamps_ns`` (colour header stamps with ground truth); frames
+    """``DepthFrame``s of ``bag_path`` at ``stamps_ns`` (color header stamps with ground truth); frames
     without depth or instance masks in the bag are left out."""
     from spatial_vlm_ros.bag.reader import read_frames
     wanted = set(int(s) for s in stamps_ns)
@@ -94,17 +94,17 @@ def frames_from_bag(bag_path, ground_truth: dict[int, dict], stamps_ns: Iterable
 
 def baseline_object(object_id: str, label: str, points_c: np.ndarray,
                     gravity: GravityFrame | None = None) -> TrackedObject | None:
-    """The baseline's object from its (N, 3) camera-frame points: median centre, percentile box in the
+    """The baseline's object from its (N, 3) camera-frame points: median center, percentile box in the
     camera-level frame; None without points."""
     pts = np.asarray(points_c, dtype=np.float64).reshape(-1, 3)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     if len(pts) == 0:
         return None
     gravity = gravity or GravityFrame.camera_default()
-    centre = np.median(pts, axis=0)
+    center = np.median(pts, axis=0)
     lo, hi = np.percentile(gravity.to_gravity(pts), BOX_PERCENTILES, axis=0)
     kept = pts[:: max(1, int(np.ceil(len(pts) / MAX_POINTS)))]
-    return TrackedObject(object_id, label, 1.0, centre, hi - lo, lo, hi, kept, n_pixels=len(pts))
+    return TrackedObject(object_id, label, 1.0, center, hi - lo, lo, hi, kept, n_pixels=len(pts))
 
 
 def frame_objects(frame: DepthFrame) -> tuple[Scene, dict[str, str]]:

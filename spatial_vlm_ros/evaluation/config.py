@@ -46,6 +46,8 @@ class EvaluationConfig:
     vlm_parameters: dict = field(default_factory=dict)   # further vlm_node parameters, e.g. backend, device
     vlm_timeout_s: float = 120.0               # engine vlm: longest wait for one answer (the first one
                                                # includes loading the model)
+    scene_queries: bool = True                 # engine geometry: also ask ~/find and ~/check_placement
+                                               # (``scene_query_truth``)
 
 
 def check_config(cfg: EvaluationConfig) -> None:

@@ -54,6 +54,10 @@ ROWS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("wrong at confidence >= 0.99",
      _percent(lambda s: s["relations"]["overall"]["calibration"]["wrong_high_fraction"])),
     ("relation confidence ECE", _ece),
+    ("scene queries: find accuracy", _percent(
+        lambda s: s.get("scene_queries", {}).get("find", {}).get("accuracy", math.nan))),
+    ("scene queries: placement accuracy", _percent(
+        lambda s: s.get("scene_queries", {}).get("placement", {}).get("accuracy", math.nan))),
     ("service latency p50/p99 (ms)", _latency),
     ("frames published/processed/dropped", _frames),
 )

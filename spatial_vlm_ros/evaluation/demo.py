@@ -11,8 +11,8 @@
    first scenes also ask a planner's natural-language questions through ``~/ask``.
 3. ``detector: boxes`` (any 2D detector's boxes; here the bag's ``/camera/detections``, the tight boxes of
    the ground-truth masks, no masks): the node segments each box from depth.
-4. ``detector: tabletop`` (weight-free, colour labels): the same bag without masks or boxes; node objects are
-   matched to ground truth by 3D centre and asked about by id.
+4. ``detector: tabletop`` (weight-free, color labels): the same bag without masks or boxes; node objects are
+   matched to ground truth by 3D center and asked about by id.
    Every visible ground-truth object is scored for every detector: detector recall (found / present) heads
    the table, and a question about an object the node did not find counts as wrong.
    ``external`` also runs on the Gaussian and ToF bags (``external/gaussian``, ``external/tof``), and the
@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from spatial_vlm_ros.core.errors import SpatialError
+from spatial_vlm_ros.core.placement import check_placement
 from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
+from spatial_vlm_ros.sim.ground_truth import objects_from_entries
 
 from .asking import QUANTITY_QUESTIONS, relation_question
 from .baseline import NAME as BASELINE
@@ -42,6 +44,8 @@ from .console_table import print_summary
 from .records import QueryRecord
 from .report import RunResult, records_table, write_report
 from .runner import baseline_result, finish_run, run_evaluation
+from .scene_query_truth import PLACEMENT_MARGIN_M, SceneQueryRecord, fill_find, scene_queries
+from .truth_queries import askable_objects
 
 DEFAULT_SCENES = 16
 FRAMES_PER_SCENE = 3
@@ -112,6 +116,39 @@ class PlannerQuestions:
             truth = float(x["value_m"])
             self._ask(client, scene, q, f"{100 * truth:.1f} cm" if truth < 1.0 else f"{truth:.2f} m",
                       lambda resp, t=truth: resp.kind == "metric" and abs(resp.value - t) <= 0.25 * t)
+        self._scene_questions(client, scene, gt_frame, names)
+
+    def _scene_questions(self, client, scene: str, gt_frame: dict, names: dict[str, str]) -> None:
+        """Scene-level questions (``scene_query_truth``): a list question is judged by the same query through
+        ``~/find`` (its objects against the truth) and the count ``~/ask`` gives; yes/no and metric against the
+        ground-truth boxes."""
+        visible = askable_objects(gt_frame)
+        for question, request in (("Which objects are on the table?", dict(relation="on_top_of", reference="table",
+                                                                           limit=100)),
+                                  ("Which object is closest to the camera?", dict(order_by="distance_to_camera",
+                                                                                  limit=1))):
+            record = SceneQueryRecord(gt_frame["stamp_ns"] * 1e-9, "find", question, request, "")
+            response, _ = client.find(**request)
+            fill_find(record, response, 0.0, gt_frame, visible)
+            truth = ", ".join(names.get(g, g) for g in str(record.truth).split(",") if g) or "nothing"
+            self._ask(client, scene, question, truth, lambda resp, r=record: _list_judge(resp, r))
+        _, gt_scene = objects_from_entries(gt_frame)
+        placements = [r for r in scene_queries(gt_frame, visible, names) if r.kind == "placement" and not r.missed]
+        if placements:
+            a, b = (next(g for g, n in names.items() if n == ref) for ref in placements[0].request["references"])
+            side = round(placements[0].request["size"][0] * 100) / 100
+            truth = check_placement(gt_scene, (side,) * 3, "between", [a, b])
+            if abs(truth.margin_m) >= PLACEMENT_MARGIN_M:
+                self._ask(client, scene, f"Is there space to put a {100 * side:.0f} cm box between the {names[a]} "
+                          f"and the {names[b]}?", "yes" if truth.fits else "no",
+                          lambda resp, t=truth.fits: resp.kind == "yes_no" and bool(resp.yes) == t)
+        stacked = [e for e in visible.values() if e.get("supported_by", "table") != "table" and e["id"] in names]
+        support = gt_frame["gravity"].get("support_height")
+        if stacked and support is not None:
+            e = stacked[0]
+            height = float(e["box_min"][2]) - float(support)
+            self._ask(client, scene, f"How high is the {names[e['id']]} above the table?", f"{100 * height:.1f} cm",
+                      lambda resp, t=height: resp.kind == "metric" and abs(resp.value - t) <= max(0.25 * t, 0.01))
 
     def _ask(self, client, scene: str, question: str, truth: str, judge) -> None:
         resp, ms = client.ask(question)
@@ -133,12 +170,24 @@ class PlannerQuestions:
         scored = [e for e in self.exchanges if e.correct is not None]
         right = sum(bool(e.correct) for e in scored)
         md = ["## A planner's questions (`~/ask`, detector external)", "",
-              f"{right} of {len(scored)} scored answers right (yes/no and choice: exact; metric: within +-25 %).", "",
+              f"{right} of {len(scored)} scored answers right (yes/no and choice: exact; metric: within +-25 %; "
+              "lists: the same query through `~/find` returns exactly the true objects).", "",
               "| scene | question | package's answer | ground truth | |", "|---|---|---|---|---|"]
         for e in self.exchanges:
             mark = "" if e.correct is None else ("ok" if e.correct else "**wrong**")
             md.append(f"| {e.scene} | {e.question} | {e.answer} | {e.truth} | {mark} |")
         return md + [""]
+
+
+def _list_judge(resp, record: SceneQueryRecord) -> bool | None:
+    """A list answer from ``~/ask`` is right when ``~/find`` returned exactly the true objects for the same query
+    and, for an unlimited list, ``~/ask`` counts as many (its value is the count; for a superlative it is the
+    order value); None (not scored) when the truth is ambiguous."""
+    if record.ambiguous:
+        return None
+    found = [g for g in str(record.predicted or "").split(",") if g]
+    counted = record.request.get("limit") == 1 or int(resp.value) == len(found)
+    return resp.kind == "list" and record.correct and counted
 
 
 def _generate_bag(bag: Path, n_scenes: int, seed: int, frames: int, width: int, height: int,
@@ -249,7 +298,7 @@ def _run_demo(out_dir, n_scenes, seed, frames_per_scene, width, height, detector
                 "the real `spatial_perception` node; every question goes through its ROS 2 services. "
                 "Detectors: `external` (the simulator's instance masks), `boxes` (2D boxes only: the tight box "
                 "of each ground-truth mask on `/camera/detections`, segmented by the node from depth), "
-                "`tabletop` (no masks, no boxes: weight-free clustering, colour labels). Every visible "
+                "`tabletop` (no masks, no boxes: weight-free clustering, color labels). Every visible "
                 "ground-truth object is scored: a question about an object the detector missed counts wrong.",
                 ""]
     preamble += planner.markdown()

@@ -1,8 +1,8 @@
-"""Match the node's objects to ground-truth objects by 3D centre proximity (Hungarian assignment).
+"""Match the node's objects to ground-truth objects by 3D center proximity (Hungarian assignment).
 
 Used where the node's labels cannot name ground-truth objects (the ``tabletop`` detector labels clusters by
-colour, e.g. ``red object``): a matched pair lets the evaluation ask about the node's id and score the answer
-against the ground-truth object. Centres are in the camera optical frame, metres.
+color, e.g. ``red object``): a matched pair lets the evaluation ask about the node's id and score the answer
+against the ground-truth object. Centers are in the camera optical frame, metres.
 """
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ class Match:
 
 
 def match_gate(gt_size, min_gate_m: float = 0.05, size_fraction: float = 0.5) -> float:
-    """Largest centre distance (metres) accepted for a ground-truth object of box ``size`` (w, d, h)."""
+    """Largest center distance (metres) accepted for a ground-truth object of box ``size`` (w, d, h)."""
     return max(min_gate_m, size_fraction * float(np.max(np.asarray(gt_size, dtype=np.float64))))
 
 
 def match_objects(gt_objects: dict[str, dict], node_objects: dict[str, np.ndarray],
                   min_gate_m: float = 0.05, size_fraction: float = 0.5) -> list[Match]:
-    """One-to-one matches minimising the total centre distance, each within its object's gate.
+    """One-to-one matches minimising the total center distance, each within its object's gate.
 
-    ``gt_objects``: GT id -> entry with ``center`` (3,) and ``size`` (3,); ``node_objects``: node id -> centre.
+    ``gt_objects``: GT id -> entry with ``center`` (3,) and ``size`` (3,); ``node_objects``: node id -> center.
     """
     gt_ids, node_ids = list(gt_objects), list(node_objects)
     if not gt_ids or not node_ids:
@@ -44,6 +44,6 @@ def match_objects(gt_objects: dict[str, dict], node_objects: dict[str, np.ndarra
             if cost[r, c] <= gates[r]]
 
 
-def node_centres(update) -> dict[str, np.ndarray]:
-    """Node id -> centre (3,) of each object of one ``~/objects`` update (``node_client.ObjectsUpdate``)."""
+def node_centers(update) -> dict[str, np.ndarray]:
+    """Node id -> center (3,) of each object of one ``~/objects`` update (``node_client.ObjectsUpdate``)."""
     return {o.id: np.array([o.center.x, o.center.y, o.center.z]) for o in update.objects}

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Vector3
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from spatial_vlm_interfaces.msg import SpatialObjectArray
-from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure
+from spatial_vlm_interfaces.srv import Ask, CheckPlacement, FindObjects, GetRelation, ListObjects, Measure
 
 
 def stamp_to_sec(stamp) -> float:
@@ -55,6 +56,8 @@ class PerceptionClient:
             "measure": self.node.create_client(Measure, f"{base}/measure"),
             "ask": self.node.create_client(Ask, f"{base}/ask"),
             "reset": self.node.create_client(Trigger, f"{base}/reset"),
+            "find": self.node.create_client(FindObjects, f"{base}/find"),
+            "check_placement": self.node.create_client(CheckPlacement, f"{base}/check_placement"),
         }
         self._lock = threading.Condition()
         self.updates: list[ObjectsUpdate] = []
@@ -180,6 +183,20 @@ class PerceptionClient:
 
     def list_objects(self, label_filter: str = "", timeout_s: float = 10.0):
         return self.call("list_objects", ListObjects.Request(label_filter=label_filter), timeout_s)
+
+    def find(self, relation: str = "", reference: str = "", label_filter: str = "", order_by: str = "",
+             limit: int = 1, timeout_s: float = 10.0):
+        return self.call("find", FindObjects.Request(relation=relation, reference=reference,
+                                                     label_filter=label_filter, order_by=order_by,
+                                                     limit=int(limit)), timeout_s)
+
+    def check_placement(self, size, location: str, references=(), clearance: float = 0.0,
+                        timeout_s: float = 10.0):
+        """``size``: (w, d, h) metres; the service chooses the yaw."""
+        w, d, h = (float(v) for v in size)
+        return self.call("check_placement", CheckPlacement.Request(
+            size=Vector3(x=w, y=d, z=h), location=location, references=list(references),
+            clearance=float(clearance)), timeout_s)
 
     def reset(self, timeout_s: float = 10.0) -> bool:
         resp, _ = self.call("reset", Trigger.Request(), timeout_s)

@@ -25,7 +25,7 @@ class QueryRecord:
 
     frame_stamp: float                      # seconds, header stamp of the frame the truth belongs to
     kind: str                               # "relation" | "quantity"
-    subject: str                            # name sent to the service (label, id or "colour label")
+    subject: str                            # name sent to the service (label, id or "color label")
     relation_or_quantity: str               # canonical name, e.g. "left_of", "distance"
     reference: str = ""                     # second object's name, "" for unary quantities
     truth: bool | float | None = None
@@ -38,7 +38,7 @@ class QueryRecord:
     uncertainty: float | None = None        # quantity one-sigma uncertainty from the service, metres
     answer: str = ""                        # the service's natural-language sentence
     scene: str = ""                         # scene / frame-set id, if the ground truth has one
-    subject_range_m: float = float("nan")   # true distance camera -> subject centre (for error-vs-range plots)
+    subject_range_m: float = float("nan")   # true distance camera -> subject center (for error-vs-range plots)
     subject_id: str = ""                    # ground-truth object id of the subject (not sent to the node)
     reference_id: str = ""                  # ground-truth object id of the reference
     detector: str = "external"              # detector the node ran with
@@ -70,7 +70,7 @@ class FrameStats:
     stamp), which covers frames the node's synchroniser dropped as stale or incomplete.
     """
 
-    published: int = 0                      # frame sets (colour stamps) the player published
+    published: int = 0                      # frame sets (color stamps) the player published
     processed: int = 0                      # distinct stamps the node reported on ~/objects
     node_dropped: int | None = None         # the node's own dropped-frame count (diagnostics), if known
     processed_stamps: list[float] = field(default_factory=list)

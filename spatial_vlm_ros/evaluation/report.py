@@ -1,7 +1,7 @@
 """Evaluation outputs: ``results.json``, a Markdown report with matplotlib plots, and annotated frames.
 
 Plots use matplotlib's Agg backend (no display). Annotated frames are drawn with cv2 on the RGB image:
-ground-truth boxes and labels, the node's object centres projected into the image, one question, the
+ground-truth boxes and labels, the node's object centers projected into the image, one question, the
 package's answer and the truth.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ class RunResult:
     summary: dict
     records: list[QueryRecord]
     notes: list[str] = field(default_factory=list)
+    scene_records: list = field(default_factory=list)     # scene_query_truth.SceneQueryRecord
 
 
 @dataclass
@@ -73,7 +74,8 @@ def write_results_json(path: str | os.PathLike, runs: Sequence[RunResult], meta:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"meta": meta or {}, "runs": {
         r.name: {"summary": r.summary, "failures": failure_breakdown(r.records), "notes": r.notes,
-                 "records": [rec.to_dict() for rec in r.records]} for r in runs}}
+                 "records": [rec.to_dict() for rec in r.records],
+                 "scene_queries": [rec.to_dict() for rec in r.scene_records]} for r in runs}}
     path.write_text(json.dumps(_clean(data), indent=1, default=_json_default))
     return path
 
@@ -341,6 +343,7 @@ def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[
     f = s["frames"]
     md += ["", f"Frames: {f['published']} published, {f['processed']} processed, {f['dropped']} dropped"
            + (f" (node's own count: {f['node_dropped']})" if f.get("node_dropped") is not None else "") + ".", ""]
+    md += _scene_query_lines(run)
     fb = failure_breakdown(run.records)
     if fb["service_failures"] or fb["wrong_relations"]:
         md += ["### Failures", ""]
@@ -352,6 +355,28 @@ def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[
         if key in plots:
             md += [f"![{caption}]({plots[key].relative_to(out_dir).as_posix()})", ""]
     return md
+
+
+def _scene_query_lines(run: RunResult, examples: int = 6) -> list[str]:
+    """``~/find`` and ``~/check_placement`` against the ground truth (``scene_query_truth``)."""
+    sq = run.summary.get("scene_queries")
+    if not sq:
+        return []
+    md = ["### Scene queries (~/find, ~/check_placement; objects not found count as wrong)", "",
+          "| query | asked | unambiguous | answered | reference not found | accuracy | placement: \"fits\" poses "
+          "truly free | free width within ±10 % |", "|---|---|---|---|---|---|---|---|"]
+    for kind, b in sq.items():
+        extra = (f"{_pct(b['fits_pose_free'])} | {_pct(b['free_width_within_10pct'])}" if kind == "placement"
+                 else "— | —")
+        md.append(f"| {kind} | {b['queries']} | {b['unambiguous']} | {b['answered']} | {b['missed']} | "
+                  f"{_pct(b['accuracy'])} | {extra} |")
+    wrong = [r for r in run.scene_records if not r.ambiguous and not r.correct][:examples]
+    if wrong:
+        md += ["", "Wrong or unanswered (first few):", ""]
+        md += [f"- {r.query}: truth `{r.truth}`, answer `{r.predicted}`"
+               + (f" (true margin at the pose {100 * r.pose_margin_m:+.1f} cm)" if r.pose_margin_m is not None else "")
+               + ("" if r.success else f" — {r.message}") for r in wrong]
+    return md + [""]
 
 
 def write_report(out_dir: str | os.PathLike, runs: Sequence[RunResult], title: str = "Evaluation report",
@@ -366,7 +391,7 @@ def write_report(out_dir: str | os.PathLike, runs: Sequence[RunResult], title: s
         md += [f"- {k}: {v}" for k, v in meta.items()] + [""]
     md += ["## Summary", ""] + _headline_table(runs) + [""]
     md += ["Every visible ground-truth object is scored: detector recall is the share of them a node object "
-           "matched (one-to-one, by 3D centre), precision the share of the node's objects that matched one, "
+           "matched (one-to-one, by 3D center), precision the share of the node's objects that matched one, "
            "and a question about an object the node did not find counts as wrong (never skipped). "
            "Each fact is scored once: the askings of one fact (left_of(A, B), right_of(B, A) and the negated "
            "left_of(B, A), right_of(A, B); distance(A, B) and distance(B, A)) are merged, and a relation fact "
@@ -398,7 +423,7 @@ def write_report(out_dir: str | os.PathLike, runs: Sequence[RunResult], title: s
         md += _run_section(run, plots, out)
     if annotations:
         md += ["## Annotated frames", "",
-               "Boxes: ground-truth instance boxes and labels; crosses: object centres the node published "
+               "Boxes: ground-truth instance boxes and labels; crosses: object centers the node published "
                "on `~/objects` for that frame, projected with the camera intrinsics.", ""]
         for i, ann in enumerate(annotations):
             p = save_annotation(ann, out / "frames" / f"frame_{i:02d}.png")

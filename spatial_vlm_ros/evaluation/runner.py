@@ -19,10 +19,10 @@ uncertainty (no calibration rows). The run is named ``<detector> (vlm)`` in the 
 
 Works for any bag with the camera topics and a ground-truth file in the documented format (``objects`` boxes
 are enough: relations and quantities are then computed from them). The node's objects of each scored frame are
-matched one-to-one to the visible ground-truth objects by 3D centre (``matching``). With ``external`` (the
+matched one-to-one to the visible ground-truth objects by 3D center (``matching``). With ``external`` (the
 bag's instance masks) and ``boxes`` (its ``/camera/detections``), whose labels are the ground truth's, an
 object with a unique label is asked about by that label and the others by the matched node id; with
-``tabletop`` (colour labels) every object by the matched node id. Every visible ground-truth object is scored:
+``tabletop`` (color labels) every object by the matched node id. Every visible ground-truth object is scored:
 a question about an object no node object matched is not asked and counts as wrong (``QueryRecord.missed``).
 Detector recall (objects found / objects present) and precision (found / objects the node reported) are in
 the summary under ``objects``. Must run under ``scripts/ros_env.sh``.
@@ -50,13 +50,14 @@ from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.sim.ground_truth_file import load_ground_truth
 
 from .annotation import annotate_frame
-from .asking import ask_records, question_names
+from .asking import ask_records, ask_scene_queries, question_names
 from .config import DEFAULT_VLM_PARAMS, EvaluationConfig, check_config, params_path
 from .console_table import print_summary
-from .matching import match_objects, node_centres
+from .matching import match_objects, node_centers
 from .node_process import NodeRunner, VLMNodeRunner, wait_for_node, wait_for_vlm
 from .records import FrameStats, QueryRecord
 from .report import FrameAnnotation, RunResult, write_report
+from .scene_query_truth import SceneQueryRecord, summarize_scene_queries
 from .scoring import summarize
 from .stepped_player import SteppedBagPlayer, replay_topics
 from .truth_queries import (
@@ -88,6 +89,7 @@ class EvaluationRun:
     summary: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     engine: str = "geometry"
+    scene_records: list[SceneQueryRecord] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -137,11 +139,11 @@ def _ground_truth_frames(bag_path: Path, ground_truth_path) -> dict[int, dict]:
 
 
 def _checked_replay_topics(bag_path: Path, detector: str, topics: CameraTopics) -> list[str]:
-    """``replay_topics`` of the bag; InputError when it lacks the colour topic or the boxes detector's input."""
+    """``replay_topics`` of the bag; InputError when it lacks the color topic or the boxes detector's input."""
     with BagReader(bag_path, topics) as reader:
         play_topics = replay_topics(detector, topics, reader.topics)
     if topics.color not in play_topics:
-        raise InputError(f"bag {bag_path} has no colour topic {topics.color}")
+        raise InputError(f"bag {bag_path} has no color topic {topics.color}")
     detections_topic = getattr(topics, "detections", None)
     if detector == "boxes" and detections_topic not in play_topics:
         raise InputError(f"detector 'boxes' needs 2D detections on {detections_topic or '/camera/detections'}, "
@@ -165,8 +167,9 @@ class RunTally:
     records: list[QueryRecord] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     matching: dict = field(default_factory=lambda: {"askable": 0, "matched": 0, "reported": 0,
-                                                    "centre_error_m": []})
+                                                    "center_error_m": []})
     annotations: list[FrameAnnotation] = field(default_factory=list)
+    scene_records: list[SceneQueryRecord] = field(default_factory=list)
 
     def relation_accuracy(self) -> float:
         """Accuracy of the unambiguous relation records so far (0 before the first)."""
@@ -220,17 +223,19 @@ class FrameSetAsker:
 
     def _ask(self, gt_frame: dict, visible: dict, update) -> tuple[list[QueryRecord], dict[str, str]]:
         """Match the node's objects to the visible ground truth and ask the frame's questions."""
-        centres = node_centres(update)
-        matches = match_objects(visible, centres)
+        centers = node_centers(update)
+        matches = match_objects(visible, centers)
         matching = self.tally.matching
         matching["matched"] += len(matches)
-        matching["reported"] += len(centres)
-        matching["centre_error_m"] += [m.distance_m for m in matches]
+        matching["reported"] += len(centers)
+        matching["center_error_m"] += [m.distance_m for m in matches]
         names = question_names(self.cfg.detector, visible, matches)
         set_records, why = frame_queries(gt_frame, names, self.cfg.detector, self.cfg.relations,
                                          self.cfg.quantities, missed=NOT_FOUND)
         self.tally.skipped.update(why)
         ask_records(self.client, askable_records(set_records), self.ask_timeout_s, self.cfg.engine)
+        if self.cfg.scene_queries and self.cfg.engine == "geometry":
+            self.tally.scene_records += ask_scene_queries(self.client, gt_frame, visible, names, self.ask_timeout_s)
         return set_records, names
 
     def _unprocessed(self, gt_frame: dict, visible: dict) -> list[QueryRecord]:
@@ -255,7 +260,7 @@ class FrameSetAsker:
 
 
 def frame_stats(player: SteppedBagPlayer, client) -> FrameStats:
-    """Colour frames published, processed by the node, their latency (publish -> first ``~/objects``, ms)."""
+    """Color frames published, processed by the node, their latency (publish -> first ``~/objects``, ms)."""
     stats = FrameStats(published=len(player.color_published))
     processed = processed_ns(client)
     hits = [s for s in player.color_published if was_processed(s, processed)]
@@ -290,7 +295,7 @@ def _connect(client, cfg: EvaluationConfig, node: NodeRunner, vlm: VLMNodeRunner
 
 def _replay(asker: FrameSetAsker, inputs: EvaluationInputs, cfg: EvaluationConfig, with_vlm: bool) -> FrameStats:
     """Replay the bag, asking each frame set's questions at its boundary."""
-    # engine vlm: the colour topic's second subscriber is the VLM node, which must get the first image
+    # engine vlm: the color topic's second subscriber is the VLM node, which must get the first image
     player = SteppedBagPlayer(inputs.bag_path, [s.last for s in inputs.sets], asker, inputs.topics.color,
                               rate=cfg.rate, topics=inputs.play_topics, verbose=False, wait_timeout_s=10.0,
                               wait_subscribers=2 if with_vlm else 1)
@@ -349,7 +354,7 @@ def run_evaluation(bag_path, ground_truth_path=None, cfg: EvaluationConfig | Non
         code = node.stop()
         vlm_code = vlm.stop() if vlm is not None else None
     run = EvaluationRun(cfg.detector, tally.records, frames, tally.skipped, tally.matching, tally.annotations,
-                        time.monotonic() - t_start, engine=cfg.engine)
+                        time.monotonic() - t_start, engine=cfg.engine, scene_records=tally.scene_records)
     run.notes += _exit_notes(cfg, inputs.log_path, code, vlm, vlm_code)
     return run
 
@@ -359,10 +364,10 @@ def run_notes(run: EvaluationRun) -> list[str]:
     notes = list(run.notes)
     m = run.matching
     if m["askable"]:
-        err = np.asarray(m["centre_error_m"]) if m["centre_error_m"] else np.array([math.nan])
+        err = np.asarray(m["center_error_m"]) if m["center_error_m"] else np.array([math.nan])
         reported = m.get("reported", m["matched"])
         notes.append(f"objects: {m['matched']} of {m['askable']} visible ground-truth objects found (matched "
-                     f"one-to-one by a node object's 3D centre; median centre error "
+                     f"one-to-one by a node object's 3D center; median center error "
                      f"{100 * np.nanmedian(err):.1f} cm); {reported - m['matched']} of the {reported} node "
                      f"objects matched no ground-truth object; questions about an object not found count "
                      f"as wrong")
@@ -380,7 +385,9 @@ def finish_run(run: EvaluationRun) -> RunResult:
     run.summary["questions_missed"] = sum(bool(r.missed) for r in run.records)
     run.summary["skipped"] = dict(run.skipped)
     run.summary["wall_s"] = run.wall_s
-    return RunResult(run.name, run.summary, run.records, run_notes(run))
+    if run.scene_records:
+        run.summary["scene_queries"] = summarize_scene_queries(run.scene_records)
+    return RunResult(run.name, run.summary, run.records, run_notes(run), run.scene_records)
 
 
 def baseline_result(bag_path, ground_truth_path, result: RunResult) -> RunResult | None:

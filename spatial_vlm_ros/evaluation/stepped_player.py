@@ -42,7 +42,7 @@ class SteppedBagPlayer(BagPlayer):
     """``BagPlayer`` that pauses at frame-set boundaries: before publishing the first camera message stamped
     after a boundary it calls ``on_boundary(index)``, which may block (the questions are asked there), then
     resumes at recorded timing; boundaries after the bag's last message fire when the bag ends. Also records
-    the wall time each colour frame was published."""
+    the wall time each color frame was published."""
 
     def __init__(self, bag, boundaries_ns: list[int], on_boundary: Callable[[int], None],
                  color_topic: str, **kwargs):

@@ -7,11 +7,11 @@ with the four captions "The <subject> is <preposition> the <reference>." and the
 
 Two renderers, same world (metres, z up, table top at z = 0, camera looking along world +y, so world +x
 is image right and -y is towards the camera): "left of" moves the subject to -x, "in front of" to -y, and
-"on"/"under" stack one object on the other, centred on the table.
+"on"/"under" stack one object on the other, centered on the table.
 - ``renderer="pyrender"`` (default): :mod:`spatial_vlm_ros.sim.renderer` draws household meshes from
   :func:`spatial_vlm_ros.sim.meshes.catalogue` (mugs, cans, boxes, bowls...; stacks need objects with a flat
   top, i.e. boxes and blocks) on a textured table with random lights;
-- ``renderer="analytic"``: :mod:`spatial_vlm_ros.sim.analytic` ray-casts coloured boxes and cylinders (no GL,
+- ``renderer="analytic"``: :mod:`spatial_vlm_ros.sim.analytic` ray-casts colored boxes and cylinders (no GL,
   fast; used by the unit tests).
 The object pair, sizes, environment and camera jitter are drawn from ``seed``.
 """
@@ -30,7 +30,7 @@ SET_KINDS = {
 }
 PHRASES = {"left of": "to the left of", "right of": "to the right of", "on": "on", "under": "under",
            "in front of": "in front of", "behind": "behind"}
-COLOURS = {"red": (210, 35, 35), "green": (35, 160, 50), "blue": (40, 70, 210), "yellow": (230, 200, 30),
+COLORS = {"red": (210, 35, 35), "green": (35, 160, 50), "blue": (40, 70, 210), "yellow": (230, 200, 30),
            "orange": (240, 130, 20), "purple": (150, 50, 180)}
 SHAPES = ("box", "cylinder")
 MAX_REDRAWS = 20          # a set in which an object is hidden (e.g. fully behind the other) is drawn again
@@ -45,7 +45,7 @@ def caption(subject: str, preposition: str, reference: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectSpec:
-    """A simulated object: caption noun phrase, shape, footprint and height (metres), colour."""
+    """A simulated object: caption noun phrase, shape, footprint and height (metres), color."""
 
     name: str                      # e.g. "red box"
     shape: str                     # "box" or "cylinder"
@@ -92,12 +92,12 @@ def layout(preposition: str, subject: ObjectSpec, reference: ObjectSpec) -> list
 
 
 def _random_pair(rng: np.random.Generator) -> tuple[ObjectSpec, ObjectSpec]:
-    names = rng.choice(list(COLOURS), size=2, replace=False)
+    names = rng.choice(list(COLORS), size=2, replace=False)
     specs = []
-    for colour in names:
+    for color in names:
         shape = str(rng.choice(SHAPES))
-        specs.append(ObjectSpec(f"{colour} {shape}", shape, float(rng.uniform(0.07, 0.11)),
-                                float(rng.uniform(0.06, 0.10)), COLOURS[colour]))
+        specs.append(ObjectSpec(f"{color} {shape}", shape, float(rng.uniform(0.07, 0.11)),
+                                float(rng.uniform(0.06, 0.10)), COLORS[color]))
     return specs[0], specs[1]
 
 

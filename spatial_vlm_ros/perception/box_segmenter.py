@@ -6,9 +6,9 @@ All boxes of a frame are segmented jointly, inside the bounding rectangle of all
    of the frame's ``GravityFrame`` (heights along its up vector, metres), so the table is never part of an
    object.
 2. Segments: 4-connected components of the candidates, cut where neighbouring depths jump (the farther pixel
-   of the pair is dropped: background seen beside an object) and at colour edges (Canny) where depth is flat;
-   colour-edge pixels rejoin a neighbouring segment. A segment reaching into a box that does not claim it
-   (touching objects, e.g. one standing on another) is cut again at thickened colour edges.
+   of the pair is dropped: background seen beside an object) and at color edges (Canny) where depth is flat;
+   color-edge pixels rejoin a neighbouring segment. A segment reaching into a box that does not claim it
+   (touching objects, e.g. one standing on another) is cut again at thickened color edges.
 3. Ownership: a box claims a segment lying (almost) wholly inside it (``containment``; a tight box holds all
    of its object's visible pixels, so background and neighbours reaching out of the box are never claimed).
    A segment claimed by one box is that box's object. A segment inside several boxes (overlapping boxes: a
@@ -28,7 +28,7 @@ All boxes of a frame are segmented jointly, inside the bounding rectangle of all
    off by the object, occluders and holes (not reaching the box border) join it too (a plate's inside
    where an occluder hides one side of its rim), with the stereo shadows beside them.
 
-Pixels: u right, v down, centre of pixel (u, v) at integer coordinates; boxes are ``core.frame.Detection2D``.
+Pixels: u right, v down, center of pixel (u, v) at integer coordinates; boxes are ``core.frame.Detection2D``.
 Depth in metres along the camera optical z axis. Speed: ``benchmarks/bench_boxes.py`` (figures in
 ``docs/boxes_detector.md``).
 """
@@ -61,13 +61,13 @@ class DepthBoxParams:
     max_range_m: float = 10.0
     depth_jump_ratio: float = 0.03     # neighbours whose depths differ by more than ratio * z + jump_m are cut
     depth_jump_m: float = 0.005
-    color_edges: bool = True           # cut segments at colour edges (Canny on the grey image)
+    color_edges: bool = True           # cut segments at color edges (Canny on the grey image)
     canny_low: int = 50
     canny_high: int = 120
     containment: float = 0.9           # fraction of a segment inside a box for the box to claim it
     box_margin_px: int = 2             # boxes grown by this for that test (detector jitter)
     spill_fraction: float = 0.05       # a segment with more than this inside a box that does not claim it
-                                       # is cut again at thickened colour edges (touching objects)
+                                       # is cut again at thickened color edges (touching objects)
     crop_margin_px: int = 12           # the working rectangle extends this far beyond the boxes
     depth_tolerance_m: float = 0.02    # slack of the per-row depth interval of a box's own pixels ...
     depth_tolerance_sigmas: float = 4.0  # ... at least this many depth-noise sigmas
@@ -92,12 +92,12 @@ class DepthBoxParams:
 
 
 def box_pixels(box: Detection2D, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Inclusive pixel rectangle ``(col0, row0, col1, row1)`` of the pixel centres inside ``box``, clipped to
+    """Inclusive pixel rectangle ``(col0, row0, col1, row1)`` of the pixel centers inside ``box``, clipped to
     a ``width`` x ``height`` image; None when the box has no pixel in the image."""
     u0, v0, u1, v1 = box.corners()
     c0, r0 = int(np.floor(u0 + 0.5)), int(np.floor(v0 + 0.5))
     c1, r1 = int(np.ceil(u1 - 0.5)), int(np.ceil(v1 - 0.5))
-    if c1 < c0:                     # a box thinner than a pixel: the pixel holding its centre
+    if c1 < c0:                     # a box thinner than a pixel: the pixel holding its center
         c0 = c1 = int(np.floor(box.center_x + 0.5))
     if r1 < r0:
         r0 = r1 = int(np.floor(box.center_y + 0.5))
@@ -108,7 +108,7 @@ def box_pixels(box: Detection2D, width: int, height: int) -> tuple[int, int, int
 
 
 class DepthBoxSegmenter(BoxSegmenter):
-    """Masks for 2D boxes from depth (and colour edges), overlapping boxes resolved jointly (module doc)."""
+    """Masks for 2D boxes from depth (and color edges), overlapping boxes resolved jointly (module doc)."""
 
     name = "depth"
 
@@ -121,14 +121,14 @@ class DepthBoxSegmenter(BoxSegmenter):
                 gravity: GravityFrame, boxes: list[Detection2D]) -> list[Instance]:
         """One ``Instance`` per box that could be segmented, in box order (``instance_id`` = the box's
         index + 1). Boxes wholly outside the image, or left with too few pixels, are skipped with a reason
-        in ``self.warnings``. Raises ``InputError`` when depth, colour and camera sizes disagree."""
+        in ``self.warnings``. Raises ``InputError`` when depth, color and camera sizes disagree."""
         p = self.params
         self.warnings = []
         check_depth_image(depth_m, camera.shape)
         H, W = depth_m.shape
         if rgb is not None and (rgb.ndim != 3 or rgb.shape[:2] != (H, W)):
-            raise InputError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]} but the depth image is "
-                             f"{W}x{H}" if rgb.ndim >= 2 else f"colour image: bad shape {rgb.shape}")
+            raise InputError(f"color image is {rgb.shape[1]}x{rgb.shape[0]} but the depth image is "
+                             f"{W}x{H}" if rgb.ndim >= 2 else f"color image: bad shape {rgb.shape}")
         rects, keep = [], []
         for k, box in enumerate(boxes):
             r = box_pixels(box, W, H) if np.isfinite([box.center_x, box.center_y, box.size_x,
@@ -199,7 +199,7 @@ class DepthBoxSegmenter(BoxSegmenter):
         n, labels, area, claims, owner, contain = self._segments(label_in, cand, edges, grown, in_any)
         partial = ((contain > p.spill_fraction) & ~claims).any(axis=0) & (owner != -1)
         if edges is not None and np.any((owner == -3) | partial):
-            # segments spread over several boxes (touching objects): cut again at thickened colour edges
+            # segments spread over several boxes (touching objects): cut again at thickened color edges
             spread = ((owner == -3) | partial)[labels]
             thick = cv2.dilate(edges.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool) & spread
             n, labels, area, claims, owner, _ = self._segments(label_in & ~thick, cand, edges | thick, grown,
@@ -247,7 +247,7 @@ class DepthBoxSegmenter(BoxSegmenter):
                 free = ~taken[roi]
                 rows, cols = _spans(own)
                 added = None
-                if p.fill_low:                              # low parts enclosed by the object (a plate's centre)
+                if p.fill_low:                              # low parts enclosed by the object (a plate's center)
                     added = _enclosed_low(rows, cols, free & low[roi])
                     own |= added
                 if p.fill_holes:                            # pixels without depth inside the silhouette
@@ -473,7 +473,7 @@ def _far_side_of_jumps(z: np.ndarray, ratio: float, jump_m: float) -> np.ndarray
 
 
 def _rejoin(labels: np.ndarray, pixels: np.ndarray, passes: int = 2) -> np.ndarray:
-    """Give ``pixels`` (unlabelled colour-edge pixels) the largest label among their 8 neighbours (twice, so
+    """Give ``pixels`` (unlabelled color-edge pixels) the largest label among their 8 neighbours (twice, so
     two-pixel-wide edges fill too)."""
     out = labels
     kernel = np.ones((3, 3), np.uint8)

@@ -34,7 +34,7 @@ class BoxesParams:
     containment: float = _SEG.containment                # segment fraction inside a box for it to claim it
     box_margin_px: int = _SEG.box_margin_px              # boxes grown by this for that test
     depth_tolerance_m: float = _SEG.depth_tolerance_m    # slack of a box's per-row depth interval
-    color_edges: bool = _SEG.color_edges                 # cut segments at colour edges too
+    color_edges: bool = _SEG.color_edges                 # cut segments at color edges too
     fill_holes: bool = _SEG.fill_holes                   # pixels without depth inside the silhouette count
 
     def segmenter_params(self, noise: DepthNoiseModel | None = None) -> DepthBoxParams:
@@ -46,7 +46,7 @@ class BoxesParams:
 def check_detections(boxes: list[Detection2D] | None, width: int, height: int
                      ) -> tuple[list[tuple[int, Detection2D]], list[str]]:
     """The usable boxes of a frame as ``(index in boxes, box)`` and one warning per box skipped or clipped
-    (see module doc); boxes come back clipped to the ``width`` x ``height`` image (pixel centres at
+    (see module doc); boxes come back clipped to the ``width`` x ``height`` image (pixel centers at
     integers, so the image spans -0.5 .. ``width - 0.5``)."""
     kept, warnings = [], []
     for k, b in enumerate(boxes or []):

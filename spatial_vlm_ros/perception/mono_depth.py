@@ -1,4 +1,4 @@
-"""Monocular metric depth from one colour image (``depth_source: model`` and ``fuse``): a transformers
+"""Monocular metric depth from one color image (``depth_source: model`` and ``fuse``): a transformers
 ``AutoModelForDepthEstimation`` (default Depth Anything V2 Metric Indoor Small, Apache-2.0; the Base and Large
 variants are CC-BY-NC-4.0) run with PyTorch or onnxruntime.
 
@@ -126,7 +126,7 @@ def _check_rgb(rgb) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"depth model needs an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
     if min(rgb.shape[:2]) < 2:
-        raise InputError(f"colour image {rgb.shape[1]}x{rgb.shape[0]} is too small for the depth model")
+        raise InputError(f"color image {rgb.shape[1]}x{rgb.shape[0]} is too small for the depth model")
     return rgb
 
 
@@ -305,7 +305,7 @@ def save_tiny_model(directory, seed: int = 0) -> Path:
 
 def export_onnx(model: str, out_dir, fp16: bool = False, image_size: tuple[int, int] = (480, 640),
                 input_size: int = 0) -> Path:
-    """Export ``model`` (HF id or directory) to ``out_dir/model.onnx`` for colour images of ``image_size``
+    """Export ``model`` (HF id or directory) to ``out_dir/model.onnx`` for color images of ``image_size``
     (height, width) px, with ``depth_onnx.json`` (pre-processing, network size, output kind).
 
     The graph has a fixed input size: DINOv2's position-embedding interpolation does not survive export with

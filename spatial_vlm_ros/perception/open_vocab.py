@@ -20,7 +20,7 @@ Backends: ``torch`` (CUDA when available, fp16 there, ``torch.inference_mode``) 
 (``export_onnx``: one graph ``detector.onnx`` with the processor's inputs -> ``logits``, ``pred_boxes``; its
 image input size is fixed at export, the text length is dynamic; onnxruntime TensorRT -> CUDA -> CPU).
 
-Pixels: u right, v down; boxes are ``core.frame.Detection2D`` (centre and full size, pixels).
+Pixels: u right, v down; boxes are ``core.frame.Detection2D`` (center and full size, pixels).
 Follows the part-module protocol of ``perception.learned_parts`` (part ``detector``).
 """
 from __future__ import annotations
@@ -226,7 +226,7 @@ class ZeroShotBoxDetector:
         """Processor inputs as numpy arrays, and what post-processing needs (token spans of the classes)."""
         rgb = np.ascontiguousarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise InputError(f"open_vocab needs an (H, W, 3) uint8 colour image, got {rgb.shape} {rgb.dtype}")
+            raise InputError(f"open_vocab needs an (H, W, 3) uint8 color image, got {rgb.shape} {rgb.dtype}")
         if self.family in GROUNDING_FAMILIES:
             text = ". ".join(c.lower() for c in classes) + "."
             inputs = dict(self.processor(images=rgb, text=text, return_tensors="np"))
@@ -341,7 +341,7 @@ class OpenVocabDetector(Detector):
     def detect(self, rgb: np.ndarray | None, depth_m: np.ndarray, camera: CameraModel,
                gravity: GravityFrame, boxes: list[Detection2D] | None = None) -> list[Instance]:
         if rgb is None:
-            raise InputError("detector open_vocab needs the colour image")
+            raise InputError("detector open_vocab needs the color image")
         self.last_boxes = self.boxes.detect_boxes(rgb)
         self.warnings = list(self.boxes.warnings)
         if not self.last_boxes:

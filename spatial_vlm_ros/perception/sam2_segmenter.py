@@ -70,7 +70,7 @@ def preprocess(rgb: np.ndarray, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
 
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise InputError(f"SAM 2 needs an (H, W, 3) colour image, got shape {rgb.shape}")
+        raise InputError(f"SAM 2 needs an (H, W, 3) color image, got shape {rgb.shape}")
     img = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) * rescale
     img -= np.asarray(mean, np.float32)
     img /= np.asarray(std, np.float32)
@@ -171,7 +171,7 @@ class Sam2Segmenter(BoxSegmenter):
 
         self.warnings = []
         if rgb is None:
-            raise InputError("the SAM 2 segmenter needs the colour image")
+            raise InputError("the SAM 2 segmenter needs the color image")
         if not boxes:
             return []
         h, w = rgb.shape[:2]

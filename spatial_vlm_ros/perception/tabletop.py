@@ -8,16 +8,16 @@
 3. Clusters: 4-connected components of the candidate pixels, with the image cut wherever neighbouring depths
    jump (the farther pixel of the pair is dropped), so objects in front of one another separate. This is a
    3D clustering on the image grid: fast and deterministic. Clusters that meet through invalid-depth pixels
-   of about one depth (dropouts on dark or shiny surfaces) and share a colour are joined
+   of about one depth (dropouts on dark or shiny surfaces) and share a color are joined
    (``hole_bridge_px``, ``hole_join_color_delta``); clusters under ``min_pixels`` are dropped, and those
-   under ``sliver_pixels`` lying beside a larger cluster of their colour (slivers cut off by a jump).
+   under ``sliver_pixels`` lying beside a larger cluster of their color (slivers cut off by a jump).
 4. Stacks: an object resting on another one touches it, so the two form one cluster. A cluster is split
    where its height histogram has a horizontal face (a peak: many pixels at one height, the top of the lower
    object) with enough pixels above it that lie, seen from above, over that face (the upper object's
    footprint is on the support's top; a bowl's inner bottom, whose walls rise AROUND it, is not split).
    Pixels higher than the face (plus ``stack_face_tol_m``) go to the upper object, the rest to the lower.
-5. Each cluster becomes an ``Instance`` labelled by its dominant colour, e.g. ``"red object"``; when several
-   clusters share a colour a size word is added (``"small red object"``, ``"large red object"``).
+5. Each cluster becomes an ``Instance`` labelled by its dominant color, e.g. ``"red object"``; when several
+   clusters share a color a size word is added (``"small red object"``, ``"large red object"``).
 The detector has no learned confidence: ``score`` is 1.0.
 """
 from __future__ import annotations
@@ -45,10 +45,10 @@ class TabletopParams:
     max_range_m: float = 3.0         # depth beyond this is ignored
     depth_jump_ratio: float = 0.03   # neighbours whose depths differ by more than ratio * z + 5 mm are cut
     min_pixels: int = 80             # smaller clusters are dropped (noise)
-    sliver_pixels: int = 150         # smaller clusters next to a larger one of their colour are dropped ...
+    sliver_pixels: int = 150         # smaller clusters next to a larger one of their color are dropped ...
     sliver_gap_px: int = 3           # ... "next to": within this many pixels
     hole_bridge_px: int = 2          # clusters meeting through invalid-depth pixels within this many px ...
-    hole_join_color_delta: float = 12.0  # ... are one object when their colours differ by at most this Delta E
+    hole_join_color_delta: float = 12.0  # ... are one object when their colors differ by at most this Delta E
     stack_split: bool = True         # split clusters of an object resting on another one (module doc, 4)
     stack_bin_m: float = 0.004       # height-histogram bin for finding the lower object's top face
     stack_face_min_pixels: int = 40  # a top face has at least this many pixels in its peak (+- one bin) ...
@@ -56,7 +56,7 @@ class TabletopParams:
     stack_face_tol_m: float = 0.008  # pixels this much above the face belong to the upper object
     stack_min_rise_m: float = 0.02   # the upper object reaches at least this far above the face
     stack_inside: float = 0.8        # fraction of upper pixels over the face's footprint (dilated 1 cm)
-    stack_min_color_delta: float = 20.0  # and the parts' median colours differ by this CIE76 Delta E (Lab)
+    stack_min_color_delta: float = 20.0  # and the parts' median colors differ by this CIE76 Delta E (Lab)
     max_size_m: float = 0.8          # clusters wider/deeper/taller than this are not tabletop objects
     plane_distance_m: float = 0.01   # RANSAC threshold when the plane is fitted here
     plane_max_tilt_deg: float = 60.0 # ... and the largest angle of its normal from the gravity estimate's up
@@ -68,7 +68,7 @@ class TabletopParams:
 
 
 def _lab(rgb) -> np.ndarray:
-    """CIE L*a*b* (D65) of sRGB colours (..., 3) in 0..255."""
+    """CIE L*a*b* (D65) of sRGB colors (..., 3) in 0..255."""
     c = np.asarray(rgb, dtype=np.float64) / 255.0
     c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
     xyz = c @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192], [0.1805, 0.0722, 0.9505]])
@@ -79,8 +79,8 @@ def _lab(rgb) -> np.ndarray:
 
 
 def color_delta(a, b) -> float:
-    """CIE76 Delta E between two RGB colours (3,) in 0..255, or between the median colours of two sets of
-    (N, 3) pixels (0 = same colour; about 2.3 is a just-noticeable difference)."""
+    """CIE76 Delta E between two RGB colors (3,) in 0..255, or between the median colors of two sets of
+    (N, 3) pixels (0 = same color; about 2.3 is a just-noticeable difference)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 2:
         a = median_color(a[:: max(1, len(a) // 2000)])
@@ -90,7 +90,7 @@ def color_delta(a, b) -> float:
 
 
 class TabletopDetector(Detector):
-    """Objects on the support plane as clusters of above-plane depth pixels, named by colour and size."""
+    """Objects on the support plane as clusters of above-plane depth pixels, named by color and size."""
 
     name = "tabletop"
 
@@ -101,11 +101,11 @@ class TabletopDetector(Detector):
     def detect(self, rgb: np.ndarray | None, depth_m: np.ndarray, camera: CameraModel,
                gravity: GravityFrame, boxes=None) -> list[Instance]:
         """Instances in one frame (see module doc). Returns [] (and says why in ``status``) when there is no
-        support plane. Raises ``InputError`` when depth, colour and camera sizes disagree."""
+        support plane. Raises ``InputError`` when depth, color and camera sizes disagree."""
         p = self.params
         check_depth_image(depth_m, camera.shape)
         if rgb is not None and rgb.shape[:2] != depth_m.shape:
-            raise InputError(f"colour image is {rgb.shape[1]}x{rgb.shape[0]} but the depth image is "
+            raise InputError(f"color image is {rgb.shape[1]}x{rgb.shape[0]} but the depth image is "
                              f"{depth_m.shape[1]}x{depth_m.shape[0]}")
         plane = self._support(depth_m, camera, gravity)
         if plane is None:
@@ -185,7 +185,7 @@ class TabletopDetector(Detector):
 
     def _drop_slivers(self, found: list) -> list:
         """Drop clusters under ``sliver_pixels`` that lie within ``sliver_gap_px`` of a larger cluster of the
-        same colour (Delta E <= ``hole_join_color_delta``): pieces of that object cut off by a depth jump or
+        same color (Delta E <= ``hole_join_color_delta``): pieces of that object cut off by a depth jump or
         dropouts, not objects of their own. ``found`` is sorted largest first."""
         p = self.params
         if p.sliver_pixels <= p.min_pixels or len(found) < 2:
@@ -206,7 +206,7 @@ class TabletopDetector(Detector):
                          rgb: np.ndarray | None) -> list[tuple]:
         """The objects of one cluster (``sel``: its pixels in its bounding rectangle, top-left ``corner``
         (x, y) in pixels): the whole cluster, or the lower and upper part of a stack (``stack_split``), each
-        as ``(pixel count, full-size mask, median colour or None, extent)`` when it is large enough and not
+        as ``(pixel count, full-size mask, median color or None, extent)`` when it is large enough and not
         larger than ``max_size_m``. ``height``: gravity height above the support (metres) per pixel; ``rays``
         the camera's ray grid; ``axes`` two orthonormal directions in the support plane."""
         p = self.params
@@ -241,8 +241,8 @@ class TabletopDetector(Detector):
 
     def _join_across_holes(self, labels: np.ndarray, n: int, stats: np.ndarray, cand: np.ndarray, z: np.ndarray,
                            valid: np.ndarray, rgb: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
-        """Join clusters that touch through fillable holes (``_fillable_holes``) when their median colours
-        agree within ``hole_join_color_delta`` (or there is no colour): the pieces of one object broken by
+        """Join clusters that touch through fillable holes (``_fillable_holes``) when their median colors
+        agree within ``hole_join_color_delta`` (or there is no color): the pieces of one object broken by
         depth dropouts. Returns relabelled (n, labels, stats) as ``cv2.connectedComponentsWithStats``."""
         p = self.params
         bridged = cand | self._fillable_holes(cand, z, valid)
@@ -294,7 +294,7 @@ class TabletopDetector(Detector):
                         ) -> np.ndarray | None:
         """Pixels of the upper object when a cluster is one object resting on another (module doc, 4), else
         None. ``height`` (N,) above the support and ``horiz`` (N, 2) plane coordinates, metres; ``colors``
-        (N, 3) uint8 RGB or None: with colour, the two parts must differ by ``stack_min_color_delta``."""
+        (N, 3) uint8 RGB or None: with color, the two parts must differ by ``stack_min_color_delta``."""
         p = self.params
         n = height.size
         if n < 2 * p.min_pixels:
@@ -359,8 +359,8 @@ class TabletopDetector(Detector):
 def _join_parents(n: int, by_group: dict[int, list[int]], labels: np.ndarray, stats: np.ndarray,
                   rgb: np.ndarray | None, max_color_delta: float) -> np.ndarray:
     """Union parents of the clusters (``cv2.connectedComponentsWithStats`` ``labels`` and ``stats``): within
-    each group of clusters bridged by fillable holes, each joins the largest one when their median colours
-    agree within ``max_color_delta`` (always without colour); the others are their own parent."""
+    each group of clusters bridged by fillable holes, each joins the largest one when their median colors
+    agree within ``max_color_delta`` (always without color); the others are their own parent."""
     parent = np.arange(n)
     colors: dict[int, tuple[int, int, int]] = {}
     for members in by_group.values():

@@ -6,11 +6,11 @@
 - ``sensor_msgs/CameraInfo`` -> ``core.camera.CameraModel``.
 - ``spatial_vlm_interfaces/InstanceSegmentation`` -> ``spatial_vlm_ros.pipeline.Segmentation`` (ids mask + labels).
 - ``spatial_vlm_interfaces/Detections2D`` and ``vision_msgs/Detection2DArray`` -> ``core.frame.Detection2D``
-  boxes (pixels: centre and full size). The vision_msgs conversion is duck-typed (attribute access only), so
+  boxes (pixels: center and full size). The vision_msgs conversion is duck-typed (attribute access only), so
   it needs no vision_msgs installation; ``VisionDetection2DArray`` is its message class, or None where
   vision_msgs is not installed.
 - ``core.observation.TrackedObject`` -> ``core.transforms.OrientedBox`` (``object_box``) and
-  ``spatial_vlm_interfaces/SpatialObject``: centre and box orientation in the camera optical frame, or in a
+  ``spatial_vlm_interfaces/SpatialObject``: center and box orientation in the camera optical frame, or in a
   target frame given the camera -> target transform; metres.
 - stamps: ``builtin_interfaces/Time`` <-> float seconds.
 
@@ -43,7 +43,7 @@ IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
     "bgr8": (np.dtype(np.uint8), 3),
     "rgba8": (np.dtype(np.uint8), 4),
-    "bgra8": (np.dtype(np.uint8), 4),          # ZED cameras publish colour as bgra8
+    "bgra8": (np.dtype(np.uint8), 4),          # ZED cameras publish color as bgra8
     "mono8": (np.dtype(np.uint8), 1),
     "mono16": (np.dtype(np.uint16), 1),
     "16UC1": (np.dtype(np.uint16), 1),
@@ -119,11 +119,11 @@ def array_to_image(pixels: np.ndarray, encoding: str, stamp: Time | None = None,
 
 
 def color_to_rgb(msg: Image) -> np.ndarray:
-    """Colour image (rgb8, bgr8, rgba8 or bgra8; alpha dropped) -> (H, W, 3) uint8 RGB."""
+    """Color image (rgb8, bgr8, rgba8 or bgra8; alpha dropped) -> (H, W, 3) uint8 RGB."""
     if msg.encoding not in COLOR_ENCODINGS:
-        raise InputError(f"colour image: unsupported encoding '{msg.encoding}' "
+        raise InputError(f"color image: unsupported encoding '{msg.encoding}' "
                          f"(supported: {', '.join(COLOR_ENCODINGS)})")
-    pixels = image_to_array(msg, "colour image")[:, :, :3]
+    pixels = image_to_array(msg, "color image")[:, :, :3]
     return pixels[:, :, ::-1] if msg.encoding.startswith("bgr") else pixels
 
 
@@ -158,7 +158,7 @@ def segmentation_from_msg(msg: InstanceSegmentation) -> Segmentation:
     """``InstanceSegmentation`` -> ``Segmentation`` (id mask (H, W) + ids, labels, scores).
 
     Checks the mask encoding and that ids/labels/scores have equal lengths (an empty ``scores`` means 1.0
-    for every id). Mask size against the colour image is checked by the pipeline.
+    for every id). Mask size against the color image is checked by the pipeline.
     """
     if msg.mask.encoding not in MASK_ENCODINGS:
         raise InputError(f"instance mask: unsupported encoding '{msg.mask.encoding}' "
@@ -218,7 +218,7 @@ def detections_from_vision_msgs(msg) -> list[Detection2D]:
     """``vision_msgs/Detection2DArray`` -> ``Detection2D`` boxes (pixels), duck-typed.
 
     Label and score from the first hypothesis, ``results[0].hypothesis.class_id`` / ``.score`` (vision_msgs
-    4, Humble and later; the older ``results[0].id`` / ``.score`` is accepted too); box centre from
+    4, Humble and later; the older ``results[0].id`` / ``.score`` is accepted too); box center from
     ``bbox.center.position.x/.y`` (Humble and later) or ``bbox.center.x/.y`` (older ``Pose2D``), full size from
     ``bbox.size_x/.size_y``; tracker id from ``id`` ("" if absent). A detection without results gets the
     label ``object`` and score 1.0 (a class-agnostic detector). Raises ``InputError`` for a detection whose
@@ -255,7 +255,7 @@ def object_box(obj: TrackedObject, gravity: GravityFrame, to_frame: RigidTransfo
 
 def spatial_object_msg(obj: TrackedObject, gravity: GravityFrame, to_frame: RigidTransform | None = None
                        ) -> SpatialObject:
-    """``TrackedObject`` -> ``SpatialObject``: box centre and orientation in the camera optical frame, or with
+    """``TrackedObject`` -> ``SpatialObject``: box center and orientation in the camera optical frame, or with
     ``to_frame`` (camera optical -> target) in the target frame; size (w, d, h) along the box axes, metres."""
     box = object_box(obj, gravity, to_frame)
     msg = SpatialObject()

@@ -126,7 +126,7 @@ def detections_input(msg_type: str):
 
 
 def input_slots(settings: NodeSettings, wants_boxes: bool) -> list[str]:
-    """The matched inputs: colour and camera info always, depth unless RGB-only, masks or boxes per detector."""
+    """The matched inputs: color and camera info always, depth unless RGB-only, masks or boxes per detector."""
     return (["color"] + (["depth"] if settings.depth_source != "model" else []) + ["camera_info"]
             + (["instances"] if settings.detector == "external" else []) + (["detections"] if wants_boxes else []))
 
@@ -370,7 +370,7 @@ class FrameProcessor:
         if "depth" in silent:
             message += " (for an RGB-only camera set depth_source: model)"
         if "detections" in silent:
-            message += (" (the box detector must publish a message for every colour frame, an empty "
+            message += (" (the box detector must publish a message for every color frame, an empty "
                         "one when it sees nothing)")
         return message
 

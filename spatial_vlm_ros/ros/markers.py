@@ -1,6 +1,6 @@
 """RViz markers for the scene memory: one box and one text label per object, in the camera optical frame.
 
-Boxes are axis-aligned in the gravity frame (z up), so each CUBE marker is placed at the object centre
+Boxes are axis-aligned in the gravity frame (z up), so each CUBE marker is placed at the object center
 (camera frame) with the orientation of the gravity axes in camera coordinates (``R.T`` for
 ``p_g = R @ p_c``) and scale = (width, depth, height). Labels float 5 cm above the box top.
 """
@@ -20,7 +20,7 @@ LABEL_HEIGHT_M = 0.04
 LABEL_GAP_M = 0.05
 
 
-def _colour(obj: TrackedObject, alpha: float) -> ColorRGBA:
+def _color(obj: TrackedObject, alpha: float) -> ColorRGBA:
     rgb = np.asarray(obj.color_rgb, dtype=np.float64) / 255.0
     if not rgb.any():
         rgb = np.array([0.2, 0.8, 0.2])
@@ -30,7 +30,7 @@ def _colour(obj: TrackedObject, alpha: float) -> ColorRGBA:
 def scene_markers(objects, gravity: GravityFrame, header, lifetime_s: float = 0.0) -> MarkerArray:
     """MarkerArray: DELETEALL, then per object a CUBE (ns ``boxes``) and a TEXT_VIEW_FACING (ns ``labels``).
 
-    ``header``: std_msgs/Header naming the camera optical frame the centres are expressed in.
+    ``header``: std_msgs/Header naming the camera optical frame the centers are expressed in.
     """
     out = MarkerArray()
     clear = Marker(action=Marker.DELETEALL)
@@ -40,21 +40,21 @@ def scene_markers(objects, gravity: GravityFrame, header, lifetime_s: float = 0.
     up_c = gravity.up
     lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
     for i, obj in enumerate(objects):
-        centre = np.asarray(obj.center, dtype=np.float64)
+        center = np.asarray(obj.center, dtype=np.float64)
         size = np.maximum(np.asarray(obj.size, dtype=np.float64), 1e-3)
 
         box = Marker(ns="boxes", id=i, type=Marker.CUBE, action=Marker.ADD, lifetime=lifetime)
         box.header = header
-        box.pose.position.x, box.pose.position.y, box.pose.position.z = (float(v) for v in centre)
+        box.pose.position.x, box.pose.position.y, box.pose.position.z = (float(v) for v in center)
         box.pose.orientation.x, box.pose.orientation.y = float(qx), float(qy)
         box.pose.orientation.z, box.pose.orientation.w = float(qz), float(qw)
         box.scale.x, box.scale.y, box.scale.z = (float(v) for v in size)
-        box.color = _colour(obj, BOX_ALPHA)
+        box.color = _color(obj, BOX_ALPHA)
         out.markers.append(box)
 
         text = Marker(ns="labels", id=i, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, lifetime=lifetime)
         text.header = header
-        top = centre + up_c * (0.5 * size[2] + LABEL_GAP_M)
+        top = center + up_c * (0.5 * size[2] + LABEL_GAP_M)
         text.pose.position.x, text.pose.position.y, text.pose.position.z = (float(v) for v in top)
         text.pose.orientation.w = 1.0
         text.scale.z = LABEL_HEIGHT_M

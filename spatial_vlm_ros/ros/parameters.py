@@ -102,20 +102,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'tabletop' (weight-free support-plane clustering), 'boxes' (any 2D detector's boxes on "
               "topics.detections, segmented from depth) or 'open_vocab' (built-in open-vocabulary model)",
               choices=DETECTORS),
-    ParamSpec("topics.color", "/camera/color/image_raw", "Colour image topic (rgb8, bgr8, rgba8 or bgra8)"),
+    ParamSpec("topics.color", "/camera/color/image_raw", "Color image topic (rgb8, bgr8, rgba8 or bgra8)"),
     ParamSpec("topics.depth", "/camera/aligned_depth_to_color/image_raw",
-              "Depth image aligned to colour (16UC1 millimetres or 32FC1 metres)"),
-    ParamSpec("topics.camera_info", "/camera/color/camera_info", "CameraInfo of the colour image"),
+              "Depth image aligned to color (16UC1 millimetres or 32FC1 metres)"),
+    ParamSpec("topics.camera_info", "/camera/color/camera_info", "CameraInfo of the color image"),
     ParamSpec("topics.instances", "/camera/instances",
               "InstanceSegmentation topic (used only when detector is 'external')"),
     ParamSpec("topics.detections", "/camera/detections",
-              "2D boxes of any detector, stamped with their colour image's header stamp and matched with the "
+              "2D boxes of any detector, stamped with their color image's header stamp and matched with the "
               "other inputs (used only when detector is 'boxes'); publish an empty message for a frame "
               "without objects"),
     ParamSpec("detections_msg", "spatial_vlm_interfaces/Detections2D",
               "Message type on topics.detections ('vision_msgs/Detection2DArray' needs vision_msgs installed)",
               choices=DETECTIONS_MSG_TYPES),
-    ParamSpec("sync.slop_s", 0.02, "Largest header-stamp spread of a matched colour/depth/info/instances set, s",
+    ParamSpec("sync.slop_s", 0.02, "Largest header-stamp spread of a matched color/depth/info/instances set, s",
               (0.0, 1.0)),
     ParamSpec("sync.queue_size", 10, "Messages kept per input while waiting for a match", (1, 100)),
     ParamSpec("qos.sensor_depth", 5, "History depth of the sensor-data subscriptions", (1, 100)),
@@ -137,9 +137,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "(gravity.static_orientation_xyzw), 'camera' (assume a level camera) or 'tf' (+z of target_frame from "
        "TF at each frame's stamp; needs tf2_ros)", choices=(*GRAVITY_MODES, "tf")),
     # ---- TF and the optional outputs (ros.tf_frames, ros.scene_outputs)
-    ParamSpec("target_frame", "", "Frame of the ~/objects centres and box orientations, e.g. base_link: the "
+    ParamSpec("target_frame", "", "Frame of the ~/objects centers and box orientations, e.g. base_link: the "
               "camera -> target_frame transform is looked up with tf2 at each frame's stamp (a frame without one "
-              "is rejected); '' = the camera optical frame of the colour image. Needs tf2_ros"),
+              "is rejected); '' = the camera optical frame of the color image. Needs tf2_ros"),
     ParamSpec("tf.timeout_s", 0.05, "Longest wait for the camera -> target_frame transform of a frame, s",
               (0.0, 10.0)),
     ParamSpec("tf.broadcast_gravity", True, "Send the gravity frame <camera frame>_gravity (z up, rotation only) "
@@ -184,11 +184,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     *(spec for term, where in (("ray", "along the viewing ray"), ("across", "across the ray, horizontally"),
                                ("vertical", "across the ray, in the vertical plane"))
       for spec in (
-          _g(f"uncertainty.centre_{term}_m", f"centre_{term}_m", f"Lifting error of an object centre {where}, "
-             "constant part, m", (0.0, 1.0), default=getattr(FITTED_LIFTING_ERROR, f"centre_{term}_m")),
-          _g(f"uncertainty.centre_{term}_size_fraction", f"centre_{term}_size_fraction", "Lifting error of an "
-             f"object centre {where}, part proportional to the larger horizontal extent", (0.0, 1.0),
-             default=getattr(FITTED_LIFTING_ERROR, f"centre_{term}_size_fraction")))),
+          _g(f"uncertainty.center_{term}_m", f"center_{term}_m", f"Lifting error of an object center {where}, "
+             "constant part, m", (0.0, 1.0), default=getattr(FITTED_LIFTING_ERROR, f"center_{term}_m")),
+          _g(f"uncertainty.center_{term}_size_fraction", f"center_{term}_size_fraction", "Lifting error of an "
+             f"object center {where}, part proportional to the larger horizontal extent", (0.0, 1.0),
+             default=getattr(FITTED_LIFTING_ERROR, f"center_{term}_size_fraction")))),
     _g("uncertainty.extent_floor_m", "extent_floor_m", "Lifting error of a box extent (width, depth, height), "
        "constant part, m", (0.0, 1.0), default=FITTED_LIFTING_ERROR.extent_floor_m, length=3),
     _g("uncertainty.extent_fraction", "extent_fraction", "Lifting error of a box extent (width, depth, height), "
@@ -221,7 +221,7 @@ PARAMETERS += (
     # ---- scene memory (core.memory.MemoryParams)
     _g("memory.timeout_s", "timeout_s", "Forget an object unseen for this long (header-stamp time), s",
        (0.01, 1e6)),
-    _g("memory.match_distance_m", "match_distance_m", "Association gate on the centre distance, m",
+    _g("memory.match_distance_m", "match_distance_m", "Association gate on the center distance, m",
        (0.001, 10.0)),
     _g("memory.match_size_factor", "match_size_factor",
        "The gate grows to this fraction of the larger object's largest extent", (0.0, 10.0)),
@@ -234,19 +234,19 @@ PARAMETERS += (
     _g("memory.max_objects", "max_objects", "Most objects remembered", (1, 100000)),
     _g("memory.max_points", "max_points", "Points kept per object", (1, 1000000)),
     _g("memory.compensate_motion", "compensate_motion",
-       "Carry objects, seen or not, through camera motion estimated from >= 3 matched centres (Kabsch); "
+       "Carry objects, seen or not, through camera motion estimated from >= 3 matched centers (Kabsch); "
        "fits below motion_min_translation_m / motion_min_rotation_deg count as a static camera. Off: "
-       "centres are averaged in camera coordinates, right only for a camera that never moves"),
+       "centers are averaged in camera coordinates, right only for a camera that never moves"),
     _g("memory.motion_gate_m", "motion_gate_m", "Association gate used only to find the motion's matches, m",
        (0.001, 10.0)),
-    _g("memory.motion_min_matches", "motion_min_matches", "Matched centres needed for a motion estimate",
+    _g("memory.motion_min_matches", "motion_min_matches", "Matched centers needed for a motion estimate",
        (3, 1000)),
     _g("memory.motion_max_residual_m", "motion_max_residual_m", "Largest RMS residual of the rigid fit, m",
        (0.0001, 1.0)),
     _g("memory.motion_min_spread_m", "motion_min_spread_m",
-       "Matched centres must spread at least this much off a line, m", (0.0, 10.0)),
+       "Matched centers must spread at least this much off a line, m", (0.0, 10.0)),
     _g("memory.motion_min_translation_m", "motion_min_translation_m",
-       "Motions moving the matched centres less than this (RMS) are treated as none, m", (0.0, 10.0)),
+       "Motions moving the matched centers less than this (RMS) are treated as none, m", (0.0, 10.0)),
     _g("memory.motion_min_rotation_deg", "motion_min_rotation_deg",
        "Smaller rotations are treated as no motion, deg", (0.0, 180.0)),
     _g("memory.max_future_s", "max_future_s",
@@ -268,15 +268,15 @@ PARAMETERS += (
        "Neighbours whose depths differ by more than ratio * z + 5 mm are cut apart", (0.0, 1.0)),
     _g("tabletop.min_pixels", "min_pixels", "Smaller clusters are dropped, px", (1, 10000000)),
     _g("tabletop.sliver_pixels", "sliver_pixels",
-       "Smaller clusters next to a larger one of their colour are dropped (slivers), px", (0, 10000000)),
+       "Smaller clusters next to a larger one of their color are dropped (slivers), px", (0, 10000000)),
     _g("tabletop.sliver_gap_px", "sliver_gap_px", "'Next to' for slivers: within this many pixels", (0, 100)),
     _g("tabletop.hole_bridge_px", "hole_bridge_px",
        "Clusters meeting through invalid-depth pixels within this many px may be one object (0 = off)", (0, 20)),
     _g("tabletop.hole_join_color_delta", "hole_join_color_delta",
-       "... they are when their colours differ by at most this CIE76 Delta E", (0.0, 200.0)),
+       "... they are when their colors differ by at most this CIE76 Delta E", (0.0, 200.0)),
     _g("tabletop.stack_split", "stack_split", "Split an object resting on another one off its support"),
     _g("tabletop.stack_min_color_delta", "stack_min_color_delta",
-       "A stack is split only where the parts' colours differ by this CIE76 Delta E", (0.0, 200.0)),
+       "A stack is split only where the parts' colors differ by this CIE76 Delta E", (0.0, 200.0)),
     _g("tabletop.stack_inside", "stack_inside",
        "Share of the upper part's pixels over the support face's footprint", (0.0, 1.0)),
     _g("tabletop.max_size_m", "max_size_m", "Clusters larger than this are not tabletop objects, m",
@@ -298,7 +298,7 @@ PARAMETERS += (
        (0, 50)),
     _g("boxes.depth_tolerance_m", "depth_tolerance_m",
        "Slack of a box's per-row depth interval when overlapping boxes share a segment, m", (0.0, 1.0)),
-    _g("boxes.color_edges", "color_edges", "Also cut depth segments at colour edges (touching objects)"),
+    _g("boxes.color_edges", "color_edges", "Also cut depth segments at color edges (touching objects)"),
     _g("boxes.fill_holes", "fill_holes", "Pixels without depth inside an object's silhouette join its mask"),
     # ---- open-vocabulary detector (perception.open_vocab.OpenVocabParams; detector 'open_vocab')
     _g("open_vocab.model", "model", "Zero-shot box model (transformers AutoModelForZeroShotObjectDetection: "
@@ -325,7 +325,7 @@ PARAMETERS += (
        "export-onnx --part segmenter`"),
     # ---- depth source (depth_model.* -> perception.mono_depth.DepthModelParams; depth_source 'model'/'fuse')
     ParamSpec("depth_source", "sensor", "Depth used for lifting: 'sensor' (topics.depth), 'model' (predicted from the "
-              "colour image by depth_model: RGB-only cameras, no depth topic) or 'fuse' (sensor depth, its holes "
+              "color image by depth_model: RGB-only cameras, no depth topic) or 'fuse' (sensor depth, its holes "
               "filled with the model depth scale-aligned to it)", choices=DEPTH_SOURCES),
     _g("depth_model.model", "model", "Depth model (transformers AutoModelForDepthEstimation, metric): HF id, "
        "from the local cache when offline (`spatial_vlm fetch-models`), or a local directory"),

@@ -1,11 +1,11 @@
 """The ``spatial_perception`` node: synchronised RGB-D (+ instance masks or 2D boxes) in; scene objects, RViz
 markers, diagnostics and typed spatial-query services out. A lifecycle (managed) node.
 
-Inputs, matched by header stamp: colour and camera info always; depth unless ``depth_source`` is ``model``
+Inputs, matched by header stamp: color and camera info always; depth unless ``depth_source`` is ``model``
 (an RGB-only camera: the frame's depth is then None and comes from the depth model); instance masks with
 ``detector: external``; 2D boxes (``spatial_vlm_interfaces/Detections2D``, or ``vision_msgs/Detection2DArray``
 where vision_msgs is installed: parameter ``detections_msg``) with ``detector: boxes``. A box detector must
-publish a message for every colour frame, an empty one when it sees nothing, or no set is ever complete.
+publish a message for every color frame, an empty one when it sees nothing, or no set is ever complete.
 ``~/set_classes`` sets the phrases of a detector that takes a class prompt (``open_vocab``).
 
 Where frames go (``ros.frame_worker``): with ``frame_worker: process`` (default) a worker process subscribes
@@ -26,7 +26,7 @@ template matches is forwarded, unchanged, to the VLM node's ``Ask`` service (par
 its answer returned as is; see ``ros.vlm_forwarding``. Nothing raised in a callback escapes: services
 answer ``success=false``, frames and timers report a diagnostics error.
 
-Frames: object centres in the camera optical frame of the colour image (x right, y down, z forward), or in
+Frames: object centers in the camera optical frame of the color image (x right, y down, z forward), or in
 ``target_frame`` where tf2 is installed (``ros.tf_frames``); sizes along the gravity-aligned box axes (z up)
 whose orientation each ``SpatialObject`` carries; metres. Optional ``vision_msgs``/``moveit_msgs`` outputs:
 ``ros.scene_outputs``.
@@ -41,7 +41,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
-from spatial_vlm_interfaces.srv import Ask, GetRelation, ListObjects, Measure, SetClasses
+from spatial_vlm_interfaces.srv import Ask, CheckPlacement, FindObjects, GetRelation, ListObjects, Measure, SetClasses
 from spatial_vlm_ros.core.errors import InputError, SpatialError
 from spatial_vlm_ros.core.scene import Scene
 from spatial_vlm_ros.core.spatial_queries import SpatialQueries
@@ -186,7 +186,8 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
             for srv, name, handler in (
                 (ListObjects, "list_objects", self._list_objects), (GetRelation, "get_relation", self._get_relation),
                 (Measure, "measure", self._measure), (Ask, "ask", self._ask), (Trigger, "reset", self._reset),
-                (SetClasses, "set_classes", self._set_classes))]
+                (SetClasses, "set_classes", self._set_classes), (FindObjects, "find", self._find),
+                (CheckPlacement, "check_placement", self._check_placement))]
         diagnostics_timer = self.create_timer(s.diagnostics_period_s, self._on_diagnostics_timer,
                                               callback_group=timers)
         self._entities.append((self.destroy_timer, diagnostics_timer))
@@ -355,8 +356,11 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
         return self._guarded(response, fill)
 
     def _get_relation(self, request, response):
+        """``threshold`` 0 asks the plain relation; otherwise the thresholded one (``core.thresholds``)."""
         def fill(res):
-            a = self.queries.get_relation(request.subject, request.relation, request.reference)
+            threshold = float(request.threshold)
+            a = self.queries.get_relation(request.subject, request.relation, request.reference,
+                                          threshold_m=None if threshold == 0.0 else threshold)
             res.success, res.message, res.answer = bool(a.success), a.message, a.answer
             res.holds, res.confidence = bool(a.holds), _finite(a.confidence)
         return self._guarded(response, fill)
@@ -366,6 +370,42 @@ class SpatialPerceptionNode(LifecycleNode, FrameEvents):
             a = self.queries.measure(request.quantity, request.subject, request.reference)
             res.success, res.message, res.answer = bool(a.success), a.message, a.answer
             res.value, res.uncertainty = _finite(a.value), _finite(a.uncertainty)
+        return self._guarded(response, fill)
+
+    def _find(self, request, response):
+        """Scene query (``core.scene_queries``): objects in the camera optical frame, as ``~/list_objects``."""
+        def fill(res):
+            a = self.queries.find(request.relation, request.reference, request.label_filter, request.order_by,
+                                  int(request.limit))
+            res.success, res.message, res.answer = bool(a.success), a.message, a.answer
+            if a.success and a.gravity is not None:
+                res.objects = [conv.spatial_object_msg(o, a.gravity) for o in a.objects]
+                res.confidences = [_finite(c) for c in a.confidences]
+                res.values = [_finite(v) for v in a.values]
+                res.relation, res.reference_id, res.order_by = a.relation, a.reference_id, a.order_by
+                res.descending, res.order_confidence = bool(a.descending), _finite(a.order_confidence)
+        return self._guarded(response, fill)
+
+    def _check_placement(self, request, response):
+        """Free space (``core.placement``): the suggested pose in the camera optical frame and the gravity frame."""
+        def fill(res):
+            size = (request.size.x, request.size.y, request.size.z)
+            point = (request.point.x, request.point.y, request.point.z)
+            a = self.queries.check_placement(size, request.location, list(request.references), point,
+                                             float(request.yaw) if request.use_yaw else None,
+                                             float(request.clearance))
+            res.success, res.message, res.answer = bool(a.success), a.message, a.answer
+            if not a.success:
+                return
+            res.fits, res.confidence = bool(a.fits), _finite(a.confidence)
+            res.margin, res.margin_sigma, res.free_width = (_finite(a.margin_m), _finite(a.margin_sigma_m),
+                                                            _finite(a.free_width_m))
+            p = res.pose
+            p.position.x, p.position.y, p.position.z = a.center_camera
+            p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = a.orientation_camera
+            res.center_gravity.x, res.center_gravity.y, res.center_gravity.z = a.center_gravity
+            res.yaw, res.location = _finite(a.yaw), a.location
+            res.reference_ids, res.support_id = list(a.reference_ids), a.support_id
         return self._guarded(response, fill)
 
     def _ask(self, request, response):

@@ -1,8 +1,8 @@
 """Optional scene outputs for other ROS packages, each where its message package is installed:
 
 - ``vision_msgs/Detection3DArray`` on ``~/detections_3d`` (``outputs.detections_3d``): one ``Detection3D`` per
-  object, its id, label and score as the first hypothesis, its gravity-aligned box as ``bbox`` (centre pose
-  and size), the hypothesis pose = the box centre pose (vision_msgs 4, Humble and later);
+  object, its id, label and score as the first hypothesis, its gravity-aligned box as ``bbox`` (center pose
+  and size), the hypothesis pose = the box center pose (vision_msgs 4, Humble and later);
 - ``moveit_msgs/CollisionObject`` on ``~/collision_objects`` (``outputs.collision_objects``): one BOX
   primitive per object (``operation`` ADD, which replaces an object of that id), and REMOVE for every id
   published before that is gone. Remap the topic to ``/collision_object`` for MoveIt's planning scene monitor.
@@ -99,7 +99,7 @@ def _pose(box: OrientedBox, classes) -> Any:
 def detections_3d_msg(objects: list[ObjectBox], header, classes: VisionClasses) -> Any:
     """``Detection3DArray`` of ``objects`` (their boxes in ``header``'s frame); each detection has ``header``,
     ``id`` = the object id, one hypothesis (``class_id`` = label, ``score``, pose = the box pose) and
-    ``bbox`` (centre pose, size = width, depth, height along the box axes)."""
+    ``bbox`` (center pose, size = width, depth, height along the box axes)."""
     c = classes
     detections = []
     for obj in objects:

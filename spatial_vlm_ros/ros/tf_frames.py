@@ -2,7 +2,7 @@
 has none, a ROS install has it):
 
 - ``target_frame`` (e.g. ``base_link``; "" = the camera optical frame): the camera -> target transform is
-  looked up at each frame's header stamp; ``~/objects`` report box centres and orientations in the target
+  looked up at each frame's header stamp; ``~/objects`` report box centers and orientations in the target
   frame. A frame whose transform cannot be found (within ``tf.timeout_s``) is rejected with tf2's reason.
 - ``gravity.mode: tf``: up = +z of ``target_frame`` (REP 103: z up), from the same lookup (``TfGravity``
   stands in for the pipeline's gravity estimator; the support height is then unknown).
@@ -143,12 +143,12 @@ class FrameTf:
             self.broadcast_note = NO_BROADCAST
 
     def before_frame(self, header) -> RigidTransform | None:
-        """The camera -> target transform at ``header``'s stamp (``header``: the colour image's), or None
+        """The camera -> target transform at ``header``'s stamp (``header``: the color image's), or None
         without a ``target_frame``; handed to ``TfGravity``. Raises ``InputError`` with tf2's reason."""
         if not self.target_frame or self._buffer is None:
             return None
         if not header.frame_id:
-            raise InputError(f"target_frame '{self.target_frame}': the colour image's header has no frame_id to "
+            raise InputError(f"target_frame '{self.target_frame}': the color image's header has no frame_id to "
                              "look the transform up from")
         from rclpy.duration import Duration
         from rclpy.time import Time
@@ -164,7 +164,7 @@ class FrameTf:
         return transform
 
     def commit(self, transform: RigidTransform | None) -> None:
-        """The transform of the frame the memory accepted: the one its objects' centres are reported with."""
+        """The transform of the frame the memory accepted: the one its objects' centers are reported with."""
         self.to_target = transform
 
     def output_frame(self, camera_frame: str) -> tuple[str, RigidTransform | None]:

@@ -5,8 +5,8 @@ matches (``AskAnswer.recognised`` is False) is sent, unchanged, as an ``Ask`` re
 the parameter ``vlm_service`` (default ``/spatial_vlm/ask``, served by ``vlm_node``), and the VLM's response
 comes back as is (a VLM refusal keeps its fields; its message is prefixed with where it came from). When
 forwarding is off (``vlm_service: ""``), no server is up, too many forwarded questions already wait, or the
-VLM does not answer within ``vlm_timeout_s``, the caller gets ``success=false`` saying that the question is
-not a template question and no VLM is available, followed by the parser's hint.
+VLM does not answer within ``vlm_timeout_s``, the caller gets ``success=false`` and ``kind`` empty, with the
+two facts kept apart in the message: the parser's "not understood: <hint>", then "VLM unavailable: <why>".
 
 A template question asked with ``engine`` ``vlm`` or ``both`` (``vlm.ask_engines``) goes the same way through
 ``ask_grounded``, with the perception node's scene facts in the request's ``context``.
@@ -64,8 +64,8 @@ class VLMForwarder:
         if failure:
             return self._refusal(failure, parser_message)
         if not response.success:
-            response.message = (f"not a template question; the VLM on {self.service} could not answer: "
-                                f"{response.message}")
+            response.message = (f"not understood as a template question; the VLM on {self.service} could not "
+                                f"answer: {response.message}")
         return response
 
     def ask_grounded(self, question: str, context: str):
@@ -73,7 +73,7 @@ class VLMForwarder:
         grounding ``context``; or ``(None, why not)``. Blocks at most ``timeout_s`` seconds."""
         response, failure = self.call(Ask.Request(question=question, context=context))
         if failure:
-            return None, f"no VLM is available ({failure})"
+            return None, f"VLM unavailable: {failure}"
         if not response.success:
             return None, f"the VLM on {self.service} could not answer: {response.message}"
         return response, ""
@@ -121,7 +121,7 @@ class VLMForwarder:
         return ""
 
     def _refusal(self, reason: str, parser_message: str):
-        message = f"not a template question and no VLM is available ({reason})"
+        message = f"VLM unavailable: {reason}"
         if parser_message:
-            message += f"; {parser_message}"
-        return Ask.Response(success=False, message=message, kind="free")
+            message = f"{parser_message}; {message}"
+        return Ask.Response(success=False, message=message, kind="")

@@ -2,7 +2,7 @@
 
 A separate executable, so that model inference never stalls perception. It serves ``~/ask``
 (``spatial_vlm_interfaces/srv/Ask``, i.e. ``/spatial_vlm/ask``) and answers from:
-- the newest colour image on ``image_topic`` (rgb8/bgr8/rgba8/bgra8, sensor-data QoS);
+- the newest color image on ``image_topic`` (rgb8/bgr8/rgba8/bgra8, sensor-data QoS);
 - the newest measured objects on ``objects_topic`` (the perception node's ``~/objects``), written into
   the prompt by :func:`spatial_vlm_ros.vlm.grounding.scene_facts` so the model reasons over measured
   geometry; a request's non-empty ``context`` replaces them (the perception node sends the facts of the
@@ -87,7 +87,7 @@ PARAMETERS = (
     ParamSpec("queue_size", 2, "requests allowed to wait while one is answered", range=(1, 64)),
     ParamSpec("request_timeout_s", 60.0, "longest wait for an answer, queueing included, seconds",
           range=(0.1, 3600.0)),
-    ParamSpec("image_topic", "/camera/color/image_raw", "colour image topic (rgb8 | bgr8 | rgba8 | bgra8)"),
+    ParamSpec("image_topic", "/camera/color/image_raw", "color image topic (rgb8 | bgr8 | rgba8 | bgra8)"),
     ParamSpec("objects_topic", "/spatial_perception/objects", "measured objects (SpatialObjectArray) for grounding"),
     ParamSpec("grounding", True, "write the measured objects into the prompt"),
     ParamSpec("max_objects", 8, "objects listed in the prompt (nearest first)", range=(1, 64)),

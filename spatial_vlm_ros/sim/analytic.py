@@ -1,15 +1,15 @@
 """Analytic RGB-D scenes with known answers: boxes and vertical cylinders on a table, ray-cast exactly.
 
-World frame: z up, origin at the centre of the table top (the table is the rectangle ``|x| <= w/2,
+World frame: z up, origin at the center of the table top (the table is the rectangle ``|x| <= w/2,
 |y| <= d/2`` at z = 0), a floor ``floor_below_m`` under it; metres. Boxes are axis-aligned in the world;
 cylinders stand upright. An object's ``base_z`` is the height of its bottom (0 = on the table; use
 ``top_of(other)`` to stack). The camera looks horizontally along ``(-sin yaw, cos yaw, 0)`` (yaw 0: world
 +y), pitched down by ``pitch_deg``, rolled by ``roll_deg``, placed ``distance`` metres back from the table
-centre along that direction at ``height`` metres above the table.
+center along that direction at ``height`` metres above the table.
 
 ``render`` returns depth (float32 metres along the optical axis, NaN where no surface), an instance-id mask
-(uint16, 0 = table/floor/nothing), an RGB image (flat colours, Lambert shading), and ground truth: per
-object the full 3D box in the gravity frame (``core.gravity_frame``), its corners and centre in the camera
+(uint16, 0 = table/floor/nothing), an RGB image (flat colors, Lambert shading), and ground truth: per
+object the full 3D box in the gravity frame (``core.gravity_frame``), its corners and center in the camera
 frame, the box of its visible surface, whether it is occluded or cut by the image border, and the true
 ``GravityFrame``. Optional sensor effects: Gaussian depth noise ``sigma(z)``, holes at depth edges, and
 masks dilated past the object edge (mask-edge bleeding). Deterministic for a given seed; a 640x480 frame
@@ -79,7 +79,7 @@ def top_of(obj: BoxObject | CylinderObject) -> float:
 
 @dataclass(frozen=True)
 class CameraPose:
-    """Camera placement relative to the table centre: metres and degrees (pitch > 0 looks down)."""
+    """Camera placement relative to the table center: metres and degrees (pitch > 0 looks down)."""
 
     height: float = 0.6
     pitch_deg: float = 35.0
@@ -101,7 +101,7 @@ class CameraPose:
         return np.stack([x, y, z], axis=1)
 
     def position(self) -> np.ndarray:
-        """Camera centre in world coordinates (metres)."""
+        """Camera center in world coordinates (metres)."""
         yaw = np.radians(self.yaw_deg)
         return np.array([np.sin(yaw) * self.distance, -np.cos(yaw) * self.distance, self.height])
 
@@ -115,7 +115,7 @@ class ObjectTruth:
     shape: str                       # "box" or "cylinder"
     box_min_g: np.ndarray            # (3,) full 3D box, gravity frame, metres
     box_max_g: np.ndarray
-    center_c: np.ndarray             # (3,) true box centre, camera optical frame, metres
+    center_c: np.ndarray             # (3,) true box center, camera optical frame, metres
     size: np.ndarray                 # (3,) width, depth, height of the gravity-frame box, metres
     visible_min_g: np.ndarray        # (3,) box of the visible surface (noise-free ray hits), gravity frame
     visible_max_g: np.ndarray
@@ -127,7 +127,7 @@ class ObjectTruth:
 
     @property
     def distance(self) -> float:
-        """Camera-to-centre distance (metres)."""
+        """Camera-to-center distance (metres)."""
         return float(np.linalg.norm(self.center_c))
 
 
@@ -156,7 +156,7 @@ class AnalyticFrame:
 
 
 def default_camera(width: int = 640, height: int = 480) -> CameraModel:
-    """A RealSense-D435-like colour camera: fx = fy = 615 px at 640x480 (scaled with the width)."""
+    """A RealSense-D435-like color camera: fx = fy = 615 px at 640x480 (scaled with the width)."""
     f = 615.0 * width / 640.0
     return CameraModel.from_intrinsics(f, f, width / 2.0, height / 2.0, width, height, frame_id="camera")
 
@@ -219,7 +219,7 @@ def _hit_plane_z(C, d, z, half_extent=None):
 
 
 def _rgb(color) -> tuple[int, int, int]:
-    """An object's colour as an (r, g, b) tuple of ints (0-255)."""
+    """An object's color as an (r, g, b) tuple of ints (0-255)."""
     r, g, b = (int(c) for c in color)
     return r, g, b
 
@@ -407,9 +407,9 @@ def render(objects, pose: CameraPose = CameraPose(), camera: CameraModel | None 
 
 def random_tabletop(n_objects: int, seed: int = 0, area: tuple[float, float] = (0.7, 0.5),
                     gap_m: float = 0.04) -> list:
-    """``n_objects`` boxes and cylinders (4-12 cm footprints, 5-25 cm tall, distinct colours) placed on the
+    """``n_objects`` boxes and cylinders (4-12 cm footprints, 5-25 cm tall, distinct colors) placed on the
     table without touching: footprints at least ``gap_m`` apart inside ``area`` (x, y metres) around the
-    table centre."""
+    table center."""
     rng = np.random.default_rng(seed)
     palette = [(210, 35, 35), (35, 160, 50), (40, 70, 210), (230, 200, 30), (240, 130, 20), (150, 50, 180),
                (240, 240, 240), (30, 30, 30), (230, 90, 160), (40, 190, 200)]

@@ -5,7 +5,7 @@ Layout of a dataset folder::
     dataset.json                 what was generated (format, version, config, seed, scene list)
     ground_truth.json            ground truth of every frame, keyed by stamp (docs/ground_truth_format.md)
     scene_0000/scene.json        scene description (objects, poses, surfaces, lights) and its frames
-    scene_0000/frame_0000_rgb.png     rgb8 colour (stored as an 8-bit RGB PNG)
+    scene_0000/frame_0000_rgb.png     rgb8 color (stored as an 8-bit RGB PNG)
     scene_0000/frame_0000_depth.png   depth, uint16 millimetres (16UC1), 0 = no reading
     scene_0000/frame_0000_mask.png    instance ids, uint16, 0 = none (ids/labels in scene.json)
 

@@ -28,7 +28,7 @@ from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.sim import sensor_effects as E
 
 
-class _ColourCamera:
+class _ColorCamera:
     """``apply_rgb``/``apply`` shared by the models (fields ``rgb_blur_sigma_px``, ``rgb_noise_levels``)."""
 
     def apply_rgb(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -59,7 +59,7 @@ def _check_focal(focal_px: float) -> float:
 
 
 @dataclass(frozen=True)
-class GaussianDepth(_ColourCamera):
+class GaussianDepth(_ColorCamera):
     """Gaussian depth noise with ``model.sigma(z)`` per pixel and holes at depth edges, nothing else."""
 
     name: ClassVar[str] = "gaussian"
@@ -67,7 +67,7 @@ class GaussianDepth(_ColourCamera):
     edge_threshold: float = 0.02             # relative depth jump between neighbours that makes an edge
     edge_drop_prob: float = 0.3              # edge pixels that lose their depth
     rgb_blur_sigma_px: float = 0.6
-    rgb_noise_levels: float = 2.0            # std of colour sensor noise, 8-bit levels
+    rgb_noise_levels: float = 2.0            # std of color sensor noise, 8-bit levels
 
     def depth_model(self, focal_px: float) -> DepthNoiseModel:
         return self.model
@@ -84,7 +84,7 @@ class GaussianDepth(_ColourCamera):
 
 
 @dataclass(frozen=True)
-class StereoDepth(_ColourCamera):
+class StereoDepth(_ColorCamera):
     """Active stereo (RealSense D4xx-like). Lengths in metres, disparities in pixels."""
 
     name: ClassVar[str] = "stereo"
@@ -107,7 +107,7 @@ class StereoDepth(_ColourCamera):
     min_range_m: float = 0.17                # D435 minimum range at 640x480
     max_range_m: float = 6.0
     rgb_blur_sigma_px: float = 0.6
-    rgb_noise_levels: float = 2.0            # std of colour sensor noise, 8-bit levels
+    rgb_noise_levels: float = 2.0            # std of color sensor noise, 8-bit levels
 
     def random_disparity_sigma_px(self) -> float:
         """One-sigma random disparity error of a reading: independent, correlated and quantisation parts."""
@@ -163,7 +163,7 @@ class StereoDepth(_ColourCamera):
 
 
 @dataclass(frozen=True)
-class ToFDepth(_ColourCamera):
+class ToFDepth(_ColorCamera):
     """Continuous-wave time-of-flight (Azure Kinect / Kinect v2-like). Lengths in metres."""
 
     name: ClassVar[str] = "tof"
@@ -182,7 +182,7 @@ class ToFDepth(_ColourCamera):
     min_range_m: float = 0.25
     max_range_m: float = 5.0
     rgb_blur_sigma_px: float = 0.6
-    rgb_noise_levels: float = 2.0            # std of colour sensor noise, 8-bit levels
+    rgb_noise_levels: float = 2.0            # std of color sensor noise, 8-bit levels
     fit_range_m: tuple[float, float] = (0.4, 2.5)   # ranges over which ``depth_model`` is fitted
 
     def sigma(self, range_m):

@@ -1,7 +1,7 @@
 """Ground-truth 2D detections from a simulator's instance-id image: what a good box detector would report.
 
 Each listed instance gives the tight axis-aligned box of its visible pixels, as ``core.frame.Detection2D``
-(pixels, u right, v down; a pixel's centre is at its integer coordinates, so a box covering columns
+(pixels, u right, v down; a pixel's center is at its integer coordinates, so a box covering columns
 ``c0..c1`` spans ``c0 - 0.5 .. c1 + 0.5``). An optional seeded jitter models an imperfect detector: each
 box edge moves by Gaussian noise of ``edge_sigma_px`` pixels and the score by ``score_sigma``.
 """

@@ -2,7 +2,7 @@
 
 Each object becomes a ``TrackedObject`` built from its full mesh (all vertices for the box, dense surface
 samples for the point cloud), placed in the frame's camera optical frame (x right, y down, z forward) and its
-true gravity frame (``GravityFrame``: origin at the camera centre, z up, x = camera x made horizontal). Every
+true gravity frame (``GravityFrame``: origin at the camera center, z up, x = camera x made horizontal). Every
 relation is then decided by ``core.relations.evaluate`` and every quantity measured by ``core.quantities.
 measure`` on those objects, so the ground truth can never drift from the package's definitions.
 
@@ -154,7 +154,7 @@ def _box_surface(lo: np.ndarray, hi: np.ndarray, spacing: float) -> np.ndarray:
 
 
 def objects_from_entries(frame: dict, cfg: GroundTruthConfig | None = None) -> tuple[list[TrackedObject], Scene]:
-    """TrackedObjects from a frame's ``objects`` entries (box + centre; the point cloud is the box surface)."""
+    """TrackedObjects from a frame's ``objects`` entries (box + center; the point cloud is the box surface)."""
     cfg = cfg or GroundTruthConfig()
     gravity = GravityFrame(np.asarray(frame["gravity"]["rotation"], dtype=np.float64),
                            frame["gravity"].get("support_height"), "static")

@@ -5,7 +5,7 @@ soccer ball, jenga block, bunny), household meshes of the ``robosuite`` wheel (b
 lemon, bottle; installed with ``--no-deps``, never imported) and procedural meshes (bowl, plate, box, book,
 ball). A missing wheel only removes its entries.
 
-Every mesh comes back in its own object frame: metres, z up, resting on z = 0, centred on the middle of its
+Every mesh comes back in its own object frame: metres, z up, resting on z = 0, centered on the middle of its
 xy bounding box. ``MeshAsset.make(rng)`` draws one instance: size within the category's real-world range,
 a random yaw is left to the scene sampler.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-#: Named base colours used for procedural/plain objects; the name goes into the ground truth.
+#: Named base colors used for procedural/plain objects; the name goes into the ground truth.
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 35), "green": (40, 150, 60), "blue": (35, 70, 190), "yellow": (230, 200, 40),
     "orange": (235, 120, 30), "purple": (120, 50, 150), "white": (235, 235, 230), "gray": (128, 128, 128),
@@ -46,13 +46,13 @@ class SimObjectMesh:
 
     category: str                          # label, e.g. "mug"
     mesh: trimesh.Trimesh                  # object frame, metres, z up, base on z = 0
-    color: str | None = None               # palette colour name when the object has one dominant colour
+    color: str | None = None               # palette color name when the object has one dominant color
     support_top: SupportTop | None = None  # flat top that can hold another object, if any
     source: str = ""                       # "pybullet_data:duck.obj", "robosuite:can.obj", "procedural"
 
     @property
     def footprint_radius(self) -> float:
-        """Radius (m) of the smallest origin-centred circle holding the mesh's xy projection."""
+        """Radius (m) of the smallest origin-centered circle holding the mesh's xy projection."""
         return float(np.max(np.linalg.norm(self.mesh.vertices[:, :2], axis=1)))
 
     @property
@@ -122,7 +122,7 @@ def load_texture(path: str) -> Image.Image:
 # normalisation helpers
 
 def _normalise(mesh: trimesh.Trimesh, rotation: np.ndarray | None = None) -> trimesh.Trimesh:
-    """Rotate (3x3) the mesh to z-up, then put its base on z = 0 and its xy box centre on the origin."""
+    """Rotate (3x3) the mesh to z-up, then put its base on z = 0 and its xy box center on the origin."""
     mesh = mesh.copy()
     if rotation is not None:
         t = np.eye(4)
@@ -140,13 +140,13 @@ def _scaled(mesh: trimesh.Trimesh, factor) -> trimesh.Trimesh:
 
 
 def _paint(mesh: trimesh.Trimesh, rgb: tuple[int, int, int]) -> trimesh.Trimesh:
-    """Replace the visual by one plain colour."""
+    """Replace the visual by one plain color."""
     mesh = mesh.copy()
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.array([*rgb, 255], dtype=np.uint8))
     return mesh
 
 
-def _random_colour(rng: np.random.Generator, names: tuple[str, ...] | None = None) -> tuple[str, tuple]:
+def _random_color(rng: np.random.Generator, names: tuple[str, ...] | None = None) -> tuple[str, tuple]:
     name = str(rng.choice(names or tuple(PALETTE)))
     return name, PALETTE[name]
 
@@ -177,12 +177,12 @@ def _load_obj(path: str) -> trimesh.Trimesh:
 # wheel meshes
 
 def _wheel_asset(category: str, source: str, rel_path: str, height: tuple[float, float],
-                 rotation: np.ndarray | None = None, colours: tuple[str, ...] | None = None,
+                 rotation: np.ndarray | None = None, colors: tuple[str, ...] | None = None,
                  default_rgb: tuple[int, int, int] | None = None, stackable: bool = True,
                  size_axis: str = "z") -> MeshAsset | None:
     """An asset from a wheel file; ``height`` is the drawn range (m) of the extent along ``size_axis``
-    ("z" = height, "xy" = longest horizontal side). ``colours``: paint a random palette colour (for meshes
-    without texture); ``default_rgb``: paint this colour when the file has no texture."""
+    ("z" = height, "xy" = longest horizontal side). ``colors``: paint a random palette color (for meshes
+    without texture); ``default_rgb``: paint this color when the file has no texture."""
     base = pybullet_data_dir() if source == "pybullet_data" else robosuite_assets_dir()
     if base is None or not (base / rel_path).is_file():
         return None
@@ -193,13 +193,13 @@ def _wheel_asset(category: str, source: str, rel_path: str, height: tuple[float,
         ext = mesh.extents
         current = ext[2] if size_axis == "z" else max(ext[0], ext[1])
         mesh = _scaled(mesh, rng.uniform(*height) / current)
-        colour = None
-        if colours:
-            colour, rgb = _random_colour(rng, colours)
+        color = None
+        if colors:
+            color, rgb = _random_color(rng, colors)
             mesh = _paint(mesh, rgb)
         elif default_rgb is not None and getattr(getattr(mesh.visual, "material", None), "image", None) is None:
             mesh = _paint(mesh, default_rgb)
-        return SimObjectMesh(category, mesh, colour, None, f"{source}:{rel_path}")
+        return SimObjectMesh(category, mesh, color, None, f"{source}:{rel_path}")
 
     return MeshAsset(category, source, make, stackable)
 
@@ -232,43 +232,43 @@ def make_bowl(rng: np.random.Generator) -> SimObjectMesh:
     rb = r * rng.uniform(0.45, 0.6)                  # foot radius
     prof = [(0.0, 0.0), (rb, 0.0), (r * 0.85, h * 0.55), (r, h), (r - t, h), (r * 0.85 - t, h * 0.55),
             (rb - t, t), (0.0, t)]
-    colour, rgb = _random_colour(rng)
-    return SimObjectMesh("bowl", _paint(_normalise(_revolve(prof)), rgb), colour, None, "procedural")
+    color, rgb = _random_color(rng)
+    return SimObjectMesh("bowl", _paint(_normalise(_revolve(prof)), rgb), color, None, "procedural")
 
 
 def make_plate(rng: np.random.Generator) -> SimObjectMesh:
-    """Plate: diameter 20-26 cm with a low rim; its flat centre can hold objects."""
+    """Plate: diameter 20-26 cm with a low rim; its flat center can hold objects."""
     r, h, t = rng.uniform(0.10, 0.13), rng.uniform(0.018, 0.025), 0.006
     r_flat = r * 0.7
     prof = [(0.0, 0.0), (r_flat, 0.0), (r, h), (r - 0.004, h), (r_flat, t), (0.0, t)]
-    colour, rgb = _random_colour(rng, ("white", "blue", "yellow", "green", "red", "gray"))
+    color, rgb = _random_color(rng, ("white", "blue", "yellow", "green", "red", "gray"))
     top = SupportTop(t, r_flat - 0.005, r_flat - 0.005, round=True)
-    return SimObjectMesh("plate", _paint(_normalise(_revolve(prof, 64)), rgb), colour, top, "procedural")
+    return SimObjectMesh("plate", _paint(_normalise(_revolve(prof, 64)), rgb), color, top, "procedural")
 
 
 def make_box(rng: np.random.Generator) -> SimObjectMesh:
     """Cardboard-like box, 8-20 cm sides; its top can hold objects."""
     size = rng.uniform([0.10, 0.08, 0.06], [0.20, 0.16, 0.14])
-    colour, rgb = _random_colour(rng)
+    color, rgb = _random_color(rng)
     mesh = _normalise(trimesh.creation.box(size))
-    return SimObjectMesh("box", _paint(mesh, rgb), colour, SupportTop(size[2], size[0] / 2, size[1] / 2),
+    return SimObjectMesh("box", _paint(mesh, rgb), color, SupportTop(size[2], size[0] / 2, size[1] / 2),
                          "procedural")
 
 
 def make_book(rng: np.random.Generator) -> SimObjectMesh:
     """Closed book lying flat, 15-24 x 20-30 x 2-5 cm; its top can hold objects."""
     size = rng.uniform([0.15, 0.20, 0.02], [0.24, 0.30, 0.05])
-    colour, rgb = _random_colour(rng, ("red", "green", "blue", "orange", "purple", "black", "brown"))
+    color, rgb = _random_color(rng, ("red", "green", "blue", "orange", "purple", "black", "brown"))
     mesh = _normalise(trimesh.creation.box(size))
-    return SimObjectMesh("book", _paint(mesh, rgb), colour, SupportTop(size[2], size[0] / 2, size[1] / 2),
+    return SimObjectMesh("book", _paint(mesh, rgb), color, SupportTop(size[2], size[0] / 2, size[1] / 2),
                          "procedural")
 
 
 def make_ball(rng: np.random.Generator) -> SimObjectMesh:
     """Plain ball, 6-10 cm diameter."""
-    colour, rgb = _random_colour(rng, ("red", "green", "blue", "yellow", "orange", "purple", "pink"))
+    color, rgb = _random_color(rng, ("red", "green", "blue", "yellow", "orange", "purple", "pink"))
     mesh = _normalise(trimesh.creation.icosphere(subdivisions=3, radius=rng.uniform(0.03, 0.05)))
-    return SimObjectMesh("ball", _paint(mesh, rgb), colour, None, "procedural")
+    return SimObjectMesh("ball", _paint(mesh, rgb), color, None, "procedural")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -278,15 +278,15 @@ def catalogue() -> list[MeshAsset]:
     pb, rs = "pybullet_data", "robosuite"
     wheel = [
         _wheel_asset("duck", pb, "duck.obj", (0.07, 0.11), rotation=_rot_x(90)),
-        _wheel_asset("mug", pb, "objects/mug.obj", (0.085, 0.11), colours=("red", "blue", "white", "green",
+        _wheel_asset("mug", pb, "objects/mug.obj", (0.085, 0.11), colors=("red", "blue", "white", "green",
                                                                              "yellow", "black", "orange")),
         _wheel_asset("teddy bear", pb, "teddy2_VHACD_CHs.obj", (0.18, 0.28), rotation=_rot_x(90),
                      default_rgb=(150, 100, 60), stackable=False),
         _wheel_asset("lego", pb, "lego/lego.obj", (0.04, 0.06), rotation=_rot_x(90), size_axis="xy",
-                     colours=("red", "blue", "yellow", "green")),
+                     colors=("red", "blue", "yellow", "green")),
         _wheel_asset("ball", pb, "soccerball.obj", (0.12, 0.20), stackable=False),
         _wheel_asset("bunny", pb, "bunny.obj", (0.10, 0.15), rotation=_rot_x(90),
-                     colours=("white", "gray", "pink", "brown")),
+                     colors=("white", "gray", "pink", "brown")),
         _wheel_asset("bread", rs, "objects/meshes/bread.obj", (0.12, 0.18), size_axis="xy"),
         _wheel_asset("can", rs, "objects/meshes/can.obj", (0.11, 0.125)),
         _wheel_asset("cereal", rs, "objects/meshes/cereal.obj", (0.22, 0.30), stackable=False),

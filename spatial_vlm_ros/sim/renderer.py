@@ -1,15 +1,15 @@
 """Headless rendering of a ``TabletopScene`` with pyrender (OpenGL through EGL/Mesa on the CPU).
 
-Per frame: rgb8 colour, depth in metres (NaN where nothing was hit) and an instance mask (uint16, 0 = no
+Per frame: rgb8 color, depth in metres (NaN where nothing was hit) and an instance mask (uint16, 0 = no
 object, otherwise ``PlacedObject.instance_id``). Depth and mask come from the SAME pass (the segmentation
 pass, which also draws the table, floor and wall with id 0 so they occlude), and every pass is rendered
-single-sampled, so each pixel's colour, depth and id belong to the surface hit by the ray through that pixel's
-centre. Pixel ``(u, v)`` samples the ray ``K^-1 [u, v, 1]`` (CameraInfo convention: the top-left pixel's centre
-is (0, 0)); pyrender puts pixel centres at half-integers, hence the 0.5 added to its principal point.
+single-sampled, so each pixel's color, depth and id belong to the surface hit by the ray through that pixel's
+center. Pixel ``(u, v)`` samples the ray ``K^-1 [u, v, 1]`` (CameraInfo convention: the top-left pixel's center
+is (0, 0)); pyrender puts pixel centers at half-integers, hence the 0.5 added to its principal point.
 
 Quirks of pyrender 0.1.45 handled here: ``np.infty`` (removed in NumPy 2) is restored before import, and its
-4x multisampled framebuffer is made single-sampled: with multisampling the colour at silhouettes blends two
-surfaces while depth and id come from one sample, and the depths resolved by the colour and segmentation
+4x multisampled framebuffer is made single-sampled: with multisampling the color at silhouettes blends two
+surfaces while depth and id come from one sample, and the depths resolved by the color and segmentation
 passes disagreed at silhouette pixels by up to the whole foreground/background jump (1.3 m measured);
 single-sampled, the two passes give identical depth. Sensor-like blur is added later by ``sensor_noise``.
 """
@@ -59,7 +59,7 @@ class RenderedFrame:
     mask: np.ndarray     # (H, W) uint16 instance ids, 0 = background / environment
 
 
-def _id_colour(instance_id: int) -> tuple[int, int, int]:
+def _id_color(instance_id: int) -> tuple[int, int, int]:
     return (instance_id & 0xFF, (instance_id >> 8) & 0xFF, 1)   # blue = 1 marks an object
 
 
@@ -100,7 +100,7 @@ class Renderer:
         seg_map = {}
         for obj in scene.objects:
             mesh = pyrender.Mesh.from_trimesh(obj.item.mesh, smooth=obj.category not in FLAT_SHADED)
-            seg_map[pr.add(mesh, pose=obj.pose)] = _id_colour(obj.instance_id)
+            seg_map[pr.add(mesh, pose=obj.pose)] = _id_color(obj.instance_id)
         for surface in scene.surfaces:
             node = pr.add(pyrender.Mesh.from_trimesh(surface.mesh, smooth=False))
             seg_map[node] = (0, 0, 0)

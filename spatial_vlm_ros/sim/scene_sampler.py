@@ -1,11 +1,11 @@
 """Random, physically plausible tabletop layouts.
 
-World frame: metres, z up, the table top is the plane z = 0 and the table's centre is the origin; the
+World frame: metres, z up, the table top is the plane z = 0 and the table's center is the origin; the
 floor lies ``table_height`` below and a wall stands on the far side (+y). Cameras look roughly along +y
 (see ``trajectory``), so the wall is the background.
 
 Plausibility: every object stands upright (its own z up) with a random yaw and rests either on the table
-(base at z = 0) or, stacked, on the flat top of a supporting object (box, book, block, plate) with its centre
+(base at z = 0) or, stacked, on the flat top of a supporting object (box, book, block, plate) with its center
 of mass over that top. Table-level footprints (circles around each object or stack, plus a clearance) never
 overlap, and a stacked object sits exactly at its support's top height, so no two meshes interpenetrate.
 """
@@ -113,7 +113,7 @@ class SamplerConfig:
     stack_probability: float = 0.6        # chance that a scene has at least one stack
     second_stack_probability: float = 0.25
     unique_labels: bool = True            # one object per category, so labels name objects uniquely
-    region_half_x: float = 0.32           # objects are placed within this rectangle around the table centre
+    region_half_x: float = 0.32           # objects are placed within this rectangle around the table center
     region_half_y: float = 0.22
     clearance: tuple[float, float] = (0.015, 0.06)   # gap between neighbouring footprints
     max_attempts: int = 200
@@ -146,7 +146,7 @@ def _pick_texture(rng: np.random.Generator, wanted: tuple[str, ...]) -> str | No
 
 
 def _surface(name: str, mesh: trimesh.Trimesh, texture: str | None, fallback_rgb: tuple[int, int, int]) -> Surface:
-    """Dress a ``_textured_box`` mesh with ``texture`` (or a plain colour when no texture is installed)."""
+    """Dress a ``_textured_box`` mesh with ``texture`` (or a plain color when no texture is installed)."""
     uv = mesh.metadata.pop("uv")
     if texture is not None:
         mesh.visual = trimesh.visual.TextureVisuals(uv=uv, image=load_texture(str(texture_paths()[texture])))
@@ -183,16 +183,16 @@ def sample_lights(rng: np.random.Generator) -> tuple[list[Light], float]:
     lights = []
     tilt, azim = np.radians(rng.uniform(0, 40)), rng.uniform(0, 2 * np.pi)
     direction = np.array([np.sin(tilt) * np.cos(azim), np.sin(tilt) * np.sin(azim), -np.cos(tilt)])
-    lights.append(Light("directional", _light_colour(rng), float(rng.uniform(1.5, 3.5)),
+    lights.append(Light("directional", _light_color(rng), float(rng.uniform(1.5, 3.5)),
                         _pose_looking_along(direction, np.zeros(3))))
     for _ in range(int(rng.integers(1, 3))):
         pos = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.5, 0.5), rng.uniform(0.8, 1.6)])
-        lights.append(Light("point", _light_colour(rng), float(rng.uniform(2.0, 8.0)),
+        lights.append(Light("point", _light_color(rng), float(rng.uniform(2.0, 8.0)),
                             _pose_looking_along(-pos, pos)))
     return lights, float(rng.uniform(0.1, 0.3))
 
 
-def _light_colour(rng: np.random.Generator) -> tuple[float, float, float]:
+def _light_color(rng: np.random.Generator) -> tuple[float, float, float]:
     warm = rng.uniform(-0.08, 0.08)
     return (float(1.0 + warm), 1.0, float(1.0 - warm))
 
@@ -230,7 +230,7 @@ class _Group:
 def _stack_offset(support: SimObjectMesh, top: SimObjectMesh, rng: np.random.Generator) -> np.ndarray | None:
     """Offset (m, support frame) that keeps ``top`` on ``support``'s flat top, or None if it does not fit.
 
-    Round tops (plates, with a rim) must hold the whole footprint of ``top``; rectangular tops need the centre
+    Round tops (plates, with a rim) must hold the whole footprint of ``top``; rectangular tops need the center
     of ``top`` well inside (overhang allowed up to 30 % of the top's radius past the edge)."""
     st, r = support.support_top, top.footprint_radius
     if st is None:
@@ -290,7 +290,7 @@ def _draw_groups(rng: np.random.Generator, assets: list[MeshAsset], cfg: Sampler
 
 def _place_groups(groups: list[_Group], rng: np.random.Generator, cfg: SamplerConfig,
                   region: tuple[float, float]) -> list[tuple[float, float]] | None:
-    """xy centres of the groups, footprints apart by a random clearance; None when they do not fit."""
+    """xy centers of the groups, footprints apart by a random clearance; None when they do not fit."""
     placed: list[tuple[float, float, float, int]] = []   # x, y, radius, group index
     for g in sorted(range(len(groups)), key=lambda i: -groups[i].radius):
         r = groups[g].radius
@@ -303,10 +303,10 @@ def _place_groups(groups: list[_Group], rng: np.random.Generator, cfg: SamplerCo
                 break
         else:
             return None
-    centres: list[tuple[float, float]] = [(0.0, 0.0)] * len(groups)
+    centers: list[tuple[float, float]] = [(0.0, 0.0)] * len(groups)
     for x, y, _, g in placed:
-        centres[g] = (x, y)
-    return centres
+        centers[g] = (x, y)
+    return centers
 
 
 def sample_scene(rng: np.random.Generator, scene_id: str = "scene_0000", cfg: SamplerConfig | None = None,
@@ -320,8 +320,8 @@ def sample_scene(rng: np.random.Generator, scene_id: str = "scene_0000", cfg: Sa
     region = (min(cfg.region_half_x, table_half[0] - 0.1), min(cfg.region_half_y, table_half[1] - 0.1))
     for _ in range(20):
         groups = _draw_groups(rng, assets, cfg)
-        centres = _place_groups(groups, rng, cfg, region)
-        if centres is not None:
+        centers = _place_groups(groups, rng, cfg, region)
+        if centers is not None:
             break
     else:
         raise InputError("could not fit the objects on the table; lower max_objects or widen the region")
@@ -336,7 +336,7 @@ def sample_scene(rng: np.random.Generator, scene_id: str = "scene_0000", cfg: Sa
         objects.append(obj)
         return obj
 
-    for g, (x, y) in zip(groups, centres):
+    for g, (x, y) in zip(groups, centers):
         yaw = float(rng.uniform(0, 2 * np.pi))
         base = add(g.base, _yaw_pose(x, y, 0.0, yaw), "table")
         if g.top is not None:

@@ -2,7 +2,7 @@
 
 Each helper works on a rendered (perfect) depth image in metres, camera optical frame (x right, y down, z
 forward), NaN or non-positive = no surface, or on a per-pixel value image in another domain (stereo
-disparity in pixels). The principal point is taken at the image centre where geometry is needed.
+disparity in pixels). The principal point is taken at the image center where geometry is needed.
 """
 from __future__ import annotations
 
@@ -98,8 +98,8 @@ def random_dropouts(shape: tuple[int, int], fraction: float, blob_share: float,
 
 def dark_dropouts(rgb: np.ndarray | None, level: int, prob: float, rng: np.random.Generator,
                   shape: tuple[int, int]) -> np.ndarray:
-    """Pixels whose colour luminance is below ``level`` (8-bit), each dropped with probability ``prob``: dark
-    surfaces return little (IR) light. No colour image: nothing dropped."""
+    """Pixels whose color luminance is below ``level`` (8-bit), each dropped with probability ``prob``: dark
+    surfaces return little (IR) light. No color image: nothing dropped."""
     if rgb is None or prob <= 0:
         return np.zeros(shape, dtype=bool)
     lum = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
@@ -127,7 +127,7 @@ def correlated_field(shape: tuple[int, int], sigma: float, correlation_px: float
 
 
 def back_project(z: np.ndarray, focal_px: float) -> np.ndarray:
-    """(H, W, 3) optical-frame points of a depth image, principal point at the image centre."""
+    """(H, W, 3) optical-frame points of a depth image, principal point at the image center."""
     h, w = z.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     return np.stack([(u - (w - 1) / 2.0) * z / focal_px, (v - (h - 1) / 2.0) * z / focal_px, z], axis=-1)
@@ -173,7 +173,7 @@ def distance_to(mask: np.ndarray) -> np.ndarray:
 
 
 def noisy_rgb(rgb: np.ndarray, blur_sigma_px: float, noise_levels: float, rng: np.random.Generator) -> np.ndarray:
-    """A colour camera's copy of ``rgb`` (uint8): a slight blur and Gaussian sensor noise (8-bit levels)."""
+    """A color camera's copy of ``rgb`` (uint8): a slight blur and Gaussian sensor noise (8-bit levels)."""
     img = np.asarray(rgb, dtype=np.float32)
     if blur_sigma_px > 0:
         img = cv2.GaussianBlur(img, (0, 0), blur_sigma_px)

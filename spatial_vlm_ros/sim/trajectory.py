@@ -19,7 +19,7 @@ OPTICAL_FRAME_ID = "camera_color_optical_frame"
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """Undistorted pinhole camera, pixels; the top-left pixel's centre is (0, 0) (CameraInfo convention)."""
+    """Undistorted pinhole camera, pixels; the top-left pixel's center is (0, 0) (CameraInfo convention)."""
 
     width: int
     height: int
@@ -49,7 +49,7 @@ class Intrinsics:
 def sample_intrinsics(rng: np.random.Generator, width: int, height: int,
                       hfov_deg: tuple[float, float] = (55.0, 72.0)) -> Intrinsics:
     """Random intrinsics of an RGB-D camera: horizontal field of view in ``hfov_deg``, square-ish pixels
-    (fy within 0.5 % of fx) and a principal point within 2 % of the image centre."""
+    (fy within 0.5 % of fx) and a principal point within 2 % of the image center."""
     fx = width / (2.0 * np.tan(np.radians(rng.uniform(*hfov_deg)) / 2.0))
     fy = fx * rng.uniform(0.995, 1.005)
     cx = (width - 1) / 2.0 + rng.uniform(-0.02, 0.02) * width
@@ -138,11 +138,11 @@ def sample_viewpoint(rng: np.random.Generator, scene: TabletopScene, intr: Intri
     """A viewpoint looking at the objects with all of them inside the image when possible (the camera backs
     off up to ``max_distance_m``); otherwise the tried viewpoint that shows the most objects."""
     cfg = cfg or ViewpointConfig()
-    centres = np.array([o.world_mesh.bounds.mean(axis=0) for o in scene.objects])
+    centers = np.array([o.world_mesh.bounds.mean(axis=0) for o in scene.objects])
     best, best_count = None, -1
     for _ in range(cfg.attempts):
-        target = centres.mean(axis=0) + np.r_[rng.uniform(-1, 1, 2) * cfg.target_jitter_m, 0.0]
-        target[2] = 0.5 * centres[:, 2].mean()
+        target = centers.mean(axis=0) + np.r_[rng.uniform(-1, 1, 2) * cfg.target_jitter_m, 0.0]
+        target[2] = 0.5 * centers[:, 2].mean()
         vp = Viewpoint(tuple(target), np.radians(rng.uniform(*cfg.azimuth_deg)),
                        np.radians(rng.uniform(*cfg.pitch_deg)), float(rng.uniform(*cfg.distance_m)),
                        np.radians(rng.uniform(*cfg.roll_deg)))

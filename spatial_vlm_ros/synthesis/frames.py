@@ -6,7 +6,7 @@ A source is described by a picklable ``SourceSpec`` and opened as a ``FrameSourc
 one ``FrameSource`` per worker and renders or reads inside the stage. Simulated frames carry their ground truth
 (``FrameTruth``) so the dataset's own label error can be measured.
 
-The analytic source draws 2-4 coloured boxes and upright cylinders per scene, named "<colour> <shape>" like
+The analytic source draws 2-4 colored boxes and upright cylinders per scene, named "<color> <shape>" like
 ``evaluation.whatsup_sets`` ("red box", "blue cylinder"; no two objects of a scene share a name), 6-11 cm a
 side, some stacked on another, seen from a jittered camera; everything is drawn from ``(seed, index)``.
 
@@ -41,7 +41,7 @@ MAX_REDRAWS = 30
 
 @dataclass
 class FrameTruth:
-    """What the simulator knows about a frame: true objects (full geometry; centres in the camera optical
+    """What the simulator knows about a frame: true objects (full geometry; centers in the camera optical
     frame, boxes in ``gravity``) for the analytic source, or a ground-truth frame dict
     (docs/ground_truth_format.md: objects, relations, quantities) for pyrender scene sets and bags."""
 
@@ -160,17 +160,17 @@ def parse_source(text: str, **options) -> SourceSpec:
 
 
 # ----------------------------------------------------------------------------------------------- analytic
-def _colours_and_shapes():
-    from spatial_vlm_ros.evaluation.whatsup_sets import COLOURS, SHAPES
-    return COLOURS, SHAPES
+def _colors_and_shapes():
+    from spatial_vlm_ros.evaluation.whatsup_sets import COLORS, SHAPES
+    return COLORS, SHAPES
 
 
 def analytic_objects(rng: np.random.Generator, spec: SourceSpec) -> list:
     """2-4 (``spec.min_objects``-``max_objects``) named primitives on the table, some stacked (world metres)."""
     from spatial_vlm_ros.sim.analytic import BoxObject, CylinderObject, top_of
 
-    colours, shapes = _colours_and_shapes()
-    names = [(c, s) for c in colours for s in shapes]
+    colors, shapes = _colors_and_shapes()
+    names = [(c, s) for c in colors for s in shapes]
     n = int(rng.integers(spec.min_objects, spec.max_objects + 1))
     picks = rng.choice(len(names), size=n, replace=False)
     lo, hi = SIZE_RANGE_M
@@ -178,8 +178,8 @@ def analytic_objects(rng: np.random.Generator, spec: SourceSpec) -> list:
     standing: list[tuple[float, float, float]] = []      # x, y, footprint radius of table-level objects
     carriers: list[int] = []                              # indices of table-level objects free to carry one
     for k in picks:
-        colour, shape = names[int(k)]
-        label, rgb = f"{colour} {shape}", colours[colour]
+        color, shape = names[int(k)]
+        label, rgb = f"{color} {shape}", colors[color]
         w, d, h = (float(v) for v in rng.uniform(lo, hi, size=3))
         radius = 0.5 * float(np.hypot(w, d)) if shape == "box" else 0.5 * w
         stack = bool(carriers) and rng.random() < spec.stack_probability
@@ -206,7 +206,7 @@ def analytic_objects(rng: np.random.Generator, spec: SourceSpec) -> list:
 
 
 def analytic_pose(rng: np.random.Generator):
-    """A jittered camera looking at the table centre (metres, degrees); the ranges include those of the
+    """A jittered camera looking at the table center (metres, degrees); the ranges include those of the
     analytic What's Up sets (``evaluation.whatsup_sets``)."""
     from spatial_vlm_ros.sim.analytic import CameraPose
     return CameraPose(height=float(rng.uniform(0.35, 0.60)), pitch_deg=float(rng.uniform(22.0, 42.0)),
@@ -316,10 +316,10 @@ def _metres(depth: np.ndarray | None, encoding: str) -> np.ndarray | None:
 
 def _check_rgb(rgb, where: str) -> np.ndarray:
     if rgb is None:
-        raise InputError(f"{where}: no colour image")
+        raise InputError(f"{where}: no color image")
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
-        raise InputError(f"{where}: colour image must be HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
+        raise InputError(f"{where}: color image must be HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
     return rgb
 
 
@@ -344,7 +344,7 @@ def bag_frame_input(f, source: str, frame_index: int, truth: dict | None = None)
 
 def read_bag_frames(path: str | Path) -> list[FrameInput]:
     """Every frame of a bag as ``FrameInput`` (ground truth from its sidecar when it has one). Raises
-    ``InputError`` for an unreadable bag, a bag without colour frames or a frame that cannot be decoded."""
+    ``InputError`` for an unreadable bag, a bag without color frames or a frame that cannot be decoded."""
     from spatial_vlm_ros.bag.reader import BagReader
     source = str(path)
     try:
@@ -356,7 +356,7 @@ def read_bag_frames(path: str | Path) -> list[FrameInput]:
     except Exception as err:  # noqa: BLE001 - rosbags / numpy raise many types for a corrupt bag
         raise InputError(f"bag {source}: cannot be read ({type(err).__name__}: {err})") from None
     if not frames:
-        raise InputError(f"bag {source} has no colour frames")
+        raise InputError(f"bag {source} has no color frames")
     return [bag_frame_input(f, source, i, truth.get(int(f.stamp_ns))) for i, f in enumerate(frames)]
 
 

@@ -4,7 +4,7 @@ Each frame is lifted on its own: the pipeline's scene memory and gravity estimat
 (frames of a data set are unrelated views), so a frame's objects never depend on which worker saw which frame
 before it. A ``Lifter`` keeps one pipeline per detector for the life of a worker.
 
-Frames: object centres in the camera optical frame (x right, y down, z forward), boxes in the frame's gravity
+Frames: object centers in the camera optical frame (x right, y down, z forward), boxes in the frame's gravity
 frame (z up), metres.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ untrained model: ``spatial_vlm evaluate-vlm --model DIR --seed S [--sets N] [--r
 Frames: What's-Up-style controlled sets of the analytic renderer
 (:func:`spatial_vlm_ros.evaluation.whatsup_sets.generate_sets`, kinds ``on_under`` and ``front_behind``,
 ``--sets`` sets of each), rendered at the training image size, with depth, instance masks and the
-simulator's true object centres. On every frame:
+simulator's true object centers. On every frame:
 
 - What's Up caption ranking (:func:`spatial_vlm_ros.evaluation.whatsup.evaluate`): a VLM scores each caption
   by its log-likelihood as the answer to the describe question ``DESCRIBE_PROMPT`` about the two objects
@@ -13,7 +13,7 @@ simulator's true object centres. On every frame:
   that its relation holds (``core.relations.evaluate``: its confidence if it holds, one minus it if not).
 - Distances: the synthesis templates' distance question; a VLM's generated answer is read with
   :func:`spatial_vlm_ros.vlm.answer_parsing.read_answer` (an unread answer counts as wrong), the geometric
-  engine measures ``core.quantities.measure("distance")``; both against the true centre-to-centre distance,
+  engine measures ``core.quantities.measure("distance")``; both against the true center-to-center distance,
   scored within [0.5x, 2x] (SpatialVLM) and within +-25 % (SpatialRGPT).
 - Models: the trained model; the untrained one (same config and tokenizer, random weights); the Beyond
   Semantics interventions (:mod:`spatial_vlm_ros.vlm.interventions`: vision-token norm "text_mean", vision
@@ -63,7 +63,7 @@ def distance_question(subject: str, reference: str) -> str:
 # -- frames ---------------------------------------------------------------------------------------------------
 @dataclass
 class ControlledFrame:
-    """A What's Up example with the true distance between the two object centres (metres)."""
+    """A What's Up example with the true distance between the two object centers (metres)."""
 
     example: WhatsUpExample
     true_distance_m: float
@@ -78,7 +78,7 @@ class ControlledFrame:
 
 
 def controlled_frames(n_sets: int, seed: int, width: int, height: int) -> list[ControlledFrame]:
-    """``n_sets`` sets of each kind (analytic renderer, depth and masks), with the true centre distances.
+    """``n_sets`` sets of each kind (analytic renderer, depth and masks), with the true center distances.
 
     The examples are those of :func:`generate_sets`; the distances come from re-drawing the same sets with its
     renderer, which keeps the simulator's object truth (checked image by image).
@@ -100,8 +100,8 @@ def controlled_frames(n_sets: int, seed: int, width: int, height: int) -> list[C
         for ex, f in zip(examples, truths, strict=True):
             if not np.array_equal(ex.image, f.rgb):
                 raise InputError("the What's Up set generator no longer matches its re-drawing")
-            centres = {o.instance_id: o.center_c for o in f.objects}
-            frames.append(ControlledFrame(ex, float(np.linalg.norm(centres[1] - centres[2]))))
+            centers = {o.instance_id: o.center_c for o in f.objects}
+            frames.append(ControlledFrame(ex, float(np.linalg.norm(centers[1] - centers[2]))))
     return frames
 
 

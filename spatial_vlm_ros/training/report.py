@@ -98,7 +98,7 @@ def plot_distance_error(rows, path: Path) -> None:
     for y, style in ((1.0, "-"), (0.5, ":"), (2.0, ":"), (0.75, "--"), (1.25, "--")):
         ax.axhline(y, color="grey", ls=style, lw=0.8)
     ax.set_yscale("log")
-    ax.set_xlabel("true centre distance (m)")
+    ax.set_xlabel("true center distance (m)")
     ax.set_ylabel("estimate / truth (dotted: 0.5x, 2x; dashed: ±25%)")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -59,7 +59,7 @@ class VLMRequest:
                 raise InputError(f"image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
         if self.depth is not None:
             if self.image is None:
-                raise InputError("a depth image was given without a colour image")
+                raise InputError("a depth image was given without a color image")
             if np.asarray(self.depth).shape != np.asarray(self.image).shape[:2]:
                 raise InputError(f"depth {np.asarray(self.depth).shape} and image "
                                  f"{np.asarray(self.image).shape[:2]} sizes differ")

@@ -5,13 +5,13 @@ SpatialVLM failure modes). :func:`scene_facts` writes what the robot measured, i
 
     Measured scene (depth camera; metres; camera frame x right, y down, z forward; size = width x depth
     x height, gravity-aligned; base = bottom above the support surface):
-    - mug_1 "red mug": centre (0.12, 0.05, 0.80), size 0.08x0.08x0.10, range 0.81, base 0.00
-    - bowl_1 "bowl": centre (-0.20, 0.07, 0.95), size 0.15x0.15x0.06, range 0.97, base 0.00
-    Distances between centres: mug_1-bowl_1 0.35
+    - mug_1 "red mug": center (0.12, 0.05, 0.80), size 0.08x0.08x0.10, range 0.81, base 0.00
+    - bowl_1 "bowl": center (-0.20, 0.07, 0.95), size 0.15x0.15x0.06, range 0.97, base 0.00
+    Distances between centers: mug_1-bowl_1 0.35
 
-``centre`` is the 3D box centre in the camera optical frame, ``range`` its distance from the camera,
+``center`` is the 3D box center in the camera optical frame, ``range`` its distance from the camera,
 ``base`` (only when the support surface is known) the height of the box bottom above that surface, and
-the distances are Euclidean distances between centres. At most ``max_objects`` objects are listed (the
+the distances are Euclidean distances between centers. At most ``max_objects`` objects are listed (the
 nearest to the camera); a last line says how many were left out. All numbers are metres with
 ``decimals`` decimals.
 """
@@ -46,10 +46,10 @@ def scene_facts(scene_or_objects, gravity=None, max_objects: int = 8, decimals: 
         raise InputError("max_objects must be at least 1")
     if not objects:
         return ""
-    centres = np.array([np.asarray(o.center, dtype=np.float64).reshape(3) for o in objects])
-    if not np.all(np.isfinite(centres)):
-        raise InputError("an object centre is not finite")
-    ranges = np.linalg.norm(centres, axis=1)
+    centers = np.array([np.asarray(o.center, dtype=np.float64).reshape(3) for o in objects])
+    if not np.all(np.isfinite(centers)):
+        raise InputError("an object center is not finite")
+    ranges = np.linalg.norm(centers, axis=1)
     keep = np.sort(np.argsort(ranges, kind="stable")[:max_objects])
     support = None if gravity is None else gravity.support_height
     f = f"{{:.{decimals}f}}"
@@ -60,16 +60,16 @@ def scene_facts(scene_or_objects, gravity=None, max_objects: int = 8, decimals: 
     lines = [HEADER.format(base="; base = bottom above the support surface" if support is not None else "")]
     for i in keep:
         o = objects[i]
-        line = (f'- {o.id} "{o.label}": centre ({vec(centres[i], ", ")}), size {vec(o.size, "x")}, '
+        line = (f'- {o.id} "{o.label}": center ({vec(centers[i], ", ")}), size {vec(o.size, "x")}, '
                 f"range {f.format(ranges[i])}")
         if support is not None:
             line += f", base {f.format(float(np.asarray(o.box_min)[2]) - support)}"
         lines.append(line)
     if len(keep) > 1:
-        dist = squareform(pdist(centres[keep]))
+        dist = squareform(pdist(centers[keep]))
         pairs = [f"{objects[a].id}-{objects[b].id} {f.format(dist[i, j])}"
                  for i, a in enumerate(keep) for j, b in enumerate(keep) if j > i]
-        lines.append("Distances between centres: " + ", ".join(pairs))
+        lines.append("Distances between centers: " + ", ".join(pairs))
     if len(keep) < len(objects):
         lines.append(f"({len(objects) - len(keep)} farther objects not listed)")
     return "\n".join(lines)

@@ -172,7 +172,7 @@ def test_bad_requests_raise_input_errors(tmp_path, rng):
         BagReader(tmp_path / "nothing")
     with BagReader(tmp_path / "b") as reader, pytest.raises(InputError, match="no topic"):
         list(reader.raw_messages(["/nope"]))
-    with pytest.raises(InputError, match="no colour topic"):
+    with pytest.raises(InputError, match="no color topic"):
         read_frames(tmp_path / "b", CameraTopics(color="/other/image"))
     with pytest.raises(InputError, match="encoding"):
         image_msg(np.zeros((2, 2)), "yuv422", 0, "cam")

@@ -46,10 +46,10 @@ class Listener:
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("listener", context=self.context)
         qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.colour: list[tuple[float, Image]] = []
+        self.color: list[tuple[float, Image]] = []
         self.counts = {"depth": 0, "info": 0, "instances": 0, "detections": 0}
         self.node.create_subscription(Image, "/camera/color/image_raw",
-                                      lambda m: self.colour.append((time.monotonic(), m)), qos)
+                                      lambda m: self.color.append((time.monotonic(), m)), qos)
         self.node.create_subscription(Image, "/camera/aligned_depth_to_color/image_raw",
                                       lambda m: self._count("depth"), qos)
         self.node.create_subscription(CameraInfo, "/camera/color/camera_info", lambda m: self._count("info"), qos)
@@ -68,12 +68,12 @@ class Listener:
     def period_ms(self):
         """Mean inter-arrival time (ms) as the slope of arrival time against message index: the least-squares
         fit keeps one late delivery on a loaded machine from dominating, unlike first-to-last."""
-        t = np.array([a for a, _ in self.colour])
+        t = np.array([a for a, _ in self.color])
         return float(np.polyfit(np.arange(t.size), t, 1)[0] * 1000.0)
 
     def wait_for(self, n, timeout=5.0):
         deadline = time.monotonic() + timeout
-        while len(self.colour) < n and time.monotonic() < deadline:
+        while len(self.color) < n and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def close(self):
@@ -101,12 +101,12 @@ def test_replays_every_message_at_recorded_30hz(bag, listener):
     listener.wait_for(N)
     time.sleep(0.2)
     assert stats.published == {t: N for t in stats.published} and stats.failed == 0
-    assert len(listener.colour) == N and listener.counts == {"depth": N, "info": N, "instances": N,
+    assert len(listener.color) == N and listener.counts == {"depth": N, "info": N, "instances": N,
                                                            "detections": N}
     assert listener.period_ms() == pytest.approx(PERIOD_MS, abs=2.5)
-    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in listener.colour]
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in listener.color]
     assert stamps == [f.stamp_ns for f in frames]                        # recorded header stamps, in order
-    first = listener.colour[0][1]
+    first = listener.color[0][1]
     assert bytes(first.data) == frames[0].rgb.tobytes() and first.encoding == "rgb8"
 
 
@@ -116,7 +116,7 @@ def test_rate_factor_and_start_offset(bag, listener):
     listener.wait_for(N // 2)
     time.sleep(0.2)
     expected = [f.stamp_ns for f in frames if f.stamp_ns >= T0 + 500_000_000]
-    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in listener.colour]
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in listener.color]
     assert stamps == expected
     assert listener.period_ms() == pytest.approx(PERIOD_MS / 2.0, abs=2.5)
 
@@ -130,7 +130,7 @@ def test_loop_until_stopped(bag, listener):
     player.stop()
     thread.join(timeout=5.0)
     assert not thread.is_alive()
-    assert len(listener.colour) >= N + 10 and player.stats.loops >= 1
+    assert len(listener.color) >= N + 10 and player.stats.loops >= 1
 
 
 def test_bad_arguments(bag):
@@ -162,8 +162,8 @@ def test_hooks_can_pause_and_restart_the_schedule(bag, listener):
     _play(Pausing(path, verbose=False))
     listener.wait_for(N)
     time.sleep(0.2)
-    assert len(listener.colour) == N and Pausing.published == 5 * N
-    t = np.array([a for a, _ in listener.colour])
+    assert len(listener.color) == N and Pausing.published == 5 * N
+    t = np.array([a for a, _ in listener.color])
     gaps = np.diff(t) * 1000.0
     assert gaps[9] > 350.0                                         # the pause before frame 10
     assert np.median(np.r_[gaps[:9], gaps[10:]]) == pytest.approx(PERIOD_MS, abs=3.0)   # then 30 Hz again

@@ -49,7 +49,7 @@ def tabletop(pitch_deg: float = 35.0):
 
     mug (-0.20, 0.70) 8 cm and bowl (0.10, 0.70) 16 cm: 18 cm of free table between their footprints, 30 cm
     apart; box (-0.30, 1.20) 30 x 25 x 20 cm with a lemon on it; bottle (0.40, 1.10) 25 cm tall; can
-    (0.45, 0.535) 12 cm tall, its centre 3.5 cm from the table's near edge.
+    (0.45, 0.535) 12 cm tall, its center 3.5 cm from the table's near edge.
     """
     g0 = pitched_gravity(pitch_deg)
     objects = [

@@ -41,7 +41,7 @@ def test_tiny_focal_length_of_the_fuzz_report_is_refused():
 
 
 @pytest.mark.parametrize("width,height,fx,fy", [
-    (640, 480, 615.0, 615.0),          # RealSense D435 colour
+    (640, 480, 615.0, 615.0),          # RealSense D435 color
     (1280, 720, 910.0, 910.0),
     (160, 120, 153.75, 153.75),        # the simulator's small test camera
     (640, 480, 190.0, 190.0),          # 118 deg wide angle

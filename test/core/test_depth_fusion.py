@@ -125,7 +125,7 @@ def test_relative_error_term_widens_sigma_and_defaults_to_none():
     assert model.sigma(2.0) == pytest.approx(0.009 + 0.1)
     assert model.widened(0.01).rel == 0.05                              # never narrowed
     # per-point noise averages over an object, a model's relative error does not
-    assert model.centre_sigma(2.0, 10000) - sensor.centre_sigma(2.0, 10000) == pytest.approx(0.1)
+    assert model.center_sigma(2.0, 10000) - sensor.center_sigma(2.0, 10000) == pytest.approx(0.1)
 
 
 # ------------------------------------------------------------------------------ pipeline depth_source
@@ -135,14 +135,14 @@ def _frame(depth, encoding="32FC1", stamp=1.0):
 
 
 def _errors(objects):
-    """Largest centre error and largest size error against the analytic truth, metres."""
+    """Largest center error and largest size error against the analytic truth, metres."""
     assert sorted(o.label for o in objects) == sorted(t.label for t in SCENE.objects)
-    centre = size = 0.0
+    center = size = 0.0
     for obj in objects:
         truth = next(t for t in SCENE.objects if t.label == obj.label)
-        centre = max(centre, float(np.linalg.norm(obj.center - truth.center_c)))
+        center = max(center, float(np.linalg.norm(obj.center - truth.center_c)))
         size = max(size, float(np.max(np.abs(obj.size - truth.size))))
-    return centre, size
+    return center, size
 
 
 def _scaled_truth(scale):
@@ -163,12 +163,12 @@ def test_fuse_recovers_the_geometry_from_a_holey_sensor_and_a_scaled_model(rng):
     result = pipeline.process(_frame(encode_depth_mm(sensor), "16UC1"))
     assert calls == [SCENE.rgb.shape] and "depth_model" in result.timings_ms
     assert pipeline.last_depth_fit.scale == pytest.approx(1.25, rel=2e-3)
-    centre, size = _errors(result.objects)
-    assert centre < 0.01 and size < 0.01
+    center, size = _errors(result.objects)
+    assert center < 0.01 and size < 0.01
     # the same model depth unaligned (depth_source model) is 20 % off: the geometry is visibly wrong
     model_only = FramePipeline(PipelineConfig(depth_source="model"), depth_predictor=_scaled_truth(0.8)[0])
-    centre_m, _ = _errors(model_only.process(_frame(None)).objects)
-    assert centre_m > 0.1
+    center_m, _ = _errors(model_only.process(_frame(None)).objects)
+    assert center_m > 0.1
 
 
 def test_fuse_aligns_a_relative_model_in_inverse_depth(rng):
@@ -183,8 +183,8 @@ def test_fuse_aligns_a_relative_model_in_inverse_depth(rng):
     fit = pipeline.last_depth_fit
     assert fit.space == "inverse" and fit.scale == pytest.approx(0.5, rel=5e-3)
     assert fit.shift == pytest.approx(-0.15, abs=3e-3)                  # the shift is always fitted here
-    centre, size = _errors(result.objects)
-    assert centre < 0.01 and size < 0.01
+    center, size = _errors(result.objects)
+    assert center < 0.01 and size < 0.01
 
 
 def test_model_source_needs_no_depth_image_and_widens_the_query_noise():
@@ -192,8 +192,8 @@ def test_model_source_needs_no_depth_image_and_widens_the_query_noise():
     config = PipelineConfig(depth_source="model")
     pipeline = FramePipeline(config, depth_predictor=predict)
     result = pipeline.process(_frame(None))                             # an RGB-only frame
-    centre, size = _errors(result.objects)
-    assert centre < 0.01 and size < 0.01
+    center, size = _errors(result.objects)
+    assert center < 0.01 and size < 0.01
     rel = config.depth_model.relative_error
     assert pipeline.config.noise.rel == rel and config.noise.rel == 0.0   # the caller's config is kept
     assert pipeline.config.lifting.noise.rel == 0.0                     # per-pixel lifting bands unchanged

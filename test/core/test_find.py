@@ -77,8 +77,9 @@ def test_parse_order():
 
 
 @pytest.mark.parametrize("kwargs,error,needle", [
-    (dict(order_by="colourfulness"), QueryError, "unknown order key 'colourfulness'"),
-    (dict(limit=-1), QueryError, "limit must be >= 0"),
+    (dict(order_by="colorfulness"), QueryError, "unknown order key 'colorfulness'"),
+    (dict(limit=-1), QueryError, "limit must be >= 1"),
+    (dict(limit=0), QueryError, "limit must be >= 1"),
     (dict(limit=1.5), QueryError, "whole number"),
     (dict(relation="hugging", reference="mug"), QueryError, "unknown relation"),
     (dict(relation="on"), QueryError, "needs a reference"),
@@ -123,7 +124,7 @@ def test_find_questions(question, ids, sentence):
     assert a.success and a.kind == "list", a.message
     assert a.query is not None and a.query.kind == "find"
     if ids is not None:
-        direct = q.find(a.query.relation, a.query.reference, a.query.subject, a.query.order_by, a.query.limit)
+        direct = q.find(a.query.relation, a.query.reference, a.query.subject, a.query.order_by, a.query.limit or None)
         assert sorted(o.id for o in direct.objects) == sorted(ids)
     if sentence is not None:
         assert sentence in a.answer, a.answer

@@ -1,7 +1,7 @@
-"""Lifting on analytic scenes with known answers: visible-surface boxes, centres with and without the amodal
+"""Lifting on analytic scenes with known answers: visible-surface boxes, centers with and without the amodal
 correction, outlier rejection, distortion, skip warnings and frame-level errors.
 
-Poses (camera relative to the table centre): HIGH = 0.6 m up, 35 deg down, 0.9 m back (a typical tabletop
+Poses (camera relative to the table center): HIGH = 0.6 m up, 35 deg down, 0.9 m back (a typical tabletop
 view; tops seen from above); STEEP = 0.9 m up, 50 deg down; LEVEL = 0.12 m up, level, yawed 20 deg (only the
 fronts of most objects are seen); LOW = 0.2 m up, 8 deg down (tops seen at a grazing angle).
 """
@@ -48,8 +48,8 @@ def visible_box_error(obs, truth) -> float:
                      np.abs(obs.box_max - truth.visible_max_g).max()))
 
 
-def centre_errors_mm(pose: str, amodal: str) -> np.ndarray:
-    """Centre errors of fully visible objects within 1.5 m, noise-free, over the test seeds."""
+def center_errors_mm(pose: str, amodal: str) -> np.ndarray:
+    """Center errors of fully visible objects within 1.5 m, noise-free, over the test seeds."""
     errors = []
     for seed in SEEDS:
         for o, t in lifted(scene(pose, seed), LiftingParams(amodal=amodal))[0]:
@@ -62,7 +62,7 @@ def centre_errors_mm(pose: str, amodal: str) -> np.ndarray:
 def test_visible_surface_box_within_5mm_noise_free(pose):
     """Default parameters (no amodal correction), 10 seeds x 8 objects, objects within 1.5 m. Measured worst
     case of objects that are not occluded: HIGH 3.6 mm (56 objects), STEEP 2.4 mm (70); the box extends half a
-    pixel beyond the outermost pixel centres, as the silhouette does. Noise-free depth measures no noise, so
+    pixel beyond the outermost pixel centers, as the silhouette does. Noise-free depth measures no noise, so
     nothing is trimmed. Occluded objects whose visible bottom is a sliver a few mm above the table are left
     out here (their bottom goes onto the table, see ``test_a_hidden_bottom_rests_on_the_support``)."""
     errors = []
@@ -74,27 +74,27 @@ def test_visible_surface_box_within_5mm_noise_free(pose):
     assert len(errors) >= 40 and max(errors) < 0.005
 
 
-def test_centre_error_seen_from_above_amodal_completion_keeps_what_is_seen():
+def test_center_error_seen_from_above_amodal_completion_keeps_what_is_seen():
     """Tops seen from above show each object's full depth, so the completion by symmetry ("auto") must not
-    make things worse. Centre error (mm) of fully visible objects within 1.5 m, 10 seeds, noise-free,
+    make things worse. Center error (mm) of fully visible objects within 1.5 m, 10 seeds, noise-free,
     measured mean/max: HIGH none 0.9/2.0, auto 0.9/2.0; STEEP none 0.6/1.3, auto 0.7/1.3; "symmetric" wrongly
     deepens boxes that are wider than deep (4.4/24.3, 4.1/24.2). With D435-like noise, holes and 2 px mask
     bleeding (not asserted here): HIGH none 2.9/4.7, auto 3.0/14.2; STEEP none 3.1/12.0, auto 2.9/12.0."""
     for pose in ("HIGH", "STEEP"):
-        none, auto, sym = (centre_errors_mm(pose, a) for a in ("none", "auto", "symmetric"))
+        none, auto, sym = (center_errors_mm(pose, a) for a in ("none", "auto", "symmetric"))
         assert none.size >= 40
         assert none.max() < 4.0 and none.mean() < 2.0
         assert auto.max() < 4.0 and auto.mean() < none.mean() + 0.3   # completion does not hurt what is seen
         assert sym.max() > 15.0                             # the blind correction would hurt here
 
 
-def test_centre_error_level_view_amodal_correction():
-    """Seen from the side only the front is visible, so the centre is pulled towards the camera.
-    Measured centre error (mm), fully visible objects within 1.5 m, 10 seeds, noise-free, mean/max:
+def test_center_error_level_view_amodal_correction():
+    """Seen from the side only the front is visible, so the center is pulled towards the camera.
+    Measured center error (mm), fully visible objects within 1.5 m, 10 seeds, noise-free, mean/max:
     LEVEL: none 15.7/32.2 -> auto 3.5/14.4; LOW (tops at a grazing angle): none 7.4/29.6 -> auto 5.7/25.1.
     With noise, holes and mask bleeding (not asserted): LEVEL 16.7/32.6 -> 5.5/19.1, LOW 9.7/33.2 -> 7.9/27.1."""
     for pose, gain, auto_mean, auto_max in (("LEVEL", 10.0, 5.0, 17.0), ("LOW", 1.0, 7.0, 28.0)):
-        none, auto = centre_errors_mm(pose, "none"), centre_errors_mm(pose, "auto")
+        none, auto = center_errors_mm(pose, "none"), center_errors_mm(pose, "auto")
         assert none.size >= 40
         assert none.mean() > auto.mean() + gain             # the uncorrected bias is real and reduced
         assert auto.mean() < auto_mean and auto.max() < auto_max
@@ -279,7 +279,7 @@ def test_frame_level_errors():
         lift_instances(frame.depth[:, :320], cam, inst, grav)
     with pytest.raises(InputError, match="decode_depth"):
         lift_instances(encode_depth_mm(frame.depth), cam, inst, grav)
-    with pytest.raises(InputError, match=r"colour image: expected 640x480 \(camera_info\), got 320x480"):
+    with pytest.raises(InputError, match=r"color image: expected 640x480 \(camera_info\), got 320x480"):
         lift_instances(frame.depth, cam, inst, grav, rgb=frame.rgb[:, :320])
     with pytest.raises(InputError, match="amodal"):
         LiftingParams(amodal="guess")

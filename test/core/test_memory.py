@@ -48,7 +48,7 @@ def test_smoothing_is_a_running_mean_then_exponential():
     assert mem.snapshot().objects[0].center[0] == pytest.approx(expected)
 
 
-def test_box_follows_centre_and_size_in_the_current_gravity_frame():
+def test_box_follows_center_and_size_in_the_current_gravity_frame():
     g = pitched_gravity(30.0)
     mem = SceneMemory()
     mem.update([make_observation("mug", (0.0, 0.2, 0.9), (0.08, 0.09, 0.10), g)], 0.0, g)
@@ -96,13 +96,13 @@ def test_min_observations_holds_back_tentative_objects():
 
 
 @pytest.mark.parametrize("bad,reason", [
-    (lambda: obs("mug", float("nan"), with_points=False), "centre is not a finite"),
+    (lambda: obs("mug", float("nan"), with_points=False), "center is not a finite"),
     (lambda: obs("mug", 0.0, z=-1.0), "not in front of the camera"),
     (lambda: obs("", 0.0), "empty label"),
     (lambda: obs("mug", 0.0, size=(0.1, -0.1, 0.1), with_points=False), "size"),
     (lambda: obs("mug", 0.0, size=(0.1, np.inf, 0.1), with_points=False), "size"),
     (lambda: Observation("mug", 0.9, np.zeros(2), np.ones(3), np.zeros(3), np.ones(3), np.zeros((0, 3))),
-     "centre is not a finite"),
+     "center is not a finite"),
     (lambda: Observation("mug", float("nan"), np.array([0, 0, 1.0]), np.ones(3), np.zeros(3), np.ones(3),
                          np.zeros((0, 3))), "score"),
     (lambda: "not an observation", "not an Observation"),
@@ -218,12 +218,12 @@ def _move(points, R, t):
 def test_camera_motion_compensation_carries_unseen_objects():
     params = MemoryParams(compensate_motion=True)
     mem = SceneMemory(params)
-    centres = {"mug": (-0.3, 0.1, 1.0), "bowl": (0.2, 0.15, 1.2), "box": (0.0, 0.05, 1.6), "can": (0.4, 0.1, 0.9)}
-    mem.update([obs(label, *c) for label, c in centres.items()], 0.0, G)
+    centers = {"mug": (-0.3, 0.1, 1.0), "bowl": (0.2, 0.15, 1.2), "box": (0.0, 0.05, 1.6), "can": (0.4, 0.1, 0.9)}
+    mem.update([obs(label, *c) for label, c in centers.items()], 0.0, G)
     # the camera turns 8 deg and moves 12 cm: points move by cur = R @ prev + t
     R = Rotation.from_euler("y", 8, degrees=True).as_matrix()
     t = np.array([-0.12, 0.0, 0.03])
-    moved = {label: _move(c, R, t) for label, c in centres.items()}
+    moved = {label: _move(c, R, t) for label, c in centers.items()}
     mem.update([obs(label, *moved[label]) for label in ("mug", "bowl", "box")], 0.1, G)   # the can is not seen
     assert mem.last_report.motion.startswith("applied")
     snap = mem.snapshot()
@@ -234,15 +234,15 @@ def test_camera_motion_compensation_carries_unseen_objects():
 
 
 def test_camera_motion_compensation_can_be_turned_off_and_rejects_inconsistent_motion():
-    centres = [(-0.3, 0.1, 1.0), (0.2, 0.15, 1.2), (0.0, 0.05, 1.6)]
+    centers = [(-0.3, 0.1, 1.0), (0.2, 0.15, 1.2), (0.0, 0.05, 1.6)]
     mem = SceneMemory(MemoryParams(compensate_motion=False))
-    mem.update([obs(lb, *c) for lb, c in zip("abc", centres)] + [obs("d", 0.4, 0.1, 0.9)], 0.0, G)
-    mem.update([obs(lb, c[0] + 0.05, c[1], c[2]) for lb, c in zip("abc", centres)], 0.1, G)
+    mem.update([obs(lb, *c) for lb, c in zip("abc", centers)] + [obs("d", 0.4, 0.1, 0.9)], 0.0, G)
+    mem.update([obs(lb, c[0] + 0.05, c[1], c[2]) for lb, c in zip("abc", centers)], 0.1, G)
     assert mem.last_report.motion == "off"
     assert mem.snapshot().by_id("d_1").center[0] == pytest.approx(0.4)
     # objects moved independently (not a rigid camera motion): nothing is carried
     mem = SceneMemory()
-    mem.update([obs(lb, *c) for lb, c in zip("abc", centres)] + [obs("d", 0.4, 0.1, 0.9)], 0.0, G)
+    mem.update([obs(lb, *c) for lb, c in zip("abc", centers)] + [obs("d", 0.4, 0.1, 0.9)], 0.0, G)
     shifted = [(-0.3 + 0.12, 0.1, 1.0), (0.2, 0.15 - 0.1, 1.2), (0.0, 0.05, 1.6 - 0.12)]
     mem.update([obs(lb, *c) for lb, c in zip("abc", shifted)], 0.1, G)
     assert mem.last_report.motion.startswith("not applied")
@@ -285,7 +285,7 @@ def test_huge_finite_points_are_kept_and_only_non_finite_rows_dropped():
 
 def test_small_rotation_about_the_objects_is_static_but_a_real_one_is_applied():
     """A static camera's noise fits a small rotation about the objects, whose translation at the camera
-    centre is large; what counts is how far the fit moves the matched centres."""
+    center is large; what counts is how far the fit moves the matched centers."""
     prev = np.array([(-0.3, 0.1, 1.0), (0.2, 0.15, 1.2), (0.0, 0.05, 1.6), (0.4, 0.1, 0.9)])
     pivot = prev.mean(axis=0)
     for angle, static in ((0.3, True), (2.0, False)):

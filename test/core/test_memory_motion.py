@@ -1,4 +1,4 @@
-"""SceneMemory with default parameters on lifted analytic renders: a moving camera keeps the objects' centres
+"""SceneMemory with default parameters on lifted analytic renders: a moving camera keeps the objects' centers
 right (seen ones and one left out of the last frame), a static camera's noise is not taken for motion."""
 import numpy as np
 
@@ -23,12 +23,12 @@ def _update(mem: SceneMemory, frame, stamp: float, leave_out=()):
     return mem.last_report.motion
 
 
-def _centre_errors_m(mem: SceneMemory, frame) -> dict[str, float]:
+def _center_errors_m(mem: SceneMemory, frame) -> dict[str, float]:
     truth = {t.label: t.center_c for t in frame.objects}
     return {o.label: float(np.linalg.norm(o.center - truth[o.label])) for o in mem.snapshot().objects}
 
 
-def test_moving_camera_keeps_centres_in_the_latest_frame():
+def test_moving_camera_keeps_centers_in_the_latest_frame():
     poses = (CameraPose(), CameraPose(yaw_deg=6, distance=0.95, height=0.62),
              CameraPose(yaw_deg=12, distance=1.0, height=0.64))
     mem = SceneMemory()
@@ -36,7 +36,7 @@ def test_moving_camera_keeps_centres_in_the_latest_frame():
         frame = _frame(pose, seed=k)
         motion = _update(mem, frame, 0.1 * k, leave_out=("mug",) if k == 2 else ())
         assert k == 0 or motion.startswith("applied"), motion
-    errors = _centre_errors_m(mem, frame)
+    errors = _center_errors_m(mem, frame)
     assert set(errors) == {"box", "can", "book", "mug"}
     assert max(errors.values()) < 0.01, errors         # averaged across poses they were 3-8 cm off
     mug = mem.snapshot().by_id("mug_1")
@@ -49,4 +49,4 @@ def test_static_camera_noise_is_not_taken_for_motion():
     motions = [_update(mem, _frame(CameraPose(), seed=k), 0.1 * k) for k in range(8)]
     assert all(m.startswith("static") for m in motions[1:]), motions
     frame = _frame(CameraPose(), seed=0)
-    assert max(_centre_errors_m(mem, frame).values()) < 0.005
+    assert max(_center_errors_m(mem, frame).values()) < 0.005

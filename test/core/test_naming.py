@@ -1,4 +1,4 @@
-"""Resolving ids, labels, colour and size words; ambiguity lists the candidates."""
+"""Resolving ids, labels, color and size words; ambiguity lists the candidates."""
 import pytest
 from reasoning_fixtures import on_table
 
@@ -30,7 +30,7 @@ def test_resolves(name, expected):
     assert resolve(name, OBJECTS).id == expected
 
 
-def test_ambiguous_lists_candidates_with_colours():
+def test_ambiguous_lists_candidates_with_colors():
     with pytest.raises(ResolutionError) as err:
         resolve("the mug", OBJECTS)
     msg = str(err.value)

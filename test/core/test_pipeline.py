@@ -49,14 +49,14 @@ def test_external_masks_are_lifted_into_memory(encoding):
     _check_against_truth(result.objects)
 
 
-def test_tabletop_detector_names_objects_by_colour():
+def test_tabletop_detector_names_objects_by_color():
     pipeline = FramePipeline(PipelineConfig(detector="tabletop"))
     frame = _frame()
     frame.segmentation = None
     result = pipeline.process(frame)
-    colours = {"red object": "box", "blue object": "mug", "green object": "book"}
-    assert sorted(o.label for o in result.objects) == sorted(colours)
-    _check_against_truth(result.objects, label_of=lambda o: colours[o.label])
+    colors = {"red object": "box", "blue object": "mug", "green object": "book"}
+    assert sorted(o.label for o in result.objects) == sorted(colors)
+    _check_against_truth(result.objects, label_of=lambda o: colors[o.label])
 
 
 def test_static_gravity_mode_uses_the_configured_pose():
@@ -72,8 +72,8 @@ def _bad_frames():
     empty = np.zeros_like(SCENE.mask)
     return [
         ("depth size", _frame(depth=encode_depth_mm(small.depth)),
-         r"depth image: expected 320x240 \(camera_info; depth must be aligned to the colour image\), got 160x120"),
-        ("camera size", _frame(camera=small.camera), r"colour image: expected 160x120 \(camera_info\), got 320x240"),
+         r"depth image: expected 320x240 \(camera_info; depth must be aligned to the color image\), got 160x120"),
+        ("camera size", _frame(camera=small.camera), r"color image: expected 160x120 \(camera_info\), got 320x240"),
         ("zero depth", _frame(depth=np.zeros((240, 320), np.uint16)), "no valid pixels"),
         ("nan depth", _frame(depth=np.full((240, 320), np.nan, np.float32), encoding="32FC1"), "no valid pixels"),
         ("depth encoding", _frame(encoding="8UC1"), "unsupported encoding '8UC1'"),

@@ -19,9 +19,9 @@ GAP = (0.10 - 0.08) - (-0.20 + 0.04)          # bowl's left side minus the mug's
 def test_between_has_the_known_free_width(width):
     r = check_placement(tabletop_scene(), (width, width, 0.08), "between", ["mug", "bowl"], noise=NOISE)
     assert r.free_width_m == pytest.approx(GAP, abs=1e-9)
-    assert r.margin_m == pytest.approx((GAP - width) / 2, abs=0.003)      # centred: half the spare each side
+    assert r.margin_m == pytest.approx((GAP - width) / 2, abs=0.003)      # centered: half the spare each side
     assert r.fits == (width < GAP)
-    assert r.pose.center_g[1] == pytest.approx(0.70, abs=1e-9)            # on the line between the centres
+    assert r.pose.center_g[1] == pytest.approx(0.70, abs=1e-9)            # on the line between the centers
     assert r.pose.center_g[0] == pytest.approx(-0.16 + GAP / 2, abs=0.003)
     assert r.pose.center_g[2] == pytest.approx(TABLE_Z + 0.04)
     assert r.support_id == "table" and r.reference_ids == ("mug_1", "bowl_1")
@@ -60,13 +60,13 @@ def test_beside_on_and_at():
     lo, hi = np.array([-0.45, 1.075]), np.array([-0.15, 1.325])      # the box's top, the lemon in its middle
     assert on_box.fits and on_box.support_id == "box_1"
     assert on_box.pose.center_g[2] == pytest.approx(TABLE_Z + 0.20 + 0.025)
-    centre = on_box.pose.center_g[:2]
-    assert np.all(centre - 0.04 >= lo - 1e-9) and np.all(centre + 0.04 <= hi + 1e-9)
+    center = on_box.pose.center_g[:2]
+    assert np.all(center - 0.04 >= lo - 1e-9) and np.all(center + 0.04 <= hi + 1e-9)
     too_big = check_placement(scene, (0.14, 0.14, 0.05), "on", ["box"], noise=NOISE)
     assert not too_big.fits                                          # the lemon leaves no 14 cm square
     on_table_ = check_placement(scene, (0.2, 0.2, 0.2), "on", ["table"], noise=NOISE)
     assert on_table_.fits and on_table_.support_id == "table"
-    at = check_placement(scene, (0.10, 0.10, 0.10), "at", point=(-0.07, 0.70), noise=NOISE)   # the gap centre
+    at = check_placement(scene, (0.10, 0.10, 0.10), "at", point=(-0.07, 0.70), noise=NOISE)   # the gap center
     assert at.fits and at.margin_m == pytest.approx(0.04, abs=1e-9) and at.free_width_m == pytest.approx(GAP)
     assert np.allclose(at.pose.center_c, scene.gravity.to_camera(at.pose.center_g))
     overlap = check_placement(scene, (0.10, 0.10, 0.10), "at", point=(-0.20, 0.70), noise=NOISE)

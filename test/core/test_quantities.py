@@ -10,7 +10,7 @@ from spatial_vlm_ros.core.noise import DepthNoiseModel
 from spatial_vlm_ros.core.quantities import (
     QUANTITIES,
     canonical_quantity,
-    centre_sigma,
+    center_sigma,
     is_binary,
     measure,
     signed_difference,
@@ -23,7 +23,7 @@ LEVEL = GravityFrame.camera_default()
 
 
 @pytest.mark.parametrize("g", [LEVEL, PITCHED], ids=["level", "pitched40"])
-def test_centre_distances_are_exact(g):
+def test_center_distances_are_exact(g):
     a = make_object("mug_1", (0.0, 0.8, -0.40), (0.08, 0.08, 0.10), g)
     b = make_object("bowl_1", (0.3, 1.2, -0.28), (0.16, 0.16, 0.07), g)
     scene = make_scene([a, b], g)
@@ -69,11 +69,11 @@ def test_uncertainties_follow_the_noise_model():
     near = make_object("mug_1", (0.0, 0.6, 0.0), (0.08, 0.08, 0.1), g, n_pixels=400)
     far = make_object("mug_2", (0.0, 3.0, 0.0), (0.08, 0.08, 0.1), g, n_pixels=400)
     scene = make_scene([near, far], g)
-    # centre: sigma(z) / sqrt(n) with a floor of sigma(z) / 2
-    assert centre_sigma(near, NOISE) == pytest.approx(0.5 * (0.001 + 0.002 * 0.36))
+    # center: sigma(z) / sqrt(n) with a floor of sigma(z) / 2
+    assert center_sigma(near, NOISE) == pytest.approx(0.5 * (0.001 + 0.002 * 0.36))
     assert surface_sigma(far, NOISE) == pytest.approx(0.001 + 0.002 * 9.0)
     d = measure("distance", near, far, scene, NOISE)
-    assert d.uncertainty_m == pytest.approx(math.hypot(centre_sigma(near, NOISE), centre_sigma(far, NOISE)))
+    assert d.uncertainty_m == pytest.approx(math.hypot(center_sigma(near, NOISE), center_sigma(far, NOISE)))
     h_near = measure("height", near, None, scene, NOISE).uncertainty_m
     h_far = measure("height", far, None, scene, NOISE).uncertainty_m
     assert h_near == pytest.approx(math.sqrt(2) * surface_sigma(near, NOISE))
@@ -89,7 +89,7 @@ def test_signed_differences():
     scene = make_scene([bottle, can], g)
     assert signed_difference("height", bottle, can, scene, NOISE).value_m == pytest.approx(0.13)
     assert signed_difference("height", can, bottle, scene, NOISE).value_m == pytest.approx(-0.13)
-    # centres: bottle at table + 0.125, can at table + 0.26
+    # centers: bottle at table + 0.125, can at table + 0.26
     assert signed_difference("vertical_distance", can, bottle, scene, NOISE).value_m == pytest.approx(0.135)
     with pytest.raises(QueryError):
         signed_difference("distance", bottle, can, scene, NOISE)

@@ -89,7 +89,7 @@ def test_on_top_of_contact_tolerance():
         cup = on_table("cup_1", 0.0, 1.0, (0.08, 0.08, 0.1), g, bottom=TABLE_Z + 0.2 + lift)
         r = evaluate("on_top_of", cup, box, make_scene([box, cup], g), NOISE)
         assert r.holds is expected, (lift, r.explanation)
-    # the cup's centre beyond the box's edge: no support
+    # the cup's center beyond the box's edge: no support
     cup = on_table("cup_1", 0.25, 1.0, (0.08, 0.08, 0.1), g, bottom=TABLE_Z + 0.2)
     assert not evaluate("on_top_of", cup, box, make_scene([box, cup], g), NOISE).holds
 
@@ -119,14 +119,14 @@ def test_confidence_formula():
 
 
 def _camera_up_height(obj):
-    """What a naive reasoner would use as 'height': minus the camera y of the centre."""
+    """What a naive reasoner would use as 'height': minus the camera y of the center."""
     return -obj.center[1]
 
 
 def test_pitched_camera_higher_than_uses_gravity_not_camera_up():
     g = PITCHED
-    far_low = on_table("block_1", 0.0, 1.60, (0.10, 0.10, 0.06), g)            # centre 3 cm above the table
-    near_high = on_table("box_1", 0.0, 0.45, (0.10, 0.10, 0.20), g)            # centre 10 cm above the table
+    far_low = on_table("block_1", 0.0, 1.60, (0.10, 0.10, 0.06), g)            # center 3 cm above the table
+    near_high = on_table("box_1", 0.0, 0.45, (0.10, 0.10, 0.20), g)            # center 10 cm above the table
     assert _camera_up_height(far_low) > _camera_up_height(near_high)           # naive answer: far one higher
     scene = make_scene([far_low, near_high], g)
     assert evaluate("higher_than", near_high, far_low, scene, NOISE).holds

@@ -1,4 +1,4 @@
-"""Tabletop detector (plane removal + grid clustering) and colour naming, on analytic scenes."""
+"""Tabletop detector (plane removal + grid clustering) and color naming, on analytic scenes."""
 from dataclasses import replace
 
 import numpy as np
@@ -60,7 +60,7 @@ def test_lifted_tabletop_objects_stand_on_the_table():
         assert o.color_name == color_name(t.color)
 
 
-def test_same_colour_objects_get_size_words():
+def test_same_color_objects_get_size_words():
     objects = [BoxObject("a", (-0.2, 0.0), (0.05, 0.05, 0.05), color=(210, 35, 35)),
                CylinderObject("b", (0.15, 0.05), 0.07, 0.25, color=(210, 35, 35)),
                BoxObject("c", (0.0, -0.15), (0.12, 0.08, 0.1), color=(40, 70, 210))]
@@ -68,7 +68,7 @@ def test_same_colour_objects_get_size_words():
     instances = TabletopDetector().detect(frame.rgb, frame.depth, frame.camera, frame.gravity)
     labels = {frame.labels[m[0] - 1]: i.label for i, m in zip(instances, match(frame, instances))}
     assert labels == {"a": "small red object", "b": "large red object", "c": "blue object"}
-    # Without colour the objects are just "object"s, with size words.
+    # Without color the objects are just "object"s, with size words.
     unnamed = TabletopDetector().detect(None, frame.depth, frame.camera, frame.gravity)
     assert sorted(i.label for i in unnamed) == ["large object", "medium object", "small object"]
 
@@ -93,7 +93,7 @@ def test_size_mismatch_raises_input_error():
         TabletopDetector().detect(None, frame.depth[:240], frame.camera, frame.gravity)
     with pytest.raises(InputError, match="decode_depth"):
         TabletopDetector().detect(None, np.zeros((480, 640), np.uint16), frame.camera, frame.gravity)
-    with pytest.raises(InputError, match="colour image is 320x240"):
+    with pytest.raises(InputError, match="color image is 320x240"):
         TabletopDetector().detect(frame.rgb[:240, :320], frame.depth, frame.camera, frame.gravity)
 
 
@@ -147,8 +147,8 @@ def test_stack_lifts_to_the_upper_object_standing_on_the_lower_one():
     assert by_truth[2].box_min[2] > book.box_max_g[2] - 0.02          # the mug starts at the book's top
 
 
-def test_same_coloured_parts_of_one_object_are_not_split():
-    # one colour above and below the face: the cut needs a colour edge too (a bowl's inner bottom, a
+def test_same_colored_parts_of_one_object_are_not_split():
+    # one color above and below the face: the cut needs a color edge too (a bowl's inner bottom, a
     # mug's rim or a toy's lap are faces of one object), so this stack stays one instance beside the box
     frame = render(_stack_scene(top_color=(200, 40, 40)), CameraPose(pitch_deg=40))
     instances = _detect(frame)

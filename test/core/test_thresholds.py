@@ -21,7 +21,7 @@ def _objs():
 
 
 @pytest.mark.parametrize("threshold,holds", [(0.20, False), (0.29, False), (0.31, True), (0.50, True)])
-def test_within_compares_the_centre_distance(threshold, holds):
+def test_within_compares_the_center_distance(threshold, holds):
     scene, o = _objs()
     distance = float(np.linalg.norm(o["mug"].center - o["bowl"].center))
     r = evaluate_threshold("distance", "within", threshold, o["mug"], o["bowl"], scene, NOISE)
@@ -61,7 +61,7 @@ def test_words_and_bad_input():
                          (("distance", "within", -0.1), "threshold must be"),
                          (("distance", "within", float("inf")), "threshold must be"),
                          (("distance", "within", "far"), "number of metres"),
-                         (("colour", "within", 0.1), "unknown quantity")]:
+                         (("color", "within", 0.1), "unknown quantity")]:
         with pytest.raises(QueryError, match=needle):
             evaluate_threshold(*args, o["mug"], o["bowl"], scene, NOISE)
     with pytest.raises(QueryError, match="compares two objects"):

@@ -46,14 +46,14 @@ def test_lifting_term_adds_in_quadrature_to_every_quantity():
             assert model > sensor, name
 
 
-def test_centre_sigma_is_largest_along_the_ray():
+def test_center_sigma_is_largest_along_the_ray():
     a, _, scene = _pair()
     up = scene.gravity.up
     ray, across, vertical = ray_basis(q.unit(a.center), up)
-    along = q.centre_sigma(a, MODEL, ray, up)
-    assert along > q.centre_sigma(a, MODEL, across, up)
-    assert along == pytest.approx(q.centre_sigma(a, MODEL, None, up))       # None: the worst direction
-    assert q.centre_sigma(a, MODEL, ray, up, lifting=False) == q.centre_sigma(a, SENSOR, ray, up)
+    along = q.center_sigma(a, MODEL, ray, up)
+    assert along > q.center_sigma(a, MODEL, across, up)
+    assert along == pytest.approx(q.center_sigma(a, MODEL, None, up))       # None: the worst direction
+    assert q.center_sigma(a, MODEL, ray, up, lifting=False) == q.center_sigma(a, SENSOR, ray, up)
 
 
 def test_ray_basis_is_orthonormal_and_horizontal_across():
@@ -92,7 +92,7 @@ def test_on_top_of_contact_rule_does_not_widen_with_the_lifting_term():
         assert not evaluate("on_top_of", cup, box, scene, noise).holds
 
 
-@pytest.mark.parametrize("bad", [dict(centre_ray_m=-0.01), dict(centre_across_m=math.nan),
+@pytest.mark.parametrize("bad", [dict(center_ray_m=-0.01), dict(center_across_m=math.nan),
                                  dict(extent_floor_m=(0.0, 0.1)), dict(relation_sigma_scale=0.0),
                                  dict(extent_fraction=(0.0, 2.0, 0.0))])
 def test_invalid_terms_are_refused(bad):
@@ -137,7 +137,7 @@ def test_node_parameters_build_the_fitted_model():
 
 @pytest.mark.parametrize("name, value", [("uncertainty.extent_floor_m", [0.0, 0.01]),
                                          ("uncertainty.extent_floor_m", [0.0, -0.01, 0.0]),
-                                         ("uncertainty.centre_ray_m", 2.0),
+                                         ("uncertainty.center_ray_m", 2.0),
                                          ("uncertainty.relation_sigma_scale", 0.0),
                                          ("uncertainty.quantity_sigma_scale.height", 0.0)])
 def test_node_parameters_refuse_bad_terms(name, value):

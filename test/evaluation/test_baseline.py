@@ -42,7 +42,7 @@ def _gt(extra_objects=()):
 
 
 def _median_point(u0, u1, v0, v1, z):
-    # pixel centres at integer coordinates; the median of an even run is the midpoint of its middle pair
+    # pixel centers at integer coordinates; the median of an even run is the midpoint of its middle pair
     return np.array([((u0 + u1 - 1) / 2 - CX) / F * z, ((v0 + v1 - 1) / 2 - CY) / F * z, z])
 
 

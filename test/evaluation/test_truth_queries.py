@@ -1,4 +1,4 @@
-"""Ground-truth frames -> query records, frame sets, and centre matching of the node's objects."""
+"""Ground-truth frames -> query records, frame sets, and center matching of the node's objects."""
 import numpy as np
 import pytest
 

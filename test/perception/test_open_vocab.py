@@ -91,7 +91,7 @@ def test_open_vocab_with_sam2_masks_end_to_end(tiny_dirs, scene):
     assert len(det.last_boxes) > 0
     for inst in instances:
         assert isinstance(inst, Instance) and inst.mask.shape == scene.rgb.shape[:2] and inst.mask.any()
-    with pytest.raises(InputError, match="colour"):
+    with pytest.raises(InputError, match="color"):
         det.detect(None, scene.depth, scene.camera, scene.gravity)
 
 

@@ -34,7 +34,7 @@ def test_torch_masks_stay_in_their_boxes_and_outside_boxes_are_skipped(tiny_sam)
         assert inst.mask.shape == RGB.shape[:2]
         assert u.min() >= np.floor(u0) and u.max() < np.ceil(u1) and v.min() >= np.floor(v0) and v.max() < np.ceil(v1)
     assert seg.segment(RGB, None, None, None, []) == []
-    with pytest.raises(InputError, match="colour"):
+    with pytest.raises(InputError, match="color"):
         seg.segment(None, None, None, None, BOXES)
 
 

@@ -220,16 +220,16 @@ def color_fault(rng: random.Random, m: FrameMessages, scene) -> str:
     k = rng.randrange(4)
     if k == 0:
         c.encoding = _bad_encoding(rng, "color")
-        return f"colour encoding {c.encoding[:20]!r}"
+        return f"color encoding {c.encoding[:20]!r}"
     if k == 1:
-        return "colour " + image_fault(rng, c, "color")
+        return "color " + image_fault(rng, c, "color")
     if k == 2:                       # decodable, but another size than depth / camera info
         small = scene.rgb[::2, ::2]
         m.color = conv.array_to_image(small, "rgb8", c.header.stamp, c.header.frame_id)
-        return "colour half size"
+        return "color half size"
     m.color = conv.array_to_image(np.repeat(np.repeat(scene.rgb, 2, 0), 2, 1), "bgr8", c.header.stamp,
                                   c.header.frame_id)
-    return "colour double size"
+    return "color double size"
 
 
 def depth_fault(rng: random.Random, m: FrameMessages, scene) -> str:
@@ -261,7 +261,7 @@ def depth_fault(rng: random.Random, m: FrameMessages, scene) -> str:
         m.depth = conv.array_to_image(big, "16UC1", stamp, frame_id)
         return "depth double height"
     m.depth = conv.array_to_image(scene.rgb, "rgb8", stamp, frame_id)
-    return "depth is a colour image"
+    return "depth is a color image"
 
 
 def _set_k(info: CameraInfo, change) -> None:

@@ -101,7 +101,7 @@ class NodeHarness:
 
     def __init__(self, overrides: dict | None = None, namespace: str = "", with_instances: bool = True,
                  slots=None):
-        """``slots``: the inputs to publish (default colour, depth, camera info and, with ``with_instances``,
+        """``slots``: the inputs to publish (default color, depth, camera info and, with ``with_instances``,
         instances); the harness waits until the node subscribes to each of them."""
         params = [Parameter(name, value=value) for name, value in (overrides or {}).items()]
         self.node = SpatialPerceptionNode(parameter_overrides=params, namespace=namespace)
@@ -227,7 +227,7 @@ def ros_init() -> None:
 
 def memory_rows(harness: NodeHarness) -> list[tuple]:
     """The node's memory as ``~/list_objects`` reports it, one tuple per object (id, label, observations,
-    centre, size, last_seen), to compare before and after."""
+    center, size, last_seen), to compare before and after."""
     res = harness.call(ListObjects, "list_objects")
     assert res.success
     return [(o.id, o.label, o.observations, o.center.x, o.center.y, o.center.z, o.size.x, o.size.y, o.size.z,

@@ -43,7 +43,7 @@ def tiny_llava(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nodes(tiny_llava):
-    """(perception harness, VLM node): the VLM node on the camera's colour topic, both with frames."""
+    """(perception harness, VLM node): the VLM node on the camera's color topic, both with frames."""
     if not rclpy.ok():
         rclpy.init()
     vlm = SpatialVLMNode(namespace="engines", parameter_overrides=[
@@ -119,7 +119,7 @@ def test_without_a_vlm_engine_vlm_fails_clearly_and_both_still_answers_from_geom
         assert h.publish_until_processed(lambda: frame_messages(SCENE, next(stamps)))
         vlm = _ask(h, RELATION, "vlm", timeout=10.0)
         assert not vlm.success and not vlm.vlm_success
-        assert "no VLM is available (no server on /nobody/ask" in vlm.message
+        assert "VLM unavailable: no server on /nobody/ask" in vlm.message
         both = _ask(h, RELATION, "both", timeout=10.0)
         geometry = _ask(h, RELATION, "geometry", timeout=10.0)
         assert both.success and both.kind == "yes_no" and both.answer == geometry.answer and both.yes == geometry.yes

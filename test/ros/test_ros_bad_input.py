@@ -84,13 +84,13 @@ def _labels_short(m):
 
 
 CASES = [
-    ("colour encoding", lambda m: _relabel(m.color, "yuv422"), "colour image: unsupported encoding 'yuv422'"),
-    ("colour as depth encoding", lambda m: _relabel(m.color, "16UC1"), "colour image: unsupported encoding"),
+    ("color encoding", lambda m: _relabel(m.color, "yuv422"), "color image: unsupported encoding 'yuv422'"),
+    ("color as depth encoding", lambda m: _relabel(m.color, "16UC1"), "color image: unsupported encoding"),
     ("depth encoding", _depth_mono8, "depth image: unsupported encoding 'mono8'"),
-    ("truncated data", _truncated, "colour image: data holds"),
-    ("colour/depth size", _depth_size,
-     "depth image: expected 320x240 (camera_info; depth must be aligned to the colour image), got 160x120"),
-    ("camera_info size", _info_size, "colour image: expected 160x120 (camera_info), got 320x240"),
+    ("truncated data", _truncated, "color image: data holds"),
+    ("color/depth size", _depth_size,
+     "depth image: expected 320x240 (camera_info; depth must be aligned to the color image), got 160x120"),
+    ("camera_info size", _info_size, "color image: expected 160x120 (camera_info), got 320x240"),
     ("zero intrinsics", _zero_k, "focal lengths fx=0, fy=0 must be positive"),
     ("NaN intrinsics", _nan_k, "K contains NaN"),
     ("all-zero depth", _zero_depth, "depth image has no valid pixels"),

@@ -1,4 +1,4 @@
-"""Integration: the node with ``detector: boxes`` through rclpy. Colour, depth, camera info and
+"""Integration: the node with ``detector: boxes`` through rclpy. Color, depth, camera info and
 ``spatial_vlm_interfaces/Detections2D`` (the tight boxes of the analytic scene's masks; no masks are sent)
 are matched by stamp; ``~/objects`` and the query services answer from the box-segmented objects. Bad input
 (zero detections, boxes outside the image, NaN/negative scores, a silent detections topic) leaves the node
@@ -61,8 +61,8 @@ def test_objects_from_boxes_match_the_scene(harness):
     objects = {o.label: o for o in harness.objects[-1].objects}
     assert sorted(objects) == sorted(TRUTH)
     for label, obj in objects.items():
-        centre = np.array([obj.center.x, obj.center.y, obj.center.z])
-        assert np.linalg.norm(centre - TRUTH[label].center_c) < 0.02, label
+        center = np.array([obj.center.x, obj.center.y, obj.center.z])
+        assert np.linalg.norm(center - TRUTH[label].center_c) < 0.02, label
         assert np.allclose([obj.size.x, obj.size.y, obj.size.z], TRUTH[label].size, atol=0.015), label
 
 
@@ -126,7 +126,7 @@ def test_silent_detections_topic_is_named_in_diagnostics(harness):
     processed = harness.node.stats.frames_processed
     found = _publish_until_diagnostic(harness, ["color", "depth", "camera_info"],
                                       "no messages on /camera/detections")
-    assert found is not None and "every colour frame" in found.message
+    assert found is not None and "every color frame" in found.message
     assert harness.node.stats.frames_processed == processed
     assert memory_rows(harness) == before
     assert harness.publish_and_wait(frame_messages(SCENE, _next_stamp()))      # recovers with boxes again

@@ -70,7 +70,7 @@ def test_bgr_is_returned_as_rgb():
     np.testing.assert_array_equal(color_to_rgb(array_to_image(rgb, "rgb8")), rgb)
 
 
-def test_four_channel_colour_drops_alpha_and_swaps_bgr():
+def test_four_channel_color_drops_alpha_and_swaps_bgr():
     rgb = RNG.integers(0, 255, (3, 4, 3), dtype=np.uint8)
     alpha = RNG.integers(0, 255, (3, 4, 1), dtype=np.uint8)
     bgra = np.concatenate([rgb[:, :, ::-1], alpha], axis=2)
@@ -91,8 +91,8 @@ def test_malformed_images_raise_input_error(msg, needle):
         image_to_array(msg)
 
 
-def test_colour_rejects_non_colour_encodings():
-    with pytest.raises(InputError, match="colour image: unsupported encoding '16UC1'"):
+def test_color_rejects_non_color_encodings():
+    with pytest.raises(InputError, match="color image: unsupported encoding '16UC1'"):
         color_to_rgb(array_to_image(np.zeros((2, 2), np.uint16), "16UC1"))
 
 

@@ -60,8 +60,8 @@ def test_objects_topic_and_list_objects_match_the_scene(harness):
         truth = TRUTH[obj.label]
         assert obj.id == f"{obj.label}_1"
         assert obj.observations == 3
-        centre = np.array([obj.center.x, obj.center.y, obj.center.z])
-        assert np.linalg.norm(centre - truth.center_c) < 0.015, obj.id
+        center = np.array([obj.center.x, obj.center.y, obj.center.z])
+        assert np.linalg.norm(center - truth.center_c) < 0.015, obj.id
         assert np.allclose([obj.size.x, obj.size.y, obj.size.z], truth.size, atol=0.01), obj.id
     only = harness.call(ListObjects, "list_objects", label_filter="mug")
     assert only.success and [o.id for o in only.objects] == ["mug_1"]

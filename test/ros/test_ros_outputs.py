@@ -12,8 +12,8 @@ from spatial_vlm_ros.ros.diagnostics import ProcessingStats, diagnostic_array, s
 from spatial_vlm_ros.ros.markers import scene_markers
 
 
-def _obj(oid, centre, size, rgb=(200, 0, 0)):
-    return TrackedObject(id=oid, label=oid.split("_")[0], score=1.0, center=np.array(centre, float),
+def _obj(oid, center, size, rgb=(200, 0, 0)):
+    return TrackedObject(id=oid, label=oid.split("_")[0], score=1.0, center=np.array(center, float),
                          size=np.array(size, float), box_min=np.zeros(3), box_max=np.zeros(3),
                          points=np.zeros((0, 3)), color_rgb=rgb)
 
@@ -34,8 +34,8 @@ def test_markers_box_orientation_maps_gravity_axes_to_camera():
     assert (boxes[0].scale.x, boxes[0].scale.y, boxes[0].scale.z) == pytest.approx((0.08, 0.09, 0.12))
     assert boxes[0].color.r == pytest.approx(200 / 255) and boxes[0].color.a == pytest.approx(0.5)
     label_pos = np.array([texts[0].pose.position.x, texts[0].pose.position.y, texts[0].pose.position.z])
-    height_above_centre = (label_pos - objs[0].center) @ gravity.up
-    assert height_above_centre == pytest.approx(0.06 + 0.05)
+    height_above_center = (label_pos - objs[0].center) @ gravity.up
+    assert height_above_center == pytest.approx(0.06 + 0.05)
     assert all(m.header.frame_id == "cam" for m in out.markers)
 
 

@@ -1,4 +1,4 @@
-"""Integration: an RGB-only camera (``depth_source: model``). The node subscribes colour, camera info and
+"""Integration: an RGB-only camera (``depth_source: model``). The node subscribes color, camera info and
 the detections, never a depth topic, and a frame runs end to end through a tiny randomly initialised depth
 model, on PyTorch and on onnxruntime (its ONNX export). PLUMBING ONLY: the random model's depth means nothing,
 so nothing here checks geometry or accuracy.
@@ -46,12 +46,12 @@ def test_no_depth_topic_is_subscribed(harness):
         return [s for s in infos if "spatial_perception" in s.node_name and s.node_namespace == ns]
     assert not ours(subscribers)
     assert wait_until(lambda: ours(harness.tester.get_subscriptions_info_by_topic(TOPICS["color"])), 5.0), \
-        "the look-up itself finds the node's colour subscription"
+        "the look-up itself finds the node's color subscription"
     assert harness.node.pipeline.depth_predictor is not None
 
 
 def test_rgb_only_frames_run_through_the_depth_model(harness):
-    """Colour + camera info + boxes (no depth message at all) make a complete set; the frame reaches the
+    """Color + camera info + boxes (no depth message at all) make a complete set; the frame reaches the
     pipeline (the random depth may or may not give liftable objects, so either outcome is accepted, but
     never a complaint about missing depth)."""
     stats = harness.node.stats

@@ -18,7 +18,7 @@ from spatial_vlm_ros.ros.qos import sensor_qos
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENE = default_scene()
-COLOURS = {"box": "red", "mug": "blue", "book": "green"}
+COLORS = {"box": "red", "mug": "blue", "book": "green"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,7 +37,7 @@ def test_tabletop_detector_finds_and_names_the_objects():
         objects = h.call(ListObjects, "list_objects").objects
         assert sorted(o.label for o in objects) == ["blue object", "green object", "red object"]
         for truth in SCENE.objects:
-            obj = next(o for o in objects if o.label == f"{COLOURS[truth.label]} object")
+            obj = next(o for o in objects if o.label == f"{COLORS[truth.label]} object")
             assert abs(obj.center.x - truth.center_c[0]) < 0.015 and abs(obj.center.z - truth.center_c[2]) < 0.02
         res = h.call(Ask, "ask", question="Is the red object to the left of the blue object?")
         assert res.success and res.kind == "yes_no" and res.yes

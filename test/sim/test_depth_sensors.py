@@ -160,6 +160,6 @@ def test_registry_by_name():
         make_sensor(3)
 
 
-def test_back_project_uses_the_image_centre():
+def test_back_project_uses_the_image_center():
     p = back_project(np.full((3, 5), 2.0), 100.0)
     assert np.allclose(p[1, 2], [0.0, 0.0, 2.0]) and np.allclose(p[0, 0], [-0.04, -0.02, 2.0])

@@ -1,4 +1,4 @@
-"""Mesh catalogue: every category comes out z-up, on z = 0, centred, at a realistic size."""
+"""Mesh catalogue: every category comes out z-up, on z = 0, centered, at a realistic size."""
 import numpy as np
 import pytest
 
@@ -27,7 +27,7 @@ def test_asset_is_normalised_and_real_sized(asset, rng):
         obj = asset.make(rng)
         lo, hi = obj.mesh.bounds
         assert lo[2] == pytest.approx(0.0, abs=1e-9)                         # rests on z = 0
-        assert (lo[:2] + hi[:2]) / 2 == pytest.approx([0.0, 0.0], abs=1e-9)  # centred in xy
+        assert (lo[:2] + hi[:2]) / 2 == pytest.approx([0.0, 0.0], abs=1e-9)  # centered in xy
         lo_size, hi_size = REAL_SIZE[obj.category]
         assert lo_size <= max(obj.mesh.extents) <= hi_size
         assert obj.category == asset.category and len(obj.mesh.faces) > 0

@@ -42,7 +42,7 @@ def test_every_object_rests_on_the_table_or_on_its_support(scenes):
             support = sc.by_id(o.supported_by)
             assert support.supported_by == "table"                      # one level of stacking
             assert bottom == pytest.approx(support.item.support_top.height, abs=1e-9)
-            # stable: the stacked object's centre of mass is over the support's top
+            # stable: the stacked object's center of mass is over the support's top
             com_local = np.linalg.inv(support.pose) @ np.r_[o.world_mesh.center_mass[:2], 0.0, 1.0]
             top = support.item.support_top
             if top.round:
@@ -61,12 +61,12 @@ def test_table_level_footprints_do_not_overlap(scenes):
         for o in sc.objects:
             root = o.object_id if o.supported_by == "table" else o.supported_by
             groups.setdefault(root, []).append(o.world_mesh.vertices[:, :2])
-        centres = {k: sc.by_id(k).pose[:2, 3] for k in groups}
-        radii = {k: max(np.linalg.norm(v - centres[k], axis=1).max() for v in vs) for k, vs in groups.items()}
+        centers = {k: sc.by_id(k).pose[:2, 3] for k in groups}
+        radii = {k: max(np.linalg.norm(v - centers[k], axis=1).max() for v in vs) for k, vs in groups.items()}
         keys = list(groups)
         for i, a in enumerate(keys):
             for b in keys[i + 1:]:
-                assert np.linalg.norm(centres[a] - centres[b]) > radii[a] + radii[b]
+                assert np.linalg.norm(centers[a] - centers[b]) > radii[a] + radii[b]
 
 
 def test_no_object_penetrates_a_closed_mesh(scenes):

@@ -113,7 +113,7 @@ def test_dark_surfaces_drop_more_and_range_limits(rng):
     assert np.isnan(StereoNoise(**QUIET).apply_depth(_plane(9.0, 10, 10), None, F, rng)).all()   # too far
 
 
-def test_colour_noise_keeps_type_and_is_small(rng):
+def test_color_noise_keeps_type_and_is_small(rng):
     rgb = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     out = StereoNoise().apply_rgb(rgb, rng)
     assert out.dtype == np.uint8 and out.shape == rgb.shape

@@ -101,7 +101,7 @@ def test_bag_source_with_masks(tmp_path):
 
 def test_empty_bag(tmp_path):
     bag = _bag(tmp_path, [])
-    with pytest.raises(InputError, match="no colour frames"):
+    with pytest.raises(InputError, match="no color frames"):
         synthesize_to_disk(str(bag), None, 0, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not _leftovers(tmp_path, "out")
 

@@ -143,7 +143,7 @@ def test_stacked_objects_are_on_and_under(lifter):
 
 
 def test_ambiguity_filter_drops_a_pair_too_close_to_call(lifter):
-    # one object behind the other, their centres 2 mm apart across the view: left/right is too close to call
+    # one object behind the other, their centers 2 mm apart across the view: left/right is too close to call
     objects = [analytic.BoxObject("red box", (0.0, -0.09), (0.08, 0.08, 0.08), color=RED),
                analytic.CylinderObject("blue cylinder", (0.002, 0.09), 0.04, 0.12, color=BLUE)]
     lifted = lifter.lift(_scene(objects))

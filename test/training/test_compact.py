@@ -235,7 +235,7 @@ def test_bad_arguments_give_one_line_errors(trained, tmp_path, capsys, tiny_pres
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("spatial_vlm ") and message in err, err
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: {hidden: 64, colour: 3}\n")
+    bad.write_text("model: {hidden: 64, color: 3}\n")
     with pytest.raises(InputError, match="unknown compact model keys"):
         train_compact.load_preset(str(bad))
     bad.write_text("train: {lr: -1}\n")

@@ -78,7 +78,7 @@ def test_engine_both_keeps_the_geometry_answer_unchanged_and_adds_the_vlm():
 
 
 def test_a_vlm_that_did_not_answer_fails_engine_vlm_but_not_engine_both():
-    reply = VLMReply.failed("yes_no", "no VLM is available (no server on /spatial_vlm/ask)")
+    reply = VLMReply.failed("yes_no", "VLM unavailable: no server on /spatial_vlm/ask")
     vlm = engine_fields("vlm", GEOMETRY, reply)
     assert not vlm["success"] and not vlm["vlm_success"] and "no server" in vlm["message"]
     both = engine_fields("both", GEOMETRY, reply)

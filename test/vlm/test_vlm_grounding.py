@@ -1,4 +1,4 @@
-"""The grounding prompt: measured objects, sizes, ranges, base heights and centre distances."""
+"""The grounding prompt: measured objects, sizes, ranges, base heights and center distances."""
 import numpy as np
 import pytest
 
@@ -25,9 +25,9 @@ def test_scene_facts_format_and_numbers():
     text = scene_facts(scene)
     lines = text.splitlines()
     assert lines[0].startswith("Measured scene (depth camera; metres;") and "base = bottom" in lines[0]
-    assert lines[1] == '- mug_1 "red mug": centre (0.30, 0.00, 0.40), size 0.08x0.08x0.10, range 0.50, base 0.00'
-    assert lines[2] == '- bowl_1 "bowl": centre (0.00, 0.00, 0.80), size 0.15x0.15x0.06, range 0.80, base 0.12'
-    assert lines[3] == "Distances between centres: mug_1-bowl_1 0.50"      # 3-4-5 triangle
+    assert lines[1] == '- mug_1 "red mug": center (0.30, 0.00, 0.40), size 0.08x0.08x0.10, range 0.50, base 0.00'
+    assert lines[2] == '- bowl_1 "bowl": center (0.00, 0.00, 0.80), size 0.15x0.15x0.06, range 0.80, base 0.12'
+    assert lines[3] == "Distances between centers: mug_1-bowl_1 0.50"      # 3-4-5 triangle
     assert len(lines) == 4
 
 

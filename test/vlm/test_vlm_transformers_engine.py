@@ -47,7 +47,7 @@ def test_image_changes_the_prompt_and_text_only_works(torch_engine, make_image):
 def test_grounding_text_reaches_the_prompt(torch_engine, make_image):
     depth = np.full((48, 64), 0.8, dtype=np.float32)
     request = VLMRequest("Which is closer?", make_image(5), depth=depth,
-                         boxes=(ObjectBox("mug", (2, 3, 20, 30)),), facts="- mug_1 \"mug\": centre (0.10, 0.00, 0.80)")
+                         boxes=(ObjectBox("mug", (2, 3, 20, 30)),), facts="- mug_1 \"mug\": center (0.10, 0.00, 0.80)")
     prompt = torch_engine.prompt(request)
     assert "mug_1" in prompt and "- mug: [2, 3, 20, 30], depth 0.80" in prompt
     assert prompt.index("mug_1") < prompt.index("Which is closer?")

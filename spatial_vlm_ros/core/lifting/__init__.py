@@ -15,10 +15,10 @@ Per instance, working inside the bounding rectangle of its mask (one cv2.boundin
 4. amodal completion of the unseen back (``amodal``), then a noise-aware box in the gravity frame: per axis
    the extreme coordinates after moving every point inwards by a few sigmas of its own depth noise
    (``noise_trim_sigmas``; on the vertical axis as many as the extreme of that many points needs), grown
-   by half a pixel per side (pixel centres lie inside the silhouette);
+   by half a pixel per side (pixel centers lie inside the silhouette);
 5. after all instances: box bottoms hidden or curving away under the silhouette are put on the surface
    beneath them (support plane or another object's top, ``rest_snap_m``); a bottom seen with a gap under it
-   (an object held above the table: ``_bottom_seen``) stays where it is; the centre is the box centre,
+   (an object held above the table: ``_bottom_seen``) stays where it is; the center is the box center,
    mapped back to the camera optical frame.
 
 Cost: step 1 runs per instance on its rectangle; steps 2-5 run once for the whole frame on the concatenated

@@ -77,9 +77,9 @@ def _completion(pts_g, g, off, occluded: np.ndarray, tie_m: np.ndarray, p: Lifti
     ``v`` coordinates (at most ``2 * amodal_max_points`` points, evenly thinned). Each left/right extreme is
     the ``amodal_band`` fraction of points furthest out, plus every point within ``tie_m`` (a pixel
     footprint) of them, so a box side seen edge-on comes whole; it is located at the midpoint of their 10-90 %
-    range along the line of sight (such a side spans the depth). The centre is midway between the two
+    range along the line of sight (such a side spans the depth). The center is midway between the two
     extremes; points in front of it (smaller ``u``, at most ``amodal_max_points``) are turned half a turn
-    about the vertical axis through it. With one side an occlusion boundary, ``u`` of the centre comes from
+    about the vertical axis through it. With one side an occlusion boundary, ``u`` of the center comes from
     the other side and the front is mirrored about the plane ``u = u_c``; with both, nothing."""
     K = off.size - 1
     lo = np.minimum.reduceat(pts_g[:2], off[:-1], axis=1)

@@ -1,5 +1,5 @@
 """The batch driver ``lift_instances``: frame checks, step 1 per instance, steps 2-5 once for all the
-instances of a frame (``_lift_batch``), and the observations (points, colour, 2D box).
+instances of a frame (``_lift_batch``), and the observations (points, color, 2D box).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from spatial_vlm_ros.core.observation import Observation
 
 
 def _check_frame(depth_m, camera: CameraModel, instances, rgb) -> None:
-    """``InputError`` unless the depth (float metres), the colour image and every instance mask (or crop, with
+    """``InputError`` unless the depth (float metres), the color image and every instance mask (or crop, with
     an ``origin``) fit the camera, and some depth is valid (``core.frame``'s checks)."""
     check_frame_arrays(camera, rgb=rgb, depth=depth_m)
     for inst in instances:
@@ -50,9 +50,9 @@ def lift_instances(depth_m: np.ndarray, camera: CameraModel, instances, gravity:
     ``depth_m`` (H, W) float metres with NaN (or <= 0) invalid; ``instances``: ``perception.base.Instance``
     list with (H, W) bool masks, or crops of them (an instance with an ``origin`` = (row, col): its ``mask``
     is the tight bounding rectangle of the instance at that pixel, ``perception.external.CroppedInstance``);
-    ``rgb`` optional (H, W, 3) uint8 for the colour. Returns the observations (in instance order) and one
+    ``rgb`` optional (H, W, 3) uint8 for the color. Returns the observations (in instance order) and one
     warning string per skipped instance. Raises ``InputError`` for frame-level problems: depth not a float
-    image, depth/camera, colour or mask size mismatch, no valid depth at all.
+    image, depth/camera, color or mask size mismatch, no valid depth at all.
 
     Step 1 (pixel selection) works per instance in its mask's rectangle (``_select_pixels``); steps 2-5 run
     once over the concatenated pixels of all instances (segment reductions, a few short per-instance loops
@@ -160,9 +160,9 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
     bmin, bmax = _amodal(bmin, bmax, p)
     if support is not None:
         _snap_to_support(bmin, bmax, support, margin, sigma, scale, sels, depth_m, camera, gravity, pts_g, off, p)
-    centres = gravity.to_camera((bmin + bmax) / 2.0)
+    centers = gravity.to_camera((bmin + bmax) / 2.0)
 
-    # 5. Observations: points (subsampled), colour, 2D box.
+    # 5. Observations: points (subsampled), color, 2D box.
     source, src_off = (all_g, off_a) if p.amodal_points else (pts, off)
     points = _subsampled_points(source, src_off, gravity if p.amodal_points else None, p.max_points)
     colors = _median_colors(rgb, pix, off) if rgb is not None else [(0, 0, 0)] * K
@@ -171,7 +171,7 @@ def _lift_batch(depth_m, camera: CameraModel, gravity: GravityFrame, p: LiftingP
         name = color_name(color) if rgb is not None else ""
         x, y, w, h = s.bbox
         inst = s.inst
-        yield index, Observation(label=inst.label, score=inst.score, center=centres[k].copy(),
+        yield index, Observation(label=inst.label, score=inst.score, center=centers[k].copy(),
                                  size=bmax[k] - bmin[k], box_min=bmin[k].copy(), box_max=bmax[k].copy(),
                                  points=points[k], n_pixels=int(n_pix[k]), instance_id=inst.instance_id,
                                  color_rgb=color, color_name=name, bbox_2d=(x, y, x + w - 1, y + h - 1),
@@ -192,7 +192,7 @@ def _subsampled_points(source: np.ndarray, src_off: np.ndarray, gravity: Gravity
 
 def _median_colors(rgb: np.ndarray, pix: np.ndarray, off: np.ndarray) -> list[tuple[int, int, int]]:
     """Per instance (``off``: segments of the flat pixel indices ``pix``), the per-channel upper median of
-    the colour of <= 512 of its pixels, evenly spread (``colors.median_color``: an actual value per
+    the color of <= 512 of its pixels, evenly spread (``colors.median_color``: an actual value per
     channel)."""
     n = np.diff(off)
     step = -(-n // 512)

@@ -49,7 +49,7 @@ def _robust_boxes(pts_g, noise, weights, g, off, z_typical, camera: CameraModel,
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(K, 3) min and max corners of the noise-aware boxes of the instances' (3, N) gravity-frame points
     (``g``/``off``: instance segments) with one-sigma depth noise ``noise`` (3, N), grown by half a pixel
-    footprint per side at depth ``z_typical`` (pixel centres lie inside the silhouette).
+    footprint per side at depth ``z_typical`` (pixel centers lie inside the silhouette).
 
     Per axis and side: the ``k``-th extreme of the coordinates moved inwards by ``c`` sigmas, ``k`` leaving
     out the ``box_percentiles`` tail and ``_detached_counts`` strays, ``c = noise_trim_sigmas``. On the

@@ -15,7 +15,7 @@ class LiftingParams:
     """Settings of ``lift_instances``. Lengths in metres, angles in degrees.
 
     Amodal correction (``amodal``): one view sees only the surfaces facing the camera, so the visible box is
-    too shallow (gravity y, away from the camera) and its centre too near: a sphere seen from 35 deg above
+    too shallow (gravity y, away from the camera) and its center too near: a sphere seen from 35 deg above
     shows ~80 % of its depth, a bottle's body or a cylinder seen from the side about half.
     - ``"none"``: the box of the visible surface;
     - ``"symmetric"``: assume the footprint is at least as deep as wide: extend the box backwards (+y) to
@@ -23,10 +23,10 @@ class LiftingParams:
       wider than deep;
     - ``"auto"`` (default): complete the hidden back by symmetry (``_completion``): boxes at any yaw,
       cylinders and spheres map onto themselves under a half turn about the vertical axis through their
-      centre, which lies midway between the object's left and right extremes (its widest section across the
-      line of sight), so the visible front, turned, is the back. Points behind that centre are kept as they
+      center, which lies midway between the object's left and right extremes (its widest section across the
+      line of sight), so the visible front, turned, is the back. Points behind that center are kept as they
       are (a top seen from above already shows the back). A silhouette side that is an occlusion boundary
-      (a nearer object or the image border next to it) does not locate the centre: with one such side the
+      (a nearer object or the image border next to it) does not locate the center: with one such side the
       front is mirrored about the plane across the line of sight through the other side's extreme, with two
       nothing is completed. When the object's top is seen at less than ``amodal_min_elevation_deg`` (only
       the front faces are visible) the ``"symmetric"`` rule is applied on top.

@@ -33,15 +33,15 @@ def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: Lif
                       hidden: np.ndarray) -> None:
     """Objects whose bottom is hidden rest on something: such a box bottom (``hidden``: (K,) bool) up to
     ``rest_snap_m`` above the highest surface beneath it (the support plane, or the top of another object
-    whose footprint holds this object's centre and which is not above this object's bottom by more than
+    whose footprint holds this object's center and which is not above this object's bottom by more than
     ``snap_to_support_m``) is put on that surface, in place on the (K, 3) corners. An object's bottom is
     often unseen: hidden by objects in front, or by the object itself (a sphere's or a rounded bottom curves
     away under its silhouette), and points just above the support are dropped as table. A bottom with a gap
     seen under it (``_bottom_seen``: an object held or hanging above the table) stays where it is (figures:
     ``docs/measured_defaults.md``)."""
     bottom, top = bmin[:, 2].copy(), bmax[:, 2]
-    centre = 0.5 * (bmin[:, :2] + bmax[:, :2])
-    inside = np.all((centre[:, None] >= bmin[None, :, :2]) & (centre[:, None] <= bmax[None, :, :2]), axis=2)
+    center = 0.5 * (bmin[:, :2] + bmax[:, :2])
+    inside = np.all((center[:, None] >= bmin[None, :, :2]) & (center[:, None] <= bmax[None, :, :2]), axis=2)
     beneath = (top[None, :] > support) & (top[None, :] <= bottom[:, None] + p.snap_to_support_m) & inside
     np.fill_diagonal(beneath, False)
     target = np.max(np.where(beneath, top[None, :], support), axis=1, initial=support)
