@@ -58,8 +58,13 @@ def _question_lines(records: list[QueryRecord]) -> list[str]:
     qty = next((r for r in records if r.kind == "quantity" and r.name == "distance"), None)
     if qty is not None:
         lines += [f"Q: How far apart are the {qty.subject} and the {qty.reference}?",
-                  f"A: {qty.answer or qty.message}", f"truth: {float(qty.truth):.3f} m{truth_names(qty)}"]
+                  f"A: {qty.answer or qty.message}", f"truth: {truth_length(float(qty.truth))}{truth_names(qty)}"]
     return lines
+
+
+def truth_length(metres: float) -> str:
+    """A true length in the units the answers use (cm below 1 m), one decimal finer than they round."""
+    return f"{100 * metres:.1f} cm" if abs(metres) < 1.0 else f"{metres:.2f} m"
 
 
 def annotate_frame(bag_path: Path, topics: CameraTopics, gt_frame: dict, update, records: list[QueryRecord],

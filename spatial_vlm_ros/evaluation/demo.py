@@ -37,12 +37,13 @@ from spatial_vlm_ros.core.placement import check_placement
 from spatial_vlm_ros.sim.depth_sensors import DEFAULT_SENSOR, SENSORS
 from spatial_vlm_ros.sim.ground_truth import objects_from_entries
 
+from .annotation import truth_length
 from .asking import QUANTITY_QUESTIONS, relation_question
 from .baseline import NAME as BASELINE
 from .config import EvaluationConfig
 from .console_table import print_summary
 from .records import QueryRecord
-from .report import RunResult, records_table, write_report
+from .report import RunResult, criterion_text, records_table, write_report
 from .runner import baseline_result, finish_run, run_evaluation
 from .scene_query_truth import PLACEMENT_MARGIN_M, SceneQueryRecord, fill_find, scene_queries
 from .truth_queries import askable_objects
@@ -114,7 +115,7 @@ class PlannerQuestions:
             x = cands[int(self.rng.integers(len(cands)))]
             q = template.format(a=names[x["subject"]], b=names.get(x.get("reference") or "", ""))
             truth = float(x["value_m"])
-            self._ask(client, scene, q, f"{100 * truth:.1f} cm" if truth < 1.0 else f"{truth:.2f} m",
+            self._ask(client, scene, q, truth_length(truth),
                       lambda resp, t=truth: resp.kind == "metric" and abs(resp.value - t) <= 0.25 * t)
         self._scene_questions(client, scene, gt_frame, names)
 
@@ -147,7 +148,7 @@ class PlannerQuestions:
         if stacked and support is not None:
             e = stacked[0]
             height = float(e["box_min"][2]) - float(support)
-            self._ask(client, scene, f"How high is the {names[e['id']]} above the table?", f"{100 * height:.1f} cm",
+            self._ask(client, scene, f"How high is the {names[e['id']]} above the table?", truth_length(height),
                       lambda resp, t=height: resp.kind == "metric" and abs(resp.value - t) <= max(0.25 * t, 0.01))
 
     def _ask(self, client, scene: str, question: str, truth: str, judge) -> None:
@@ -212,13 +213,12 @@ def _acceptance_lines(results: list[RunResult]) -> list[str]:
         target = TABLETOP_RECALL_TARGET if r.name == "tabletop" else 0.99
         value = "n/a" if recall is None or not math.isfinite(recall) else f"{100 * recall:.1f}%"
         ok = recall is not None and math.isfinite(recall) and recall >= target
-        lines.append(f"  [{r.name:{width}s}] {'detector recall (objects found / present)':<52} {value:>7} "
+        lines.append(f"  [{r.name:{width}s}] {'detector recall (objects found / present)':<64} {value:>7} "
                      f"(>= {100 * target:.0f}%) {'PASS' if ok else 'FAIL'}")
         for c in r.summary["acceptance"]:
-            v = c["value"]
-            value = "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"
-            lines.append(f"  [{r.name:{width}s}] {c['criterion']:<52} {value:>7} ({c.get('direction', '>=')} "
-                         f"{100 * c['threshold']:g}%) {'PASS' if c['passed'] else 'FAIL'}")
+            lines.append(f"  [{r.name:{width}s}] {c['criterion']:<64} {criterion_text(c, 'value'):>7} "
+                         f"({c.get('direction', '>=')} {criterion_text(c, 'threshold')}) "
+                         f"{'PASS' if c['passed'] else 'FAIL'}")
     return lines
 
 

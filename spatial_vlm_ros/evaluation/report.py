@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,11 +209,13 @@ def draw_annotation(ann: FrameAnnotation) -> np.ndarray:
         cv2.drawMarker(img, (int(round(u)), int(round(v))), (255, 255, 0), cv2.MARKER_CROSS, 12, 2)
         cv2.putText(img, label, (int(round(u)) + 6, int(round(v)) + 12), cv2.FONT_HERSHEY_SIMPLEX,
                     scale * 0.9, (255, 255, 0), 1, cv2.LINE_AA)
-    lines = ([ann.title] if ann.title else []) + list(ann.lines)
+    width_chars = max(20, int(w / (11 * scale)))
+    lines = [part for text in ([ann.title] if ann.title else []) + list(ann.lines)
+             for part in (textwrap.wrap(text, width_chars, subsequent_indent="   ") or [""])]
     line_h = int(26 * scale / 0.5)
     strip = np.full((line_h * len(lines) + 8, w, 3), 30, np.uint8)
     for k, text in enumerate(lines):
-        cv2.putText(strip, text[: int(w / (11 * scale))], (6, line_h * (k + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX,
+        cv2.putText(strip, text, (6, line_h * (k + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX,
                     scale, (255, 255, 255), 1, cv2.LINE_AA)
     return np.vstack([img, strip]) if lines else img
 
@@ -298,13 +301,24 @@ def _uncertainty_lines(s: dict) -> list[str]:
         + list(reliability_lines(cal))
 
 
+#: column headers of the metric success criteria (``scoring.SUCCESS_CRITERIA``)
+CRITERION_LABELS = {"within_10pct": "within ±10 %", "within_25pct": "within ±25 %",
+                    "within_half_double": "within [0.5x, 2x]"}
+
+
+def criterion_text(check: dict, key: str) -> str:
+    """An acceptance check's value or threshold: the ECE as a number (as every table shows it), else a percentage."""
+    return _num(check[key], "{:.3f}") if check["metric"] == "relation_ece" else _pct(check[key])
+
+
 def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[str]:
     s = run.summary
     md = [f"## {run.name}", ""]
     md += [f"- {n}" for n in run.notes] + ([""] if run.notes else [])
     md += ["### Acceptance", "", "| criterion | value | threshold | |", "|---|---|---|---|"]
     for c in s["acceptance"]:
-        md.append(f"| {c['criterion']} | {_pct(c['value'])} | {c.get('direction', '>=')} {_pct(c['threshold'])} | "
+        value = criterion_text
+        md.append(f"| {c['criterion']} | {value(c, 'value')} | {c.get('direction', '>=')} {value(c, 'threshold')} | "
                   f"{'pass' if c['passed'] else '**FAIL**'} |")
     md += ["", "### Relations (each fact once, on unambiguous pairs; failures and contradicting askings count "
            "as wrong)", "",
@@ -317,7 +331,7 @@ def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[
                   f"{c['false_yes']}/{c['false_no']} | {c.get('inconsistent', 0)} | {b['n_failed']} | "
                   f"{b['n_ambiguous']} ({_pct(b['ambiguous_agreement'])}) | {b['n_askings']} | "
                   f"{_num(b['calibration']['ece'], '{:.3f}')} |")
-    crit = " | ".join(n for n, _, _ in SUCCESS_CRITERIA)
+    crit = " | ".join(CRITERION_LABELS.get(n, n) for n, _, _ in SUCCESS_CRITERIA)
     md += ["", "### Quantities (metres; relative criteria on truths >= "
            f"{100 * s['quantities']['min_truth_m']:.0f} cm)", "",
            f"| quantity | scored | failed | median abs err (cm) | p90 abs err (cm) | median rel err | "

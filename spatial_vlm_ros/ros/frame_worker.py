@@ -60,6 +60,8 @@ from spatial_vlm_ros.ros.tf_frames import FrameTf, check_tf_settings
 
 REQUEST_TIMEOUT_S = 30.0          # longest wait for the worker to answer a command (reset waits for a frame)
 STOP_TIMEOUT_S = 10.0
+EXPIRY_CHECK_MIN_S = 0.05         # the memory's expiry timer: a tenth of memory.timeout_s, within these bounds
+EXPIRY_CHECK_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class FrameProcessor:
         self._last_matched = time.monotonic()
         self._subscriptions: list = []
         self._publish_timer = None
+        self._expiry_timer = None
         self._objects_pub = self._markers_pub = None
         if "objects" in spec.topics:
             self._objects_pub = node.create_publisher(SpatialObjectArray, spec.topics["objects"], output_qos())
@@ -202,15 +205,20 @@ class FrameProcessor:
         if self.settings.publish_rate_hz > 0.0 and self._publish_timer is None:
             self._publish_timer = self.node.create_timer(1.0 / self.settings.publish_rate_hz, self._on_publish_timer,
                                                          callback_group=MutuallyExclusiveCallbackGroup())
+        if self._expiry_timer is None:
+            period = min(max(self.pipeline.memory.params.timeout_s / 10.0, EXPIRY_CHECK_MIN_S), EXPIRY_CHECK_MAX_S)
+            self._expiry_timer = self.node.create_timer(period, self._on_expiry_timer,
+                                                        callback_group=MutuallyExclusiveCallbackGroup())
 
     def unsubscribe(self) -> None:
         """Stop the inputs; half-matched and waiting sets are dropped, the memory stays."""
         subs, self._subscriptions = self._subscriptions, []
         for sub in subs:
             self.node.destroy_subscription(sub)
-        timer, self._publish_timer = self._publish_timer, None
-        if timer is not None:
-            self.node.destroy_timer(timer)
+        for timer in (self._publish_timer, self._expiry_timer):
+            if timer is not None:
+                self.node.destroy_timer(timer)
+        self._publish_timer = self._expiry_timer = None
         self.sync.reset()
         self.handoff.clear()
         self._last_frame = None
@@ -339,8 +347,7 @@ class FrameProcessor:
     # ------------------------------------------------------------------------------- supervision
     def check_inputs(self) -> None:
         """When no set was matched for ``stale_after_s`` although messages arrive, say why (some inputs are
-        silent, or their stamps are too far apart). Expire remembered objects when no frame has come for
-        longer than the memory timeout."""
+        silent, or their stamps are too far apart)."""
         if not self._subscriptions:
             return
         now = time.monotonic()
@@ -348,7 +355,14 @@ class FrameProcessor:
             message = self._unmatched_inputs_message(now)
             if message:
                 self.events.warning(message)
-        self._expire_idle_memory(now)
+
+    def _on_expiry_timer(self) -> None:
+        """The memory's own timer (while subscribed): expire objects when no frame has come for longer than
+        ``memory.timeout_s``."""
+        try:
+            self._expire_idle_memory(time.monotonic())
+        except Exception as err:  # noqa: BLE001 - a timer callback must not stop the executor
+            self._report_error(f"internal error expiring the memory: {type(err).__name__}: {err}")
 
     def _unmatched_inputs_message(self, now: float) -> str:
         """Why no input set was matched lately ("" when every input arrives and stamps are within the slop)."""
