@@ -13,8 +13,10 @@ Truth comes from the frame's ground-truth boxes (whole objects, gravity frame; d
   table, square boxes of side ``SIZE_FACTORS`` x the true free width between them (5 cm tall). The truth is
   ``core.placement.check_placement`` run on a scene built from the ground-truth boxes (the way the relations'
   truth uses the package's definitions on true boxes): fits or not, ambiguous within ``PLACEMENT_MARGIN_M``.
-  An answer "fits" is right only when its suggested pose is free among the true boxes too (true margin at
-  the pose > -``POSE_TOLERANCE_M``). The free width is scored within ±10 % of the true one.
+  An answer "fits" is right only when its suggested pose is truly free: the placed rectangle clear (by more
+  than -``POSE_TOLERANCE_M``) of every object reaching into its height range, each object taken as its
+  mesh's ``footprint`` (the convex hull seen from above) where the ground truth has one, else its box. The
+  free width is scored within ±10 % of the true one.
 
 Missed objects count: a query whose reference the node did not find fails (``missed``), and a true member the
 node did not return makes the answer wrong. Lengths in metres, stamps in seconds.
@@ -41,6 +43,7 @@ BOX_HEIGHT_M = 0.05
 MIN_SIDE_M = 0.02
 MAX_PAIRS = 2                 # placement pairs per frame set
 FREE_WIDTH_TOLERANCE = 0.10   # relative
+HEIGHT_TOLERANCE_M = 0.02     # an object whose top is this little above the box's bottom does not collide
 
 
 @dataclass
@@ -135,14 +138,21 @@ def _placement_queries(frame, visible, names, stamp, scene) -> list[SceneQueryRe
 
 
 # ------------------------------------------------------------------------------------------------ answers
-def fill_find(record: SceneQueryRecord, response, latency_ms: float, frame: dict, visible: dict[str, dict]) -> None:
-    """Score a ``FindObjects`` response (None: timed out): map its objects to GT ids, set truth and predicted."""
+def _answered(record: SceneQueryRecord, response, latency_ms: float) -> bool:
+    """Copy the response's common fields; False when the call timed out (None) or failed."""
     record.latency_ms = latency_ms
     if response is None or not response.success:
         record.success = False
         record.message = "service call timed out" if response is None else str(response.message)
-        return
+        return False
     record.success, record.message, record.answer = True, str(response.message), str(response.answer)
+    return True
+
+
+def fill_find(record: SceneQueryRecord, response, latency_ms: float, frame: dict, visible: dict[str, dict]) -> None:
+    """Score a ``FindObjects`` response (None: timed out): map its objects to GT ids, set truth and predicted."""
+    if not _answered(record, response, latency_ms):
+        return
     record.confidence = float(min(response.confidences, default=1.0))
     gt_objects, _ = objects_from_entries(frame)
     entries = {e["id"]: e for e in frame.get("objects", [])}
@@ -174,22 +184,50 @@ def _find_truth(record: SceneQueryRecord, objects: dict[str, dict], candidates: 
 
 def fill_placement(record: SceneQueryRecord, response, latency_ms: float, frame: dict) -> None:
     """Score a ``CheckPlacement`` response (None: timed out); for "fits", the true margin at its pose."""
-    record.latency_ms = latency_ms
-    if response is None or not response.success:
-        record.success = False
-        record.message = "service call timed out" if response is None else str(response.message)
+    if not _answered(record, response, latency_ms):
         return
-    record.success, record.message, record.answer = True, str(response.message), str(response.answer)
     record.predicted, record.confidence = bool(response.fits), float(response.confidence)
     record.free_width_m = float(response.free_width)
     if response.fits:
-        _, gt_scene = objects_from_entries(frame)
-        p = response.pose.position
-        center_g = gt_scene.gravity.to_gravity(np.array([p.x, p.y, p.z]))
-        base = float(frame["gravity"].get("support_height", center_g[2] - record.request["size"][2] / 2))
-        at = check_placement(gt_scene, record.request["size"], "at", point=(center_g[0], center_g[1], base),
-                             yaw=float(response.yaw))
-        record.pose_margin_m = float(at.margin_m)
+        record.pose_margin_m = pose_margin(frame, record.request["size"], response.pose.position,
+                                          float(response.yaw))
+
+
+def pose_margin(frame: dict, size, position, yaw: float) -> float:
+    """Signed clearance (metres; < 0 = overlap) between a box of ``size`` (w, d, h) at the camera-frame
+    ``position`` turned by ``yaw`` (about up, from gravity x) and the frame's true objects that reach into its
+    height range: separating-axis distance of the convex footprints (a lower bound of the gap, exact for
+    overlaps and face-to-face gaps); +inf when nothing is in range."""
+    _, gt_scene = objects_from_entries(frame)
+    center = gt_scene.gravity.to_gravity(np.array([position.x, position.y, position.z], dtype=np.float64))
+    w, d, h = (float(v) for v in size)
+    bottom, top = center[2] - h / 2, center[2] + h / 2
+    u, v = np.array([math.cos(yaw), math.sin(yaw)]), np.array([-math.sin(yaw), math.cos(yaw)])
+    rect = np.array([center[:2] + sx * w / 2 * u + sy * d / 2 * v for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+    margin = math.inf
+    for e in frame.get("objects", []):
+        lo, hi = np.asarray(e["box_min"], float), np.asarray(e["box_max"], float)
+        if hi[2] <= bottom + HEIGHT_TOLERANCE_M or lo[2] >= top:
+            continue
+        poly = np.asarray(e["footprint"], float) if e.get("footprint") else np.array(
+            [[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+        margin = min(margin, convex_separation(rect, poly))
+    return margin
+
+
+def convex_separation(p: np.ndarray, q: np.ndarray) -> float:
+    """Largest gap (metres) along the edge normals of two convex polygons ((N, 2) and (M, 2) vertices in
+    order): > 0 separated by at least that, < 0 overlapping by that along the best axis."""
+    best = -math.inf
+    for poly in (p, q):
+        edges = np.roll(poly, -1, axis=0) - poly
+        normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
+        lengths = np.linalg.norm(normals, axis=1)
+        normals = normals[lengths > 1e-12] / lengths[lengths > 1e-12, None]
+        pp, qq = p @ normals.T, q @ normals.T
+        gaps = np.maximum(qq.min(axis=0) - pp.max(axis=0), pp.min(axis=0) - qq.max(axis=0))
+        best = max(best, float(gaps.max()))
+    return best
 
 
 # ------------------------------------------------------------------------------------------------ scoring

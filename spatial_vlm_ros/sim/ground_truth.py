@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
+from scipy.spatial import ConvexHull
 
 from spatial_vlm_ros.core import quantities as Q
 from spatial_vlm_ros.core import relations as R
@@ -65,6 +66,15 @@ def true_object(obj: PlacedObject, pose_world_optical: np.ndarray, gravity: Grav
     return TrackedObject(id=obj.object_id, label=obj.category, score=1.0, center=center_c, size=hi - lo,
                          box_min=lo, box_max=hi, points=points_c, observations=1, first_seen=stamp,
                          last_seen=stamp, color_name=obj.item.color or "", n_pixels=int(visible_pixels))
+
+
+def footprint(obj: PlacedObject, pose_world_optical: np.ndarray, gravity: GravityFrame) -> list[list[float]]:
+    """The convex hull of the object's mesh seen from above: counter-clockwise gravity-frame (x, y) vertices,
+    metres (what a box put on the table must stay clear of)."""
+    t = world_to_optical(pose_world_optical)
+    xy = gravity.to_gravity(obj.world_mesh.vertices @ t[:3, :3].T + t[:3, 3])[:, :2]
+    hull = ConvexHull(xy)                         # 2-D: vertices come counter-clockwise
+    return [[round(float(x), 5), round(float(y), 5)] for x, y in xy[hull.vertices]]
 
 
 def relations_and_quantities(objects: list[TrackedObject], scene: Scene,
@@ -124,7 +134,7 @@ def frame_ground_truth(scene: TabletopScene, intr: Intrinsics, pose_world_optica
             "center": _vec(t.center), "size": _vec(t.size), "box_min": _vec(t.box_min), "box_max": _vec(t.box_max),
             "center_gravity": _vec(gravity.to_gravity(t.center)), "visible_pixels": pixels,
             "visible": pixels >= cfg.min_visible_pixels, "in_view": bool(inside),
-            "supported_by": obj.supported_by,
+            "supported_by": obj.supported_by, "footprint": footprint(obj, pose_world_optical, gravity),
         })
     snapshot = Scene(tuple(objects), gravity, stamp)
     relations, quantities = relations_and_quantities(objects, snapshot, cfg)

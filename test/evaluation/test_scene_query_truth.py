@@ -1,12 +1,15 @@
 """Scene-level queries scored against ground truth: truths from true boxes, node answers mapped and judged."""
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from spatial_vlm_ros.evaluation.scene_query_truth import (
+    convex_separation,
     fill_find,
     fill_placement,
+    pose_margin,
     scene_queries,
     summarize_scene_queries,
 )
@@ -134,3 +137,23 @@ def test_summary_counts_pose_and_free_width():
     s = summarize_scene_queries([good, big])["placement"]
     assert s["accuracy"] == 0.5 and s["fits_pose_free"] == 0.5
     assert s["free_width_within_10pct"] == 0.5      # 0.31 vs 0.30 within, 0.20 vs 0.30 not
+
+
+def test_convex_separation():
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
+    assert convex_separation(square, square + [1.5, 0]) == pytest.approx(0.5)      # face to face
+    assert convex_separation(square, square + [0.8, 0.3]) == pytest.approx(-0.2)   # overlapping 0.2 along x
+    diamond = np.array([[0, -1], [1, 0], [0, 1], [-1, 0]], float) * 0.5 + [2.0, 0.5]
+    assert convex_separation(square, diamond) == pytest.approx(0.5, abs=1e-9)       # its tip 0.5 from the face
+
+
+def test_the_pose_check_uses_the_mesh_footprint_where_there_is_one():
+    frame = _frame()
+    mug = next(e for e in frame["objects"] if e["id"] == "mug_1")             # box x 0.10..0.18, y 0.90..0.98
+    corner = SimpleNamespace(**dict(zip("xyz", R.T @ np.array([0.105, 0.975, TABLE_Z + 0.01]))))
+    size = (0.006, 0.006, 0.02)
+    assert pose_margin(frame, size, corner, 0.0) < 0                          # inside the mug's box corner
+    mug["footprint"] = [[0.14, 0.90], [0.18, 0.94], [0.14, 0.98], [0.10, 0.94]]   # a diamond inside the box
+    assert pose_margin(frame, size, corner, 0.0) > 0.01                       # clear of the true outline
+    low = SimpleNamespace(**dict(zip("xyz", R.T @ np.array([0.14, 0.94, TABLE_Z + 0.3]))))
+    assert pose_margin(frame, size, low, 0.0) == math.inf                     # above everything

@@ -71,6 +71,21 @@ def test_gravity_frame_and_boxes_come_from_the_true_pose(layout):
     assert can["visible_pixels"] == 4 and can["visible"] is False     # below the 50-pixel threshold
 
 
+def test_footprints_are_the_meshes_outlines_from_above(layout):
+    _, _, gt = layout
+    box = next(o for o in gt["objects"] if o["id"] == "box_1")
+    fp = np.array(box["footprint"])
+    assert fp.min(axis=0) == pytest.approx(box["box_min"][:2], abs=1e-4)     # a box's outline is its box
+    assert fp.max(axis=0) == pytest.approx(box["box_max"][:2], abs=1e-4)
+    x, y = fp[:, 0], fp[:, 1]
+    area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))     # > 0: counter-clockwise
+    assert area == pytest.approx(0.2 * 0.1, rel=1e-3)
+    can = next(o for o in gt["objects"] if o["id"] == "can_1")
+    cx, cy = np.array(can["footprint"]).T
+    can_area = 0.5 * float(np.sum(cx * np.roll(cy, -1) - np.roll(cx, -1) * cy))
+    assert can_area == pytest.approx(np.pi * 0.033 ** 2, rel=0.01)           # a circle, not its square box
+
+
 def test_relations_of_the_layout(layout):
     _, _, gt = layout
     assert _rel(gt, "on_top_of", "can_1", "box_1")["holds"]
