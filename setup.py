@@ -14,6 +14,7 @@ setup(
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
         ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+        ("share/" + PACKAGE + "/config/sensors", glob("config/sensors/*.yaml")),
         ("share/" + PACKAGE + "/models", glob("models/*.yaml") + glob("models/*.md")),
     ],
     install_requires=["setuptools"],

@@ -26,6 +26,12 @@ bias of the unary extents (width, depth, height) per object category.
     .venv/bin/python benchmarks/accuracy_offline.py --core L.rest_snap_m=0.0         # a core-only setting
     .venv/bin/python benchmarks/accuracy_offline.py --detector boxes                 # boxes only, no masks
     .venv/bin/python benchmarks/accuracy_offline.py --sensor all --seeds 101         # every sensor model
+    .venv/bin/python benchmarks/accuracy_offline.py --sensor all --profile auto      # each sensor's own profile
+
+``--profile`` overlays an uncertainty profile on ``--params`` (later file wins, as with several ROS
+``--params-file``s): ``none`` (default: ``--params`` alone, the sensor-agnostic profile), ``auto`` (each sensor's
+own ``config/sensors/<sensor>.yaml``, fitted by ``fit_uncertainty.py --write-profiles``) or a file's path (for
+every sensor). See ``docs/uncertainty.md``.
 
 Lengths are metres; relative errors are ``(predicted - truth) / truth``. Tune on one seed set and check on
 another (the core's defaults were chosen on seeds 101-103 and checked on 201-203). Rendering a set of 15
@@ -112,10 +118,31 @@ def parse_value(text: str):
         return text
 
 
-def build_config(params_file: Path, overrides: dict):
-    """``PipelineConfig`` as the node builds it from ``params_file``, with the evaluation's and the given
-    node-parameter overrides. Raises ``InputError`` for unknown names or invalid values."""
+#: the per-sensor uncertainty profiles (parameter overlays that set only ``uncertainty.*``), one per sensor model
+SENSOR_PROFILES = ROOT / "config" / "sensors"
+PROFILE_CHOICES = "none | auto | <path>"
+
+
+def profile_path(profile: str | None, sensor: str) -> Path | None:
+    """The parameter overlay ``--profile`` names for ``sensor``: None for ``none`` (the params file alone),
+    ``config/sensors/<sensor>.yaml`` for ``auto``, else the given path (the same for every sensor). Raises
+    ``InputError`` for a missing file."""
+    if profile in (None, "", "none"):
+        return None
+    path = SENSOR_PROFILES / f"{sensor}.yaml" if profile == "auto" else Path(profile)
+    if not path.is_file():
+        raise InputError(f"--profile {profile}: no profile file {path}"
+                         + (f" for sensor {sensor}" if profile == "auto" else ""))
+    return path
+
+
+def build_config(params_file: Path, overrides: dict, profile: Path | None = None):
+    """``PipelineConfig`` as the node builds it from ``params_file`` (then the overlay ``profile``, if given:
+    its values win, as a later ``--params-file`` does), with the evaluation's and the given node-parameter
+    overrides. Raises ``InputError`` for unknown names or invalid values."""
     values = load_parameter_file(str(params_file), NODE_NAME)
+    if profile is not None:
+        values.update(load_parameter_file(str(profile), NODE_NAME))
     values.update(EVALUATION_OVERRIDES)
     values.update(overrides)
     return pipeline_config(validate_values(values))
@@ -301,6 +328,9 @@ def run_sensor(args, sensor: str, config, jitter, overrides: dict) -> dict:
     model, f_px = make_sensor(sensor).depth_model(TYPICAL_FOCAL_PX), TYPICAL_FOCAL_PX
     print(f"\nsensor {sensor}: its sigma(z) at f = {f_px:.0f} px is sigma0 {model.sigma0:.4f} m + k {model.k:.4f} z^2; "
           f"the node is configured with sigma0 {config.noise.sigma0:.4f} m + k {config.noise.k:.4f} z^2")
+    profile = profile_path(getattr(args, "profile", None), sensor)
+    print(f"uncertainty profile: {profile.relative_to(ROOT) if profile and profile.is_relative_to(ROOT) else profile}"
+          if profile else f"uncertainty profile: {args.params.name} (sensor-agnostic)")
     for seed in args.seeds:
         path = ensure_dataset(args.cache, seed, args.scenes, args.frames, sensor)
         t = time.monotonic()
@@ -315,6 +345,7 @@ def run_sensor(args, sensor: str, config, jitter, overrides: dict) -> dict:
         summary["baseline"] = baseline_summary(args, sensor)
     found, present = (sum(v) for v in zip(*recall)) if recall else (0, 0)
     summary["sensor"] = sensor
+    summary["profile"] = str(profile) if profile else None
     summary["detector_recall"] = found / present if present else math.nan
     print(f"detector {args.detector}: recall {found}/{present} = {_pct(summary['detector_recall'])} % "
           "(ground-truth objects found / present at the asked frames; missed objects' questions count wrong)")
@@ -338,13 +369,22 @@ def _row(name: str, s: dict, recall: float | None) -> str:
 def print_side_by_side(summaries: dict[str, dict], seeds: list[int]) -> None:
     """One row per sensor (and its naive baseline): relations correct, distances and all quantities within
     +-10 %, 2-sigma coverage, ECE and wrong answers at confidence >= 0.99, detector recall (%)."""
-    print(f"\n=== sensors side by side, seeds {' '.join(map(str, seeds))} (each fact once)")
+    profiles = {s.get("profile") for s in summaries.values()}
+    print(f"\n=== sensors side by side, seeds {' '.join(map(str, seeds))} (each fact once"
+          + ("" if profiles == {None} else ", per-sensor uncertainty profiles") + ")")
     print(f"{'sensor':<20}{'relations':>10}{'n':>7}{'dist 10%':>10}{'qty +-10%':>11}{'n':>6}{'2-sigma':>9}"
           f"{'ECE':>8}{'wrong@.99':>10}{'recall':>8}")
     for sensor, s in summaries.items():
         print(_row(sensor, s, s["detector_recall"]))
         if s.get("baseline"):
             print(_row("  naive baseline", s["baseline"], None))
+    names = sorted({q for s in summaries.values() for q in s["quantities"]["per_quantity"]})
+    print("2-sigma coverage per quantity (%):")
+    print(f"{'quantity':<22}" + "".join(f"{sensor:>10}" for sensor in summaries))
+    for name in names:
+        print(f"{name:<22}" + "".join(
+            f"{_pct(s['quantities']['per_quantity'].get(name, {}).get('coverage_2sigma', {}).get('coverage')):>10}"
+            for s in summaries.values()))
 
 
 def main(argv=None) -> int:
@@ -366,6 +406,9 @@ def main(argv=None) -> int:
                     help="boxes: one-sigma noise of each box edge, pixels (score noise 0.05); 0 = tight boxes")
     ap.add_argument("--sensor", choices=(*SENSORS, "all"), default=DEFAULT_SENSOR,
                     help="simulated depth sensor of the rendered sets; all = each in turn, then a table")
+    ap.add_argument("--profile", default="none", metavar="PROFILE",
+                    help=f"uncertainty profile overlaid on --params ({PROFILE_CHOICES}): none = --params alone "
+                         "(sensor-agnostic, default), auto = config/sensors/<sensor>.yaml per sensor")
     ap.add_argument("--json", type=Path, help="write the summary here (with --sensor all: one per sensor)")
     ap.add_argument("--no-baseline", dest="baseline", action="store_false",
                     help="skip the naive baseline (median point per mask, camera up) row")
@@ -376,20 +419,24 @@ def main(argv=None) -> int:
         overrides[name.strip()] = parse_value(value)
     overrides["detector"] = args.detector
     jitter = DetectionJitter(edge_sigma_px=args.jitter) if args.jitter > 0 else None
+    sensors = list(SENSORS) if args.sensor == "all" else [args.sensor]
+    configs, core = {}, {}
     try:
-        config = build_config(args.params, overrides)
-        overrides.update(apply_core_overrides(config, args.core))
+        for sensor in sensors:
+            configs[sensor] = build_config(args.params, overrides, profile_path(args.profile, sensor))
+            core = apply_core_overrides(configs[sensor], args.core)
     except InputError as err:
         print(f"accuracy_offline: {err}", file=sys.stderr)
         return 2
-    sensors = list(SENSORS) if args.sensor == "all" else [args.sensor]
+    overrides.update(core)
     summaries = {}
     for sensor in sensors:
-        summaries[sensor] = run_sensor(args, sensor, config, jitter, overrides)
+        summaries[sensor] = run_sensor(args, sensor, configs[sensor], jitter, overrides)
     print_side_by_side(summaries, args.seeds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        run = {"seeds": args.seeds, "scenes": args.scenes, "frames": args.frames, "overrides": overrides}
+        run = {"seeds": args.seeds, "scenes": args.scenes, "frames": args.frames, "overrides": overrides,
+               "profile": args.profile}
         for s in summaries.values():
             s["run"] = run
         out = summaries[sensors[0]] if len(sensors) == 1 else summaries

@@ -17,10 +17,21 @@ Each term ``floor + fraction * size`` is fitted by maximum likelihood of the err
 error of their confidences (answers at >= 0.99 confidence wrong at most 0.5 %), each fact once, and
 ``quantity_sigma_scale`` the factor per quantity that puts 95 % of its errors within 2 sigma for each sensor
 (the largest of the sensors' factors; each fact once).
-``--check`` only reports what the configured model gets (run it on held-out seeds).
+``--check`` only reports what the configured model gets (run it on held-out seeds); ``--profile auto`` checks
+each sensor with its own profile (``config/sensors/<sensor>.yaml`` over ``--params``, as
+``accuracy_offline.py --profile``).
+
+``--write-profiles DIR`` fits the per-sensor profiles instead: the configured lifting terms and relation scale
+(the sensor-agnostic ones of ``--params``) are kept, and ``quantity_sigma_scale`` is fitted for each sensor
+alone (the 95th percentile of ``|error| / (2 sigma)`` of its tuning facts, rounded up to 0.01), written as
+``DIR/<sensor>.yaml``: a parameter overlay for the node that sets only ``uncertainty.*``.
 
     .venv/bin/python benchmarks/fit_uncertainty.py --sensor stereo gaussian tof --seeds 101 102 103   # fit
     .venv/bin/python benchmarks/fit_uncertainty.py --sensor stereo --seeds 201 202 203 --check         # check
+    .venv/bin/python benchmarks/fit_uncertainty.py --sensor stereo gaussian tof --seeds 101 102 103 \
+        --write-profiles config/sensors                                                               # profiles
+    .venv/bin/python benchmarks/fit_uncertainty.py --sensor stereo gaussian tof --seeds 201 202 203 \
+        --check --profile auto                                                                        # check them
 
 Lengths are metres.
 """
@@ -130,10 +141,10 @@ def fit_model(rows: list[tuple]) -> LiftingError:
 
 def answer_records(paths: dict[Path, str], config) -> dict[str, list]:
     """The ``QueryRecord``s (relations and quantities) of every scene set in ``paths`` (set -> its sensor),
-    per sensor."""
+    per sensor; ``config`` is one configuration or one per sensor (a dict)."""
     records: dict[str, list] = {}
     for path, sensor in paths.items():
-        recs, _ = acc.evaluate_dataset(path, config)
+        recs, _ = acc.evaluate_dataset(path, config[sensor] if isinstance(config, dict) else config)
         records.setdefault(sensor, []).extend(acc.set_scene(path, recs))
     return records
 
@@ -147,16 +158,76 @@ def quantity_facts(records: list) -> dict[str, list]:
     return by_name
 
 
+def sensor_quantity_scales(records: list) -> dict[str, float]:
+    """Per quantity, the factor on the whole sigma that puts 95 % of the errors of ``records`` (one sensor's)
+    within 2 sigma: the 95th percentile of ``|error| / (2 sigma)``, rounded up to 0.01."""
+    out = {}
+    for name, facts in quantity_facts(records).items():
+        ratio = [abs(float(f.predicted) - float(f.truth)) / (2.0 * float(f.uncertainty)) for f in facts]
+        out[name] = float(np.ceil(100.0 * np.quantile(ratio, COVERAGE)) / 100.0)
+    return dict(sorted(out.items()))
+
+
 def fit_quantity_scales(records: dict[str, list]) -> dict[str, float]:
     """Per quantity, the factor on the whole sigma that puts 95 % of its tuning errors within 2 sigma for every
-    sensor (the largest over the sensors of the 95th percentile of ``|error| / (2 sigma)``, rounded up to 0.01):
-    the node does not know its sensor, so its sigmas must hold for each."""
+    sensor (the largest over the sensors of ``sensor_quantity_scales``): the node does not know its sensor, so
+    its sigmas must hold for each."""
     out: dict[str, float] = {}
     for recs in records.values():
-        for name, facts in quantity_facts(recs).items():
-            ratio = [abs(float(f.predicted) - float(f.truth)) / (2.0 * float(f.uncertainty)) for f in facts]
-            out[name] = max(out.get(name, 0.0), float(np.ceil(100.0 * np.quantile(ratio, COVERAGE)) / 100.0))
+        for name, scale in sensor_quantity_scales(recs).items():
+            out[name] = max(out.get(name, 0.0), scale)
     return dict(sorted(out.items()))
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return repr(float(value))          # always with a decimal point: ROS types 1 as an integer
+
+
+def profile_text(sensor: str, values: dict, scales: dict[str, float], seeds: list[int], sensors: list[str],
+                 params: Path) -> str:
+    """The per-sensor profile file: every ``uncertainty.*`` parameter of ``values`` (validated node values)
+    with ``scales`` as its ``quantity_sigma_scale``, under the node's wildcard key."""
+    prefix, qprefix = "uncertainty.", "uncertainty.quantity_sigma_scale."
+    terms = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix) and not k.startswith(qprefix)}
+    missing = sorted(k[len(qprefix):] for k in values if k.startswith(qprefix) and k[len(qprefix):] not in scales)
+    if missing:
+        raise SystemExit(f"fit_uncertainty: no {sensor} tuning facts for {', '.join(missing)}; cannot write a profile")
+    lines = [
+        f"# Uncertainty profile for the '{sensor}' depth sensor model (docs/sensor_models.md, docs/uncertainty.md):",
+        "# a parameter overlay for the spatial_perception node that sets only uncertainty.*. Load it after the",
+        "# main parameter file (a later --params-file wins):",
+        "#   ros2 run spatial_vlm_ros perception_node --ros-args --params-file config/perception.yaml \\",
+        f"#       --params-file config/sensors/{sensor}.yaml",
+        f"#   benchmarks/accuracy_offline.py --sensor {sensor} --profile auto",
+        f"# Written by benchmarks/fit_uncertainty.py --sensor {' '.join(sensors)} --seeds "
+        f"{' '.join(map(str, seeds))} --write-profiles:",
+        f"# the lifting terms and relation scale are those of {params.name} (sensor-agnostic; relations are",
+        "# unchanged), the per-quantity scales are fitted on this sensor's tuning facts alone.",
+        "/**/spatial_perception:",
+        "  ros__parameters:",
+        "    uncertainty:",
+    ]
+    lines += [f"      {k}: {_yaml_value(v)}" for k, v in terms.items()]
+    lines.append("      quantity_sigma_scale:            # fitted for this sensor")
+    lines += [f"        {k}: {scales[k]:.2f}" for k in sorted(scales)]
+    return "\n".join(lines) + "\n"
+
+
+def write_profiles(out_dir: Path, params: Path, by_sensor: dict[str, list], seeds: list[int]) -> dict:
+    """Fit ``quantity_sigma_scale`` per sensor on ``by_sensor`` (answered with every scale 1) and write
+    ``out_dir/<sensor>.yaml``; return ``{sensor: scales}``."""
+    from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, validate_values
+    values = validate_values(load_parameter_file(str(params), NODE_NAME))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fitted = {}
+    for sensor, recs in by_sensor.items():
+        fitted[sensor] = sensor_quantity_scales(recs)
+        path = out_dir / f"{sensor}.yaml"
+        path.write_text(profile_text(sensor, values, fitted[sensor], seeds, list(by_sensor), params))
+        print(f"{sensor}: quantity_sigma_scale {fitted[sensor]} -> {path}")
+    return fitted
 
 
 def report_quantities(records: dict[str, list]) -> None:
@@ -192,7 +263,7 @@ def fit_relation_scale(records: list) -> float:
     return best[0] if best else 1.0
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
     ap.add_argument("--scenes", type=int, default=15)
@@ -201,14 +272,55 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=HERE.parent / "out" / "accuracy")
     ap.add_argument("--params", type=Path, default=HERE.parent / "config" / "perception.yaml")
     ap.add_argument("--check", action="store_true", help="only report the configured model's coverage")
+    ap.add_argument("--profile", default="none", metavar="PROFILE",
+                    help=f"with --check: uncertainty profile over --params ({acc.PROFILE_CHOICES}; auto = "
+                         "config/sensors/<sensor>.yaml per sensor)")
+    ap.add_argument("--write-profiles", type=Path, metavar="DIR",
+                    help="fit quantity_sigma_scale per sensor (lifting terms and relation scale of --params "
+                         "kept) and write DIR/<sensor>.yaml")
     ap.add_argument("--json", type=Path, help="write the fitted terms here")
     args = ap.parse_args(argv)
-    config = acc.build_config(args.params, {"detector": "external"})
+    if args.profile != "none" and not args.check:
+        ap.error("--profile applies to --check (a fit starts from --params)")
+    if args.write_profiles and args.check:
+        ap.error("--write-profiles fits; it does not go with --check")
+    return args
+
+
+def fit_profiles(args, config, paths: dict[Path, str]) -> int:
+    """``--write-profiles``: the configured lifting terms and relation scale kept, ``quantity_sigma_scale``
+    fitted per sensor and written."""
+    base = replace(config.noise.lifting, quantity_sigma_scale=())
+    config = replace(config, noise=replace(config.noise, lifting=base))
+    config.lifting = replace(config.lifting, noise=config.noise)
+    print(f"configured lifting terms kept: {base}")
+    by_sensor = answer_records(paths, config)
+    print("quantities, 2-sigma coverage (per-quantity scales 1):")
+    report_quantities(by_sensor)
+    write_profiles(args.write_profiles, args.params, by_sensor, args.seeds)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config = acc.build_config(args.params, {"detector": "external"})
+        configs = {sensor: acc.build_config(args.params, {"detector": "external"},
+                                            acc.profile_path(args.profile, sensor)) for sensor in args.sensor}
+    except InputError as err:
+        print(f"fit_uncertainty: {err}", file=sys.stderr)
+        return 2
     paths = {acc.ensure_dataset(args.cache, seed, args.scenes, args.frames, sensor=sensor): sensor
              for sensor in args.sensor for seed in args.seeds}
-    rows = [row for path in paths for row in collect(path, config)]
     print(f"sensors {' '.join(args.sensor)}, seeds {' '.join(map(str, args.seeds))}")
+    if args.write_profiles:
+        return fit_profiles(args, config, paths)
+    rows = [row for path in paths for row in collect(path, config)]
     print(f"configured: {config.noise.lifting}")
+    if args.profile != "none":
+        for sensor, c in configs.items():
+            print(f"  {sensor} profile {acc.profile_path(args.profile, sensor)}: quantity_sigma_scale "
+                  f"{dict(c.noise.lifting.quantity_sigma_scale)}")
     report_terms(rows, config.noise.lifting)
     model = config.noise.lifting
     if not args.check:
@@ -218,7 +330,7 @@ def main(argv=None) -> int:
         config = replace(config, noise=replace(config.noise, lifting=replace(model, relation_sigma_scale=1.0,
                                                                                quantity_sigma_scale=())))
         config.lifting = replace(config.lifting, noise=config.noise)
-    by_sensor = answer_records(paths, config)
+    by_sensor = answer_records(paths, configs if args.check else config)
     print("quantities, 2-sigma coverage" + (" (per-quantity scales 1):" if not args.check else ":"))
     report_quantities(by_sensor)
     records = [r for recs in by_sensor.values() for r in recs if r.kind == "relation"]
