@@ -1,7 +1,7 @@
 """Launch the spatial_perception node on a full ROS 2 install (Humble, Jazzy, Kilted).
 
     ros2 launch spatial_vlm_ros perception.launch.py [params_file:=...] [namespace:=...] [detector:=...] \
-        [depth_source:=...]
+        [depth_source:=...] [sensor_profile:=...]
 
 - params_file: ROS 2 parameter file (default: the package's config/perception.yaml);
 - namespace:   namespace of the node (default: none);
@@ -9,6 +9,8 @@
                empty (default) keeps the file's value;
 - depth_source: 'sensor', 'model' (RGB-only camera: no depth topic is subscribed) or 'fuse';
                empty (default) keeps the file's value;
+- sensor_profile: the depth sensor's uncertainty profile loaded after params_file: 'gaussian', 'stereo',
+               'tof' (the package's config/sensors/<name>.yaml) or a file's path; empty (default): none;
 - autostart:   'false' leaves both nodes unconfigured for a lifecycle manager (they are lifecycle nodes;
                default 'true': configured and activated at start-up);
 - with_vlm:    'true' also starts the spatial VLM node (vlm_node) with vlm_params_file (default config/vlm.yaml).
@@ -25,10 +27,23 @@ from launch import LaunchDescription
 
 DETECTORS = ("external", "tabletop", "boxes", "open_vocab")      # spatial_vlm_ros.pipeline.DETECTORS
 DEPTH_SOURCES = ("sensor", "model", "fuse")
+SENSOR_PROFILES = ("gaussian", "stereo", "tof")                  # spatial_vlm_ros.ros.run.SENSOR_PROFILES
+
+
+def _sensor_profile_file(profile, config_dir):
+    if profile in SENSOR_PROFILES:
+        return os.path.join(config_dir, "sensors", profile + ".yaml")
+    if os.path.isfile(profile):
+        return profile
+    raise RuntimeError(f"sensor_profile:={profile} is neither one of {', '.join(SENSOR_PROFILES)} nor a file")
 
 
 def _perception_node(context):
     parameters = [LaunchConfiguration("params_file").perform(context)]
+    profile = LaunchConfiguration("sensor_profile").perform(context)
+    if profile:
+        config_dir = os.path.join(get_package_share_directory("spatial_vlm_ros"), "config")
+        parameters.append(_sensor_profile_file(profile, config_dir))
     overrides = {}
     for name, choices in (("detector", DETECTORS), ("depth_source", DEPTH_SOURCES)):
         value = LaunchConfiguration(name).perform(context)
@@ -64,6 +79,9 @@ def generate_launch_description():
         DeclareLaunchArgument("depth_source", default_value="",
                               description=f"{' | '.join(DEPTH_SOURCES)} ('model': RGB-only camera, no depth "
                               "topic); empty keeps the parameter file's value"),
+        DeclareLaunchArgument("sensor_profile", default_value="",
+                              description=f"{' | '.join(SENSOR_PROFILES)} or a file: the depth sensor's "
+                              "uncertainty profile, loaded after params_file; empty: none"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="true: configure and activate the (lifecycle) nodes at start-up; "
                               "false: leave them to a lifecycle manager"),

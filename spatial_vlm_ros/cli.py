@@ -81,7 +81,8 @@ def ros_import_problem() -> str | None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from spatial_vlm_ros.ros.run import run_nodes
     return run_nodes(args.nodes, params_file=args.params, namespace=args.namespace,
-                     detector=args.detector, ros_args=args.ros_args, prog="spatial_vlm run")
+                     detector=args.detector, ros_args=args.ros_args, prog="spatial_vlm run",
+                     sensor_profile=args.sensor_profile)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--namespace", default="")
     from spatial_vlm_ros.pipeline import DETECTORS
     r.add_argument("--detector", default=None, choices=DETECTORS, help="override the file's detector")
+    r.add_argument("--sensor-profile", default=None, metavar="NAME|FILE",
+                   help="depth sensor's uncertainty profile after the perception file: gaussian, stereo, tof "
+                   "(config/sensors/NAME.yaml) or a file")
     r.add_argument("--nodes", nargs="+", default=["perception"], choices=["perception", "vlm"])
     r.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="passed to rclpy (remappings)")
     r.set_defaults(func=_cmd_run, needs_ros=True)

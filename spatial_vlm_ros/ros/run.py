@@ -1,14 +1,17 @@
 """Start the package's node(s) from parameter files without ``launch`` (which PyPI ROS does not ship).
 
     python -m spatial_vlm_ros.ros.run --params config/perception.yaml [--namespace robot1] \
-        [--detector tabletop] [--nodes perception vlm] [--ros-args -r ... --log-level debug]
+        [--detector tabletop] [--sensor-profile stereo] [--nodes perception vlm] \
+        [--ros-args -r ... --log-level debug]
 
 does what ``ros2 launch spatial_vlm_ros perception.launch.py params_file:=... namespace:=... detector:=...``
 does on a full ROS install: the ``spatial_perception`` node (and, with ``--nodes ... vlm``, the
 ``spatial_vlm`` node) in one process, with the file's ``ros__parameters`` (keys ``/**``,
 ``/**/<node name>`` or the node's fully qualified name), in the namespace given, with the detector overridden
-when asked. A node the given file has no section for reads its default file (``config/<node>.yaml``); a file
-with a section for none of the nodes is refused. Each node gets its own file as node arguments (``cli_args``),
+when asked. ``--sensor-profile`` loads a sensor's uncertainty overlay (``config/sensors/<name>.yaml``, or a
+file's path) after the perception file, as ``sensor_profile:=`` does in the launch file. A node the given
+file has no section for reads its default file (``config/<node>.yaml``); a file with a section for none of
+the nodes is refused. Each node gets its own file as node arguments (``cli_args``),
 so no node sees another's parameters; ``-p`` after ``--ros-args`` reaches every node of the process. The
 perception parameters are checked first, so a typo fails with a clear message before ROS starts.
 """
@@ -26,19 +29,37 @@ from spatial_vlm_ros.ros.parameters import NODE_NAME, load_parameter_file, valid
 
 #: node key -> (ROS node name, default parameter file name under config/)
 NODES = {"perception": (NODE_NAME, "perception.yaml"), "vlm": ("spatial_vlm", "vlm.yaml")}
+#: uncertainty profiles shipped as config/sensors/<name>.yaml (fitted by benchmarks/fit_uncertainty.py
+#: --write-profiles; docs/uncertainty.md)
+SENSOR_PROFILES = ("gaussian", "stereo", "tof")
 
 
-def default_params_file(node: str) -> str:
-    """``config/<node>.yaml`` of the source tree, else of the installed package share directory."""
-    name = NODES[node][1]
-    source = Path(__file__).resolve().parents[2] / "config" / name
+def _config_file(relative: str) -> str:
+    """``config/<relative>`` of the source tree, else of the installed package share directory."""
+    source = Path(__file__).resolve().parents[2] / "config" / relative
     if source.is_file():
         return str(source)
     try:
         from ament_index_python.packages import get_package_share_directory
-        return str(Path(get_package_share_directory("spatial_vlm_ros")) / "config" / name)
+        return str(Path(get_package_share_directory("spatial_vlm_ros")) / "config" / relative)
     except (ImportError, LookupError):
         return str(source)
+
+
+def default_params_file(node: str) -> str:
+    """``config/<node>.yaml`` of the source tree, else of the installed package share directory."""
+    return _config_file(NODES[node][1])
+
+
+def sensor_profile_file(profile: str) -> str:
+    """The parameter overlay of a sensor profile: one of ``SENSOR_PROFILES`` (``config/sensors/<name>.yaml``)
+    or the path of such a file. Raises ``InputError`` for anything else."""
+    if profile in SENSOR_PROFILES:
+        return _config_file(f"sensors/{profile}.yaml")
+    if Path(profile).is_file():
+        return profile
+    raise InputError(f"sensor profile '{profile}' is neither one of {', '.join(SENSOR_PROFILES)} "
+                     f"nor an existing file")
 
 
 def _fq_name(node_name: str, namespace: str = "") -> str:
@@ -84,9 +105,12 @@ def ros_arguments(params_files, namespace: str = "", detector: str | None = None
     return args + list(extra_ros_args)
 
 
-def check_parameter_file(params_file: str, namespace: str = "", detector: str | None = None) -> dict:
-    """Validated perception parameters the node will get; raises ``InputError`` naming every problem."""
-    overrides = load_parameter_file(params_file, NODE_NAME, namespace)
+def check_parameter_file(params_file, namespace: str = "", detector: str | None = None) -> dict:
+    """Validated perception parameters the node will get from ``params_file`` (a path, or a list of paths
+    where a later file wins, as rcl applies them); raises ``InputError`` naming every problem."""
+    overrides: dict = {}
+    for path in [params_file] if isinstance(params_file, str) else params_file:
+        overrides.update(load_parameter_file(path, NODE_NAME, namespace))
     if detector:
         overrides["detector"] = detector
     return validate_values(overrides)
@@ -100,9 +124,34 @@ def _make_node(node: str, cli_args: list[str]):
     return SpatialVLMNode(cli_args=cli_args)
 
 
+def checked_node_files(nodes, params_file: str | None, namespace: str = "", detector: str | None = None,
+                       sensor_profile: str | None = None) -> dict[str, list[str]]:
+    """The parameter files of each node (a later one wins), the perception values already validated.
+
+    Raises ``InputError`` for a missing or unmatched ``params_file``, a bad sensor profile or bad values.
+    """
+    files = {node: [node_parameter_file(node, params_file, namespace)] for node in nodes}
+    if sensor_profile:
+        if "perception" not in nodes:
+            raise InputError("a sensor profile sets the perception node's parameters; start it too")
+        files["perception"].append(sensor_profile_file(sensor_profile))
+    if params_file and all(params_file != f[0] for f in files.values()):
+        if not Path(params_file).is_file():
+            raise InputError(f"parameter file {params_file} not found")
+        raise InputError(f"parameter file {params_file} has no section for "
+                         f"{', '.join(_fq_name(NODES[n][0], namespace) for n in nodes)} (keys rcl matches: "
+                         f"'/**', '/**/<node name>' or the fully qualified node name)")
+    if "perception" in nodes:
+        check_parameter_file(files["perception"], namespace, detector)
+    return files
+
+
 def run_nodes(nodes=("perception",), params_file: str | None = None, namespace: str = "",
-              detector: str | None = None, ros_args=(), prog: str = "spatial_vlm_ros") -> int:
+              detector: str | None = None, ros_args=(), prog: str = "spatial_vlm_ros",
+              sensor_profile: str | None = None) -> int:
     """Start ``nodes`` (keys of ``NODES``) in this process and spin until Ctrl-C / SIGTERM.
+
+    ``sensor_profile`` (see ``sensor_profile_file``) is loaded after the perception node's file.
 
     Returns the exit code: 0 after a clean shutdown, 2 for invalid parameters or an unknown node (one line on
     stderr, ``<prog>: <reason>``).
@@ -112,16 +161,8 @@ def run_nodes(nodes=("perception",), params_file: str | None = None, namespace: 
     if unknown:
         print(f"{prog}: unknown node(s) {', '.join(unknown)} (known: {', '.join(NODES)})", file=sys.stderr)
         return 2
-    files = {node: node_parameter_file(node, params_file, namespace) for node in nodes}
     try:
-        if params_file and params_file not in files.values():
-            if not Path(params_file).is_file():
-                raise InputError(f"parameter file {params_file} not found")
-            raise InputError(f"parameter file {params_file} has no section for "
-                             f"{', '.join(_fq_name(NODES[n][0], namespace) for n in nodes)} (keys rcl matches: "
-                             f"'/**', '/**/<node name>' or the fully qualified node name)")
-        if "perception" in nodes:
-            check_parameter_file(files["perception"], namespace, detector)
+        files = checked_node_files(nodes, params_file, namespace, detector, sensor_profile)
     except InputError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
@@ -157,6 +198,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spatial_vlm_ros.pipeline import DETECTORS
     parser.add_argument("--detector", choices=DETECTORS, default=None,
                         help="override the file's detector")
+    parser.add_argument("--sensor-profile", default=None, metavar="NAME|FILE",
+                        help=f"depth sensor's uncertainty profile loaded after the perception file: "
+                        f"{', '.join(SENSOR_PROFILES)} (config/sensors/NAME.yaml) or a file")
     parser.add_argument("--nodes", nargs="+", default=["perception"], choices=list(NODES),
                         help="nodes to start in this process")
 
@@ -173,7 +217,8 @@ def main(argv=None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return run_nodes(args.nodes, args.params, args.namespace, args.detector, ros_extra)
+        return run_nodes(args.nodes, args.params, args.namespace, args.detector, ros_extra,
+                         sensor_profile=args.sensor_profile)
     except KeyboardInterrupt:             # Ctrl-C while still starting up
         return 0
 

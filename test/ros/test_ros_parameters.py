@@ -10,7 +10,14 @@ from rclpy.parameter import Parameter
 
 from spatial_vlm_ros.core.errors import InputError
 from spatial_vlm_ros.ros import parameters as P
-from spatial_vlm_ros.ros.run import check_parameter_file, parameter_files, ros_arguments
+from spatial_vlm_ros.ros.run import (
+    SENSOR_PROFILES,
+    check_parameter_file,
+    parameter_files,
+    ros_arguments,
+    run_nodes,
+    sensor_profile_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "perception.yaml"
@@ -118,8 +125,11 @@ def test_launch_file_parses_and_declares_its_arguments():
     assert "generate_launch_description" in names
     declared = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
                 and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"params_file", "namespace", "detector", "depth_source", "autostart", "with_vlm",
-                        "vlm_params_file"}
+    assert declared == {"params_file", "namespace", "detector", "depth_source", "sensor_profile", "autostart",
+                        "with_vlm", "vlm_params_file"}
+    profiles = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                    and getattr(n.targets[0], "id", "") == "SENSOR_PROFILES")
+    assert ast.literal_eval(profiles) == SENSOR_PROFILES                 # the launch file and run agree
     assert "executable=\"perception_node\"" in source and "name=\"spatial_perception\"" in source
     assert "executable=\"vlm_node\"" in source and "name=\"spatial_vlm\"" in source
 
@@ -134,3 +144,44 @@ def test_run_picks_parameter_files_per_node(tmp_path):
     assert ros_arguments([perception, vlm], "/robot1/", "tabletop") == [
         "--ros-args", "--params-file", perception, "--params-file", vlm, "-r", "__ns:=/robot1", "-p",
         "detector:=tabletop"]
+
+
+def test_sensor_profiles_overlay_the_perception_file(tmp_path):
+    base = P.load_parameter_file(str(CONFIG))
+    for name in SENSOR_PROFILES:
+        path = sensor_profile_file(name)
+        assert path == str(ROOT / "config" / "sensors" / f"{name}.yaml")
+        overlay = P.load_parameter_file(path, namespace="robot1")
+        assert overlay and all(key.startswith("uncertainty.") for key in overlay)
+        values = check_parameter_file([str(CONFIG), path], namespace="robot1")     # a later file wins
+        assert all(values[key] == overlay[key] for key in overlay)
+        assert values["detector"] == base["detector"]
+    assert sensor_profile_file(str(CONFIG)) == str(CONFIG)                   # a file's path is taken as is
+    with pytest.raises(InputError, match="'lidar' is neither one of gaussian, stereo, tof nor an existing file"):
+        sensor_profile_file("lidar")
+    bad = tmp_path / "bad_profile.yaml"
+    bad.write_text("/**/spatial_perception:\n  ros__parameters:\n    uncertainty: {center_ray_m: -1.0}\n")
+    with pytest.raises(InputError, match="uncertainty.center_ray_m"):
+        check_parameter_file([str(CONFIG), str(bad)])
+
+
+def test_rcl_applies_the_profile_after_the_file():
+    """The order ``run`` passes the files in is the order rcl applies them: the profile's values win."""
+    stereo = sensor_profile_file("stereo")
+    context = Context()
+    rclpy.init(args=["x"] + ros_arguments([str(CONFIG), stereo]), context=context)
+    try:
+        node = Node("spatial_perception", context=context, automatically_declare_parameters_from_overrides=True)
+        value = node.get_parameter("uncertainty.quantity_sigma_scale.height").value
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert value == P.load_parameter_file(stereo)["uncertainty.quantity_sigma_scale.height"]
+    assert value != P.load_parameter_file(str(CONFIG))["uncertainty.quantity_sigma_scale.height"]
+
+
+def test_run_refuses_a_bad_sensor_profile_before_ros_starts(capsys):
+    assert run_nodes(["perception"], sensor_profile="lidar", prog="run") == 2
+    assert "run: sensor profile 'lidar' is neither one of" in capsys.readouterr().err
+    assert run_nodes(["vlm"], sensor_profile="stereo", prog="run") == 2
+    assert "sets the perception node's parameters" in capsys.readouterr().err
