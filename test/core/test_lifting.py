@@ -367,3 +367,30 @@ def test_undercut_slope_tells_a_rounded_bottom_from_an_upright_side():
         assert slope[0] == pytest.approx(expected, abs=1e-3), lean
     line = pts_g[:, azimuth == 0.0]                                          # one vertical line: no verdict
     assert _undercut_slopes(line, np.array([0, line.shape[1]]), bottom, top, 0.005)[0] == np.inf
+
+
+def test_a_rounded_hidden_bottom_far_above_the_table_still_rests_on_it():
+    """A large ball seen from above shows nothing of its lowest part: its box bottom comes out 6.5 cm above
+    the table, beyond ``rest_snap_m``. Its lowest visible surface recedes under it (positive undercut
+    slope), so the bottom rests on the table when within ``rest_snap_rounded_fraction`` of the visible
+    height; an upright side as far up stays (its bottom is not rounded away), and so does the ball with
+    the fraction 0 (only ``rest_snap_m``)."""
+    from types import SimpleNamespace
+
+    from spatial_vlm_ros.core.lifting.support import _snap_to_support
+
+    camera = CameraModel.from_camera_info_fields(64, 48, [50.0, 0, 32, 0, 50.0, 24, 0, 0, 1], [], "plumb_bob", "c")
+    gravity = GravityFrame.camera_default()
+    h, azimuth = np.meshgrid(np.linspace(0.065, 0.2, 28), 0.01 * np.arange(10), indexing="ij")
+    h, azimuth = h.ravel(), azimuth.ravel()
+    sels = [SimpleNamespace(rim_cols=None, rim_rows=None)]               # no rim readings: bottom hidden
+    for lean, fraction, rests in ((0.5, 0.6, True), (0.0, 0.6, False), (0.5, 0.0, False), (0.5, 0.4, False)):
+        rng = 1.0 + lean * np.clip(0.095 - h, 0.0, None)                  # recedes below 9.5 cm (or not)
+        pts_g = np.stack([rng * np.sin(azimuth), rng * np.cos(azimuth), h]).astype(np.float32)
+        bmin, bmax = np.array([[-0.1, 0.9, 0.065]]), np.array([[0.1, 1.1, 0.2]])
+        p = LiftingParams(rest_snap_rounded_fraction=fraction)
+        _snap_to_support(bmin, bmax, 0.0, np.array([0.005]), np.array([0.001]), np.array([1.0]), sels,
+                         np.zeros((48, 64), np.float32), camera, gravity, pts_g, np.array([0, h.size]), p)
+        assert bmin[0, 2] == (0.0 if rests else 0.065), (lean, fraction)
+    with pytest.raises(InputError, match="rest_snap_rounded_fraction"):
+        LiftingParams(rest_snap_rounded_fraction=-0.1)

@@ -17,7 +17,8 @@ Per instance, working inside the bounding rectangle of its mask (one cv2.boundin
    (``noise_trim_sigmas``; on the vertical axis as many as the extreme of that many points needs), grown
    by half a pixel per side (pixel centers lie inside the silhouette);
 5. after all instances: box bottoms hidden or curving away under the silhouette are put on the surface
-   beneath them (support plane or another object's top, ``rest_snap_m``); a bottom seen with a gap under it
+   beneath them (support plane or another object's top, up to ``rest_snap_m`` above it, or up to
+   ``rest_snap_rounded_fraction`` of the visible height for a bottom curving away); a bottom seen with a gap under it
    (an object held above the table: ``_bottom_seen``) stays where it is; the center is the box center,
    mapped back to the camera optical frame.
 

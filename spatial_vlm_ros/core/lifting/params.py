@@ -69,6 +69,9 @@ class LiftingParams:
                                        # the contact tolerance of one object resting on another
     rest_snap_m: float = 0.06          # a hidden box bottom up to this far above the surface beneath it
                                        # (support plane or another object's top) is put on it; 0 = off
+    rest_snap_rounded_fraction: float = 0.6  # ... or up to this fraction of its visible height when its
+                                       # lowest visible surface curves away under it (a ball): what is
+                                       # hidden below grows with the object; 0 = rest_snap_m only
     seen_gap_m: float = 0.02           # a bottom is seen (not put down) when what lies just below the
                                        # mask's lower rim is this much (or the support margin + 4 sigma)
     seen_gap_fraction: float = 0.5     # lower than the box bottom on this fraction of the rim columns,
@@ -90,9 +93,11 @@ class LiftingParams:
                                                                  self.amodal_max_points) < 1:
             raise InputError("lifting: erosion_px and mask_spill_px must be >= 0; min_pixels, max_points, "
                              "interior_stride, fill_min_row and amodal_max_points >= 1")
-        if min(self.noise_trim_sigmas, self.rest_snap_m, self.detached_fraction, self.seen_gap_m) < 0.0 \
+        if min(self.noise_trim_sigmas, self.rest_snap_m, self.rest_snap_rounded_fraction, self.detached_fraction,
+               self.seen_gap_m) < 0.0 \
                 or not 0.0 < self.amodal_band < 0.5 or min(self.detached_gap_m, self.detached_gap_px) <= 0.0 \
                 or not 0.0 < self.seen_gap_fraction <= 1.0:
-            raise InputError("lifting: noise_trim_sigmas, rest_snap_m, seen_gap_m and detached_fraction must "
+            raise InputError("lifting: noise_trim_sigmas, rest_snap_m, rest_snap_rounded_fraction, seen_gap_m "
+                             "and detached_fraction must "
                              "be >= 0, detached_gap_m and detached_gap_px > 0, amodal_band in (0, 0.5), "
                              "seen_gap_fraction in (0, 1]")

@@ -23,16 +23,25 @@ def _snap_to_support(bmin, bmax, support: float, margin, sigma, scale, sels, dep
         # a resting object's bottom is measured about the support margin plus the noise trim high
         min_gap = np.maximum(p.seen_gap_m, margin + 4.0 * sigma * np.clip(scale, 1.0, 2.0))
         seen = _bottom_seen(sels, depth_m, camera, gravity, bmin[:, 2], min_gap, p)
-        if seen.any():                       # ... and the lowest visible surface is an upright side
-            slope = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx)
-            seen &= np.abs(slope) < p.seen_max_undercut
-        _rest_on_supports(bmin, bmax, float(support), p, ~seen)
+        reach = np.full(len(bmin), p.rest_snap_m)
+        rounded_reach = np.maximum(p.rest_snap_m, p.rest_snap_rounded_fraction * (bmax[:, 2] - bmin[:, 2]))
+        # bottoms beyond rest_snap_m but within the rounded reach need the slope too
+        farther = (bmin[:, 2] - support > p.rest_snap_m) & (bmin[:, 2] - support <= rounded_reach)
+        slope = np.full(len(bmin), np.inf)
+        ask = seen | farther
+        if ask.any():
+            slope[ask] = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx, only=ask)[ask]
+        seen &= np.abs(slope) < p.seen_max_undercut       # ... and the lowest visible surface is upright
+        rounded = np.isfinite(slope) & (slope >= p.seen_max_undercut)
+        reach[rounded] = rounded_reach[rounded]
+        _rest_on_supports(bmin, bmax, float(support), p, ~seen, reach)
 
 
 def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: LiftingParams,
-                      hidden: np.ndarray) -> None:
+                      hidden: np.ndarray, reach: np.ndarray | None = None) -> None:
     """Objects whose bottom is hidden rest on something: such a box bottom (``hidden``: (K,) bool) up to
-    ``rest_snap_m`` above the highest surface beneath it (the support plane, or the top of another object
+    ``reach`` (K,) metres (default ``rest_snap_m``; more for a rounded bottom, ``_snap_to_support``) above
+    the highest surface beneath it (the support plane, or the top of another object
     whose footprint holds this object's center and which is not above this object's bottom by more than
     ``snap_to_support_m``) is put on that surface, in place on the (K, 3) corners. An object's bottom is
     often unseen: hidden by objects in front, or by the object itself (a sphere's or a rounded bottom curves
@@ -45,7 +54,8 @@ def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: Lif
     beneath = (top[None, :] > support) & (top[None, :] <= bottom[:, None] + p.snap_to_support_m) & inside
     np.fill_diagonal(beneath, False)
     target = np.max(np.where(beneath, top[None, :], support), axis=1, initial=support)
-    rest = hidden & (bottom - target > 0.0) & (bottom - target <= p.rest_snap_m)
+    limit = p.rest_snap_m if reach is None else reach
+    rest = hidden & (bottom - target > 0.0) & (bottom - target <= limit)
     bmin[rest, 2] = target[rest]
 
 
@@ -97,8 +107,8 @@ def _bottom_seen(sels, depth_m, camera: CameraModel, gravity: GravityFrame, bott
     return (n > 0) & (np.bincount(owner[gap], minlength=K) >= p.seen_gap_fraction * n)
 
 
-def _undercut_slopes(pts_g, off, bottom: np.ndarray, top: np.ndarray, bin_rad: float, band_m: float = 0.03
-                     ) -> np.ndarray:
+def _undercut_slopes(pts_g, off, bottom: np.ndarray, top: np.ndarray, bin_rad: float, band_m: float = 0.03,
+                     only: np.ndarray | None = None) -> np.ndarray:
     """(K,) per instance, how much its lowest visible surface recedes under it: in each bin of azimuth
     (``bin_rad`` wide, about the camera's vertical axis: the gravity frame's origin is the camera, so the
     points of a vertical line on a surface share one), the horizontal range of the points in the lower third
@@ -109,10 +119,10 @@ def _undercut_slopes(pts_g, off, bottom: np.ndarray, top: np.ndarray, bin_rad: f
     until the rays graze it, and the rest is hidden under the object; a part leaning out towards the camera
     (a plush toy's feet) a negative one, its underside unseen. Only a near-vertical lowest surface with a gap
     under it makes a bottom "seen" (``_lift_batch``). ``pts_g``: (3, N) gravity-frame points, ``off``: the
-    instance segments."""
+    instance segments; ``only`` (K,) bool: the instances to compute (the others stay ``inf``)."""
     K = off.size - 1
     out = np.full(K, np.inf)
-    for k in range(K):
+    for k in range(K) if only is None else np.flatnonzero(only):
         x, y, z = (pts_g[i, off[k]:off[k + 1]].astype(np.float64) for i in range(3))
         h = z - bottom[k]
         band = min(band_m, 0.5 * (top[k] - bottom[k]))
