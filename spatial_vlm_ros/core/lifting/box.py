@@ -12,15 +12,18 @@ from spatial_vlm_ros.core.lifting.params import LiftingParams
 from spatial_vlm_ros.core.lifting.segments import _offsets, _seg_kth_largest, _seg_sum
 
 
-def _detached_counts(pts_g, g, off, gap: np.ndarray, max_count: np.ndarray) -> np.ndarray:
+def _detached_counts(pts_g, g, off, gap: np.ndarray, max_count: np.ndarray, sub: int = 8) -> np.ndarray:
     """(3, K, 2) per gravity axis and instance: how many of the largest / smallest coordinates (at most
-    ``max_count``) are cut off from the rest by an empty ``gap``-wide bin of a histogram of that coordinate:
-    a few points of another surface (a mask spilling onto an object behind, a flying pixel) that passed the
-    depth tests. A surface sampled by pixels leaves no such gaps: neighbouring pixels are millimetres apart.
-    One ``np.bincount`` for all axes and instances (a row of bins per axis and instance), O(N)."""
+    ``max_count``) are cut off from the rest by an empty stretch at least ``gap`` wide: a few points of
+    another surface (a mask spilling onto an object behind, a flying pixel mixed with a nearer occluder's
+    range) that passed the depth tests. A surface sampled by pixels leaves no such gaps: neighbouring
+    pixels are millimetres apart. The stretch is found as ``sub`` empty bins in a row of a histogram with
+    bins ``gap / sub`` wide, so every empty stretch of ``(1 + 1 / sub) * gap`` or more is found (one bin
+    ``gap`` wide misses stretches up to twice that, depending on where the bins fall). One
+    ``np.bincount`` for all axes and instances (a row of bins per axis and instance), O(N)."""
     K = off.size - 1
     lo = np.minimum.reduceat(pts_g, off[:-1], axis=1)                     # (3, K)
-    idx = ((pts_g - lo.take(g, axis=1)) * (1.0 / gap).astype(np.float32)[g]).astype(np.intp)
+    idx = ((pts_g - lo.take(g, axis=1)) * (sub / gap).astype(np.float32)[g]).astype(np.intp)
     size = np.maximum.reduceat(idx.max(axis=0), off[:-1]) + 1            # bins per row of instance k
     row_len = np.repeat(size, 3)                                          # rows: instance-major, then axis
     row_off = _offsets(row_len)
@@ -31,11 +34,15 @@ def _detached_counts(pts_g, g, off, gap: np.ndarray, max_count: np.ndarray) -> n
     row = np.repeat(np.arange(3 * K), row_len)
     below = cum - start[row]                                              # in this bin or lower
     above = (cum[row_off[1:] - 1] - start)[row] - below + counts          # in this bin or higher
-    empty = counts == 0
+    # a row's first and last bins hold its extremes, so no run of empty bins crosses rows
+    bins = np.arange(counts.size)
+    filled = counts > 0
+    run_down = bins - np.maximum.accumulate(np.where(filled, bins, -1))   # empty bins ending here
+    run_up = np.minimum.accumulate(np.where(filled, bins, counts.size)[::-1])[::-1] - bins   # ... starting
     limit = np.repeat(max_count, 3)[row]
     out = np.zeros((3 * K, 2), np.intp)
-    for j, cum_side in enumerate((above, below)):
-        cand = np.flatnonzero(empty & (cum_side <= limit))
+    for j, (cum_side, run) in enumerate(((above, run_down), (below, run_up))):
+        cand = np.flatnonzero((run >= sub) & (cum_side <= limit))
         if cand.size == 0:
             continue
         r = row[cand]
