@@ -50,6 +50,8 @@ class CompactConfig:
     max_positions: int = 512
     initializer_range: float = 0.02
     vision_feature_layer: int = -1
+    position_init: str = "sincos"
+    question_first: bool = False
 
     @classmethod
     def from_dict(cls, data: dict | None) -> CompactConfig:
@@ -67,6 +69,10 @@ class CompactConfig:
         for name, value in ints.items():
             if name != "vision_feature_layer" and (not isinstance(value, int) or value < 1):
                 raise InputError(f"compact model {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.question_first, bool):
+            raise InputError(f"question_first must be true or false, got {self.question_first!r}")
+        if self.position_init not in ("sincos", "random"):
+            raise InputError(f"position_init must be sincos or random, got {self.position_init!r}")
         if self.image_size % self.patch_size:
             raise InputError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.hidden % self.heads or self.heads % self.kv_heads:
@@ -85,13 +91,34 @@ class CompactConfig:
         return asdict(self)
 
 
+#: The chat template with the user's text before the image (``CompactConfig.question_first``): the image
+#: tokens come after the question, so in the causal decoder every image token can attend to the question's
+#: object names ("the red box", "the blue cylinder") and mark itself as belonging to one of them.
+QUESTION_FIRST_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}\n" + IMAGE_TOKEN
+    + "{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def chat_template(question_first: bool = False) -> str:
+    """The compact model's chat template: ChatML-like, the image placeholder ``<image>`` before the user's text
+    (LLaVA's order) or, with ``question_first``, after it."""
+    from spatial_vlm_ros.vlm.tiny_models import CHAT_TEMPLATE
+
+    return QUESTION_FIRST_TEMPLATE if question_first else CHAT_TEMPLATE.replace("{{ image_placeholder }}",
+                                                                                IMAGE_TOKEN)
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE ``PreTrainedTokenizerFast`` learned on ``texts`` (sorted unique, so the result does
-    not depend on their order), with :data:`SPECIAL_TOKENS`, left padding and the chat template."""
+    not depend on their order), with :data:`SPECIAL_TOKENS`, left padding and the default chat template
+    (:func:`chat_template`; :func:`build_compact` sets the one its config asks for)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from spatial_vlm_ros.vlm.tiny_models import CHAT_TEMPLATE
 
     corpus = sorted({t for t in texts if t})
     if not corpus:
@@ -106,7 +133,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     tok.train_from_iterator(corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
                                    bos_token=None, unk_token=None, additional_special_tokens=SPECIAL_TOKENS[1:])
-    fast.chat_template = CHAT_TEMPLATE.replace("{{ image_placeholder }}", IMAGE_TOKEN)
+    fast.chat_template = chat_template()
     fast.padding_side = "left"
     return fast
 
@@ -128,6 +155,7 @@ def build_compact(config: CompactConfig, tokenizer, seed: int = 0):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     config.validate()
+    tokenizer.chat_template = chat_template(config.question_first)
     vision = CLIPVisionConfig(hidden_size=config.vision_hidden, intermediate_size=config.vision_intermediate,
                               num_hidden_layers=config.vision_layers, num_attention_heads=config.vision_heads,
                               image_size=config.image_size, patch_size=config.patch_size,
@@ -145,6 +173,8 @@ def build_compact(config: CompactConfig, tokenizer, seed: int = 0):
     llava.initializer_range = config.initializer_range
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(llava)
+    if config.position_init == "sincos":
+        init_position_embedding(model, config)
     gen = model.generation_config
     gen.do_sample = False
     gen.eos_token_id = tokenizer.eos_token_id
@@ -152,6 +182,39 @@ def build_compact(config: CompactConfig, tokenizer, seed: int = 0):
     gen.bos_token_id = None
     gen.max_new_tokens = 24
     return model, build_processor(config, tokenizer)
+
+
+def sincos_2d(grid: int, dim: int):
+    """(grid * grid, dim) 2-D sine-cosine position table (MAE style: half the channels encode the row, half
+    the column), rows in the tower's raster order."""
+    import torch
+
+    if dim % 4:
+        raise InputError(f"vision_hidden {dim} must be a multiple of 4 for the sincos position init")
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
+                            indexing="ij")
+    parts = []
+    for coord in (ys.reshape(-1), xs.reshape(-1)):
+        angle = coord[:, None] * omega[None, :]
+        parts += [torch.sin(angle), torch.cos(angle)]
+    return torch.cat(parts, dim=1).float()
+
+
+def init_position_embedding(model, config: CompactConfig, scale: float = 0.3) -> None:
+    """Start the vision tower's (learned) position embeddings from a 2-D sine-cosine table of amplitude
+    ``scale`` (CLS row zero) instead of N(0, 0.02): with the random init the position signal is about a tenth
+    of the patch content after the tower's first layer norm, so where an object is -- all that left / right /
+    in front / behind depend on -- starts out nearly invisible."""
+    import torch
+
+    emb = model.model.vision_tower.embeddings.position_embedding
+    grid = config.image_size // config.patch_size
+    table = torch.zeros_like(emb.weight)
+    table[1:] = scale * sincos_2d(grid, config.vision_hidden)
+    with torch.no_grad():
+        emb.weight.copy_(table)
 
 
 def count_parameters(model) -> dict[str, int]:

@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -51,7 +52,14 @@ CHECKPOINT = "checkpoint"
 class DataConfig:
     """Synthesised data: ``scenes`` training scenes (seed ``seed``), ``eval_scenes`` held out (``seed + 1``),
     rendered ``width`` x ``height`` px by the synthesis ``source``; at least ``min_rows`` training rows;
-    ``engine`` ``local`` or ``ray`` with ``workers`` (``synthesis.local.synthesize_to_disk``)."""
+    ``engine`` ``local`` or ``ray`` with ``workers`` (``synthesis.local.synthesize_to_disk``).
+    ``describe_scenes`` > 0: the describe questions come from that many training scenes (a ``describe/``
+    split of describe questions only, scenes 0 .. describe_scenes - 1 of the seed, so it includes the
+    ``scenes`` of the main split, which then holds the other kinds only): many more distinct images for the
+    question the What's Up evaluation asks, at ~5 rows per scene instead of ~150.
+    ``order_scenes`` > 0: ordering questions ("Name the objects from left to right.", kind ``order``,
+    :mod:`~spatial_vlm_ros.training.order_data`) from that many training scenes of the seed (``order/``) and
+    from the ``eval_scenes`` held-out scenes (``eval_order/``)."""
 
     source: str = "analytic"
     scenes: int = 4000
@@ -61,6 +69,8 @@ class DataConfig:
     min_rows: int = 50000
     engine: str = "local"
     workers: int = 1
+    describe_scenes: int = 0
+    order_scenes: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,9 @@ class TrainConfig:
     last step; ``max_steps`` 0 = ``epochs`` over the data; ``minutes`` 0 = no wall-clock budget.
     ``kind_weights`` (``{kind: weight}``, e.g. describe / metric / yes_no / choice): each batch is drawn with
     replacement so that a kind's share of the rows seen is its weight's share (kinds not named get 0);
-    None = every row once per epoch in a shuffled order."""
+    None = every row once per epoch in a shuffled order. ``vision_lr_scale`` multiplies the lr of the vision
+    tower and projector. ``hflip``: the probability that a training row is mirrored left-right, with "left"
+    and "right" swapped in its question and answer (:func:`mirror_row`)."""
 
     batch_size: int = 32
     lr: float = 1e-3
@@ -86,6 +98,8 @@ class TrainConfig:
     generate_rows: int = 32
     checkpoint_every: int = 500
     kind_weights: dict | None = None
+    vision_lr_scale: float = 1.0
+    hflip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,18 @@ def load_preset(name: str) -> Preset:
                     _section(DataConfig, raw.get("data"), f"preset {path} data"),
                     _section(TrainConfig, raw.get("train"), f"preset {path} train"))
     validate_train(preset.train)
+    validate_data(preset.data)
     return preset
+
+
+def validate_data(d: DataConfig) -> None:
+    if d.scenes < 1 or d.eval_scenes < 1:
+        raise InputError("data scenes and eval_scenes must be at least 1")
+    if d.describe_scenes < 0 or d.order_scenes < 0:
+        raise InputError("data describe_scenes and order_scenes must be >= 0")
+    if d.describe_scenes and d.describe_scenes < d.scenes:
+        raise InputError(f"data describe_scenes ({d.describe_scenes}) must be 0 or at least scenes ({d.scenes}), "
+                         "or some training scenes would lose their describe questions")
 
 
 def validate_train(t: TrainConfig) -> None:
@@ -151,8 +176,12 @@ def validate_train(t: TrainConfig) -> None:
         raise InputError("train batch_size must be at least 1")
     if not (t.lr > 0 and math.isfinite(t.lr)):
         raise InputError(f"train lr must be a positive number, got {t.lr}")
+    if not (t.vision_lr_scale > 0 and math.isfinite(t.vision_lr_scale)):
+        raise InputError(f"train vision_lr_scale must be a positive number, got {t.vision_lr_scale}")
     if not 0 <= t.min_lr_ratio <= 1:
         raise InputError("train min_lr_ratio must be in [0, 1]")
+    if not 0 <= t.hflip <= 1:
+        raise InputError(f"train hflip must be a probability in [0, 1], got {t.hflip}")
     if t.max_steps < 0 or t.minutes < 0 or t.epochs <= 0:
         raise InputError("train max_steps and minutes must be >= 0 and epochs > 0")
     for name in ("log_every", "eval_every", "checkpoint_every"):
@@ -161,12 +190,61 @@ def validate_train(t: TrainConfig) -> None:
 
 
 # -- data ---------------------------------------------------------------------------------------------------
-def synthesize_split(data: DataConfig, n_scenes: int, seed: int, out: Path) -> None:
-    """Synthesise ``n_scenes`` scenes of ``seed`` from the synthesis package's source into ``out``."""
-    from spatial_vlm_ros.synthesis.local import synthesize_to_disk
+EVAL_SPLITS = ("eval", "eval_order")
 
+
+def split_plan(data: DataConfig, seed: int) -> dict[str, tuple[int, int, tuple[str, ...] | None]]:
+    """``{split: (scenes, seed, kinds or None for all)}`` of the data directory (see :class:`DataConfig`);
+    kinds ``("order",)`` are :mod:`~spatial_vlm_ros.training.order_data`'s questions, the others the
+    synthesis package's. Splits named in :data:`EVAL_SPLITS` are held out."""
+    from spatial_vlm_ros.synthesis.schema import KINDS
+
+    plan: dict[str, tuple[int, int, tuple[str, ...] | None]] = {}
+    if not data.describe_scenes:
+        plan["train"] = (data.scenes, seed, None)
+    else:
+        plan["train"] = (data.scenes, seed, tuple(k for k in KINDS if k != "describe"))
+        plan["describe"] = (data.describe_scenes, seed, ("describe",))
+    plan["eval"] = (data.eval_scenes, seed + 1, None)
+    if data.order_scenes:
+        plan["order"] = (data.order_scenes, seed, ("order",))
+        plan["eval_order"] = (data.eval_scenes, seed + 1, ("order",))
+    return plan
+
+
+def concat_splits(parts: list):
+    """The rows of several datasets, keeping the columns they all have (the order questions carry fewer
+    provenance columns than the synthesised ones)."""
+    import datasets
+
+    if len(parts) == 1:
+        return parts[0]
+    common = [c for c in parts[0].column_names if all(c in p.column_names for p in parts)]
+    parts = [p.select_columns(common) for p in parts]
+    try:
+        parts = [parts[0]] + [p.cast(parts[0].features) for p in parts[1:]]
+        return datasets.concatenate_datasets(parts)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"cannot join the data splits: {str(err).splitlines()[0]}") from None
+
+
+def synthesize_split(data: DataConfig, n_scenes: int, seed: int, out: Path,
+                     kinds: tuple[str, ...] | None = None) -> None:
+    """Synthesise ``n_scenes`` scenes of ``seed`` from the synthesis package's source into ``out`` (question
+    ``kinds`` only, when given)."""
+    from spatial_vlm_ros.synthesis.local import synthesize_to_disk
+    from spatial_vlm_ros.synthesis.templates import SynthesisConfig
+
+    if kinds == ("order",):
+        from spatial_vlm_ros.training.order_data import write_order_dataset
+
+        if data.source != "analytic":
+            raise InputError("order questions need the analytic source (its simulator truth)")
+        write_order_dataset(n_scenes, seed, data.width, data.height, out)
+        return
+    synthesis = SynthesisConfig(kinds=tuple(kinds)) if kinds else None
     synthesize_to_disk(data.source, n_scenes, seed, out, engine=data.engine, workers=data.workers,
-                       width=data.width, height=data.height)
+                       width=data.width, height=data.height, synthesis=synthesis)
 
 
 def prepare_data(preset: Preset, seed: int, data_dir: Path, log=print):
@@ -182,19 +260,21 @@ def prepare_data(preset: Preset, seed: int, data_dir: Path, log=print):
         if have != want:
             raise InputError(f"{data_dir} holds data synthesised with other settings ({have}); "
                              "give another --data directory")
-    splits = {"train": (preset.data.scenes, seed), "eval": (preset.data.eval_scenes, seed + 1)}
+    splits = split_plan(preset.data, seed)
     missing = [k for k in splits if not (data_dir / k).is_dir()]
     if missing:
         if any((data_dir / k).is_dir() for k in splits) and not stamp.is_file():
-            raise InputError(f"{data_dir} has only some of train/ and eval/; remove it or complete it")
+            raise InputError(f"{data_dir} has only some of {', '.join(splits)}; remove it or complete it")
         data_dir.mkdir(parents=True, exist_ok=True)
         for k in missing:
-            n, s = splits[k]
+            n, s, kinds = splits[k]
             t0 = time.perf_counter()
-            synthesize_split(preset.data, n, s, data_dir / k)
-            log(f"synthesised {k}: {n} scenes of seed {s} in {time.perf_counter() - t0:.0f} s")
+            synthesize_split(preset.data, n, s, data_dir / k, kinds)
+            log(f"synthesised {k}: {n} scenes of seed {s}{' (' + ', '.join(kinds) + ')' if kinds else ''} "
+                f"in {time.perf_counter() - t0:.0f} s")
         stamp.write_text(json.dumps(want, indent=1))
-    train_ds, eval_ds = load_vqa_datasets(data_dir / "train"), load_vqa_datasets(data_dir / "eval")
+    train_ds = concat_splits([load_vqa_datasets(data_dir / k) for k in splits if k not in EVAL_SPLITS])
+    eval_ds = concat_splits([load_vqa_datasets(data_dir / k) for k in splits if k in EVAL_SPLITS])
     if len(train_ds) < preset.data.min_rows:
         raise InputError(f"{data_dir / 'train'} has {len(train_ds)} rows, fewer than the preset's min_rows "
                          f"{preset.data.min_rows}")
@@ -234,6 +314,38 @@ class BatchSampler:
             return np.minimum(np.searchsorted(self.cdf, u, side="right"), self.n - 1)
         epoch, within = divmod(step, self.steps_per_epoch)
         return epoch_order(self.n, self.seed, epoch)[within * self.bs:(within + 1) * self.bs]
+
+
+_SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def swap_sides(text: str) -> str:
+    """``text`` with the words "left" and "right" exchanged (case kept): the wording of a mirrored image."""
+    def other(m: re.Match) -> str:
+        word = "right" if m.group(0).lower() == "left" else "left"
+        return word.capitalize() if m.group(0)[0].isupper() else word
+
+    return _SIDE.sub(other, text)
+
+
+def mirror_row(row: dict) -> dict:
+    """A training row mirrored left-right: the image flipped horizontally, "left" and "right" swapped in the
+    question and the answer. Everything else the templates ask (in front / behind, on / under, heights,
+    sizes, distances) is unchanged by the mirror, since the camera looks straight along its axis."""
+    from PIL import ImageOps
+
+    from spatial_vlm_ros.training.vqa_data import row_image
+
+    return {**row, "image": ImageOps.mirror(row_image(row["image"])), "question": swap_sides(row["question"]),
+            "answer": swap_sides(row["answer"])}
+
+
+def augment(rows: list[dict], p: float, seed: int, step: int) -> list[dict]:
+    """``rows`` with each mirrored (:func:`mirror_row`) with probability ``p``, drawn from ``(seed, step)``."""
+    if p <= 0:
+        return rows
+    flips = np.random.default_rng([seed, 11, step]).random(len(rows)) < p
+    return [mirror_row(r) if f else r for r, f in zip(rows, flips)]
 
 
 def eval_selection(eval_ds, t: TrainConfig, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -341,10 +453,14 @@ def _build_run(preset: Preset, seed: int, total: int, train_ds, state_path: Path
     else:
         texts = list(train_ds["question"]) + list(train_ds["answer"])
         model, processor = build_compact(preset.model, train_tokenizer(texts, preset.model.vocab_size), seed=seed)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=(0.9, 0.95))
+    vision = {id(p) for p in model.model.vision_tower.parameters()} | {
+        id(p) for p in model.model.multi_modal_projector.parameters()}
+    groups = []
+    for is_vision, scale in ((False, 1.0), (True, t.vision_lr_scale)):
+        params = [p for p in model.parameters() if (id(p) in vision) == is_vision]
+        groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": t.weight_decay, "lr": t.lr * scale},
+                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": t.lr * scale}]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, t.warmup_steps, total, t.min_lr_ratio))
     run = _Run(model, processor, optimizer, scheduler)
@@ -420,7 +536,8 @@ def train(preset: Preset, out: str | Path, seed: int = 0, data_dir: str | Path |
     start = time.perf_counter()
     losses, last_eval, stopped = [], None, "steps"
     while run.step < total:
-        losses.append(_optimiser_step(run, collator(rows_of(train_ds, sampler(run.step))), t.grad_clip))
+        rows = augment(rows_of(train_ds, sampler(run.step)), t.hflip, seed, run.step)
+        losses.append(_optimiser_step(run, collator(rows), t.grad_clip))
         step, elapsed = run.step, time.perf_counter() - start
         if step % t.log_every == 0 or step == total:
             rec = {"type": "train", "step": step, "epoch": round(step / steps_per_epoch, 4),

@@ -2,6 +2,7 @@
 evaluator end to end on 2 sets, bad arguments. A tiny variant of the preset and a small dataset in the
 issue-11 schema built here (What's-Up frames of the analytic renderer); a tiny model's numbers are not
 accuracy, so the evaluator test checks the format and the counting only."""
+import dataclasses
 import json
 import os
 import re
@@ -91,12 +92,53 @@ def test_shipped_preset_builds_the_documented_size():
                                   preset.model.vocab_size)
     model, processor = compact.build_compact(preset.model, tok)
     n = compact.count_parameters(model)
-    assert 1.5e6 < n["total"] < 5e6                            # "a few million" (docs/compact_vlm.md)
+    assert 1e6 < n["total"] < 5e6                              # "a few million" (docs/compact_vlm.md)
     assert n["vision"] + n["projector"] + n["language"] == n["total"]
     assert preset.model.image_tokens == 64
     # one image becomes image_tokens placeholders in the prompt
     ids = processor(text=["<image>x"], images=[np.zeros((72, 96, 3), np.uint8)], return_tensors="pt")["input_ids"]
     assert int((ids == model.config.image_token_id).sum()) == 64
+
+
+def test_vision_positions_start_from_a_sincos_table_and_reach_the_decoder():
+    cfg = compact.CompactConfig(**TINY_MODEL)
+    tok = compact.train_tokenizer(["The red box is to the left of the blue cylinder."] * 3, cfg.vocab_size)
+    model, processor = compact.build_compact(cfg, tok, seed=0)
+    grid = cfg.image_size // cfg.patch_size
+    table = model.model.vision_tower.embeddings.position_embedding.weight.detach()
+    assert torch.allclose(table[1:], 0.3 * compact.sincos_2d(grid, cfg.vision_hidden))
+    assert float(table[0].abs().max()) == 0.0
+    assert len({tuple(r.tolist()) for r in table[1:]}) == grid * grid      # every patch position distinct
+    random_cfg = compact.CompactConfig(**{**TINY_MODEL, "position_init": "random"})
+    other, _ = compact.build_compact(random_cfg, tok, seed=0)
+    assert float(other.model.vision_tower.embeddings.position_embedding.weight.std()) < 0.1
+    with pytest.raises(InputError):
+        compact.CompactConfig(**{**TINY_MODEL, "position_init": "learned"}).validate()
+    # two different images give different logits (the image reaches the decoder)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(2)]
+    inputs = processor(text=["<image>Where is the red box?"] * 2, images=images, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert float((logits[0] - logits[1]).abs().max()) > 1e-4
+
+
+def test_vision_lr_scale_sets_the_vision_and_projector_groups(data_dir, tiny_preset):
+    from spatial_vlm_ros.training.vqa_data import load_vqa_datasets
+
+    preset = train_compact.load_preset(str(tiny_preset))
+    bad = dataclasses.replace(preset.train, vision_lr_scale=0.0)
+    with pytest.raises(InputError):
+        train_compact.validate_train(bad)
+    scaled = dataclasses.replace(preset, train=dataclasses.replace(preset.train, vision_lr_scale=4.0))
+    run = train_compact._build_run(scaled, 0, 10, load_vqa_datasets(data_dir / "train"), None)
+    vision = {id(p) for p in run.model.model.vision_tower.parameters()} | {
+        id(p) for p in run.model.model.multi_modal_projector.parameters()}
+    for group in run.optimizer.param_groups:
+        is_vision = {id(p) in vision for p in group["params"]}
+        assert len(is_vision) == 1
+        want = preset.train.lr * (4.0 if is_vision.pop() else 1.0)
+        assert group["initial_lr"] == pytest.approx(want)
 
 
 def test_tokenizer_round_trips_and_splits_digits():
