@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--namespace", default="")
     from spatial_vlm_ros.pipeline import DETECTORS
     r.add_argument("--detector", default=None, choices=DETECTORS, help="override the file's detector")
+    from spatial_vlm_ros.ros.run import SENSOR_PROFILES
     r.add_argument("--sensor-profile", default=None, metavar="NAME|FILE",
-                   help="depth sensor's uncertainty profile after the perception file: gaussian, stereo, tof "
+                   help=f"depth sensor's uncertainty profile after the perception file: {', '.join(SENSOR_PROFILES)} "
                    "(config/sensors/NAME.yaml) or a file")
     r.add_argument("--nodes", nargs="+", default=["perception"], choices=["perception", "vlm"])
     r.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], help="passed to rclpy (remappings)")

@@ -23,24 +23,22 @@ def _snap_to_support(bmin, bmax, support: float, margin, sigma, scale, sels, dep
         # a resting object's bottom is measured about the support margin plus the noise trim high
         min_gap = np.maximum(p.seen_gap_m, margin + 4.0 * sigma * np.clip(scale, 1.0, 2.0))
         seen = _bottom_seen(sels, depth_m, camera, gravity, bmin[:, 2], min_gap, p)
-        reach = np.full(len(bmin), p.rest_snap_m)
         rounded_reach = np.maximum(p.rest_snap_m, p.rest_snap_rounded_fraction * (bmax[:, 2] - bmin[:, 2]))
         # bottoms beyond rest_snap_m but within the rounded reach need the slope too
-        farther = (bmin[:, 2] - support > p.rest_snap_m) & (bmin[:, 2] - support <= rounded_reach)
+        lift = bmin[:, 2] - support
+        ask = seen | ((lift > p.rest_snap_m) & (lift <= rounded_reach))
         slope = np.full(len(bmin), np.inf)
-        ask = seen | farther
         if ask.any():
-            slope[ask] = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx, only=ask)[ask]
+            slope = _undercut_slopes(pts_g, off, bmin[:, 2], bmax[:, 2], 2.0 / camera.fx, only=ask)
         seen &= np.abs(slope) < p.seen_max_undercut       # ... and the lowest visible surface is upright
         rounded = np.isfinite(slope) & (slope >= p.seen_max_undercut)
-        reach[rounded] = rounded_reach[rounded]
-        _rest_on_supports(bmin, bmax, float(support), p, ~seen, reach)
+        _rest_on_supports(bmin, bmax, float(support), p, ~seen, np.where(rounded, rounded_reach, p.rest_snap_m))
 
 
 def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: LiftingParams,
-                      hidden: np.ndarray, reach: np.ndarray | None = None) -> None:
+                      hidden: np.ndarray, reach: np.ndarray) -> None:
     """Objects whose bottom is hidden rest on something: such a box bottom (``hidden``: (K,) bool) up to
-    ``reach`` (K,) metres (default ``rest_snap_m``; more for a rounded bottom, ``_snap_to_support``) above
+    ``reach`` (K,) metres (``rest_snap_m``, more for a rounded bottom: ``_snap_to_support``) above
     the highest surface beneath it (the support plane, or the top of another object
     whose footprint holds this object's center and which is not above this object's bottom by more than
     ``snap_to_support_m``) is put on that surface, in place on the (K, 3) corners. An object's bottom is
@@ -54,8 +52,7 @@ def _rest_on_supports(bmin: np.ndarray, bmax: np.ndarray, support: float, p: Lif
     beneath = (top[None, :] > support) & (top[None, :] <= bottom[:, None] + p.snap_to_support_m) & inside
     np.fill_diagonal(beneath, False)
     target = np.max(np.where(beneath, top[None, :], support), axis=1, initial=support)
-    limit = p.rest_snap_m if reach is None else reach
-    rest = hidden & (bottom - target > 0.0) & (bottom - target <= limit)
+    rest = hidden & (bottom - target > 0.0) & (bottom - target <= reach)
     bmin[rest, 2] = target[rest]
 
 
