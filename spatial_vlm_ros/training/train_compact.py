@@ -316,13 +316,14 @@ class BatchSampler:
         return epoch_order(self.n, self.seed, epoch)[within * self.bs:(within + 1) * self.bs]
 
 
-_SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+_SIDE = re.compile(r"\b(left|right)(most)?\b", re.IGNORECASE)
 
 
 def swap_sides(text: str) -> str:
-    """``text`` with the words "left" and "right" exchanged (case kept): the wording of a mirrored image."""
+    """``text`` with the words "left" and "right" (and "leftmost" / "rightmost") exchanged, case kept: the
+    wording of a mirrored image."""
     def other(m: re.Match) -> str:
-        word = "right" if m.group(0).lower() == "left" else "left"
+        word = ("right" if m.group(1).lower() == "left" else "left") + (m.group(2) or "").lower()
         return word.capitalize() if m.group(0)[0].isupper() else word
 
     return _SIDE.sub(other, text)

@@ -27,6 +27,8 @@ def test_swap_sides_exchanges_left_and_right_only():
         "Is the red box to the right of the blue box?"
     assert train_compact.swap_sides("Right, more to the right than left.") == "Left, more to the left than right."
     assert train_compact.swap_sides("The bright box is in front of it.") == "The bright box is in front of it."
+    assert train_compact.swap_sides("Which is the leftmost? Rightmost: the mug.") == \
+        "Which is the rightmost? Leftmost: the mug."
 
 
 def test_mirror_row_flips_the_image_and_the_words():
