@@ -26,6 +26,7 @@ p95 <= 2 frame periods, RSS growth after warm-up < 5 MB. Details: docs/realtime.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import itertools
 import json
@@ -225,9 +226,19 @@ def camera_main(conn, n_objects: int, width: int, height: int, with_masks: bool 
         rclpy.try_shutdown()
 
 
+def _record_answer(name: str, res, failures: collections.Counter, ages: list[float]) -> None:
+    """Count a failed answer under its message; a list_objects answer adds the scene age (ms)."""
+    if not res.success:
+        failures[f"{name}: {res.message[:160]}"] += 1
+    if name == "list_objects" and res.objects:
+        newest = max(o.last_seen.sec * 1_000_000_000 + o.last_seen.nanosec for o in res.objects)
+        ages.append((time.time_ns() - newest) / 1e6)
+
+
 def client_main(conn, index: int, labels: list[str], executor_kind: str) -> None:
     """A planner process: on ("run", start_wall_s, seconds) calls the query mix back to back, then sends
-    ("result", {service: [round trip ms]}, failures, {service: timeouts}, [scene age ms]); ("quit",) ends it.
+    ("result", {service: [round trip ms]}, Counter of failure messages, {service: timeouts}, [scene age ms]);
+    ("quit",) ends it.
     A call unanswered after CALL_TIMEOUT_S counts as a timeout."""
     import rclpy
     from bench_services import requests
@@ -262,7 +273,7 @@ def client_main(conn, index: int, labels: list[str], executor_kind: str) -> None
             _, start_wall, seconds = cmd
             time.sleep(max(0.0, start_wall - time.time()))
             lat = {name: [] for name in clients}
-            ages, failures, timeouts = [], 0, {name: 0 for name in clients}
+            ages, failures, timeouts = [], collections.Counter(), {name: 0 for name in clients}
             end = start_wall + seconds
             while time.time() < end:
                 name = next(rotation)
@@ -275,11 +286,7 @@ def client_main(conn, index: int, labels: list[str], executor_kind: str) -> None
                     clients[name].remove_pending_request(future)
                     continue
                 lat[name].append((time.perf_counter() - t0) * 1e3)
-                res = future.result()
-                failures += not res.success
-                if name == "list_objects" and res.objects:
-                    newest = max(o.last_seen.sec * 1_000_000_000 + o.last_seen.nanosec for o in res.objects)
-                    ages.append((time.time_ns() - newest) / 1e6)
+                _record_answer(name, future.result(), failures, ages)
             conn.send(("result", lat, failures, timeouts, ages))
     finally:
         executor.shutdown()
@@ -435,7 +442,9 @@ class Bench:
             ages = [x for r in results for x in r[4]]
             queries = len(all_lat)
             row.update(queries=queries, queries_per_s=queries / seconds,
-                       failures=sum(r[2] for r in results), timeouts=sum(sum(r[3].values()) for r in results),
+                       failures=sum(sum(r[2].values()) for r in results),
+                       failure_messages=dict(sum((r[2] for r in results), collections.Counter()).most_common(3)),
+                       timeouts=sum(sum(r[3].values()) for r in results),
                        timeouts_by_service={s: sum(r[3][s] for r in results) for s in results[0][3]},
                        service_ms={"p50": _pct(all_lat, 50), "p99": _pct(all_lat, 99),
                                    "max": max(all_lat) if all_lat else None},
@@ -524,6 +533,8 @@ def print_table(report: dict) -> None:
                      f"{CALL_TIMEOUT_S:g} s{' (' + lost + ')' if lost else ''}; clients CPU "
                      f"{'/'.join(f'{c:.0f}' for c in r['client_cpu_pct'])} %core, "
                      f"{_f(r.get('client_cpu_ms_per_query'), '.2f', 0)} ms CPU/query")
+            if r.get("failure_messages"):
+                extra += "; failures: " + "; ".join(f"{n}x {m}" for m, n in r["failure_messages"].items())
             if r.get("node_cpu_ms_per_query") is not None:
                 extra += f"; node {r['node_cpu_ms_per_query']:.2f} ms CPU/query"
         print(f"  {r['phase']}: node diagnostics {', '.join(parts) or 'n/a'}; camera CPU {r['camera_cpu_pct']:.0f} "

@@ -7,6 +7,7 @@ A point maps as ``p_g = R @ p_c`` where ``p_c`` is in the camera optical frame (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -99,6 +100,15 @@ class GravityFrame:
     def camera_default(cls) -> GravityFrame:
         """Assume the camera is level: up is the camera's -y axis."""
         return cls(rotation_from_up(np.array([0.0, -1.0, 0.0])), None, "camera")
+
+    @cached_property
+    def orientation_xyzw(self) -> np.ndarray:
+        """(4,) orientation ``(x, y, z, w)``, ``w >= 0``, of the gravity axes in the camera optical frame (the
+        rotation camera optical <- gravity, ``R.T``), computed once per frame object (read-only)."""
+        from .transforms import matrix_to_quaternion  # a local import: transforms imports this module
+        q = matrix_to_quaternion(np.asarray(self.rotation, dtype=np.float64).T)
+        q.setflags(write=False)
+        return q
 
     @property
     def up(self) -> np.ndarray:

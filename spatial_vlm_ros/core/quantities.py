@@ -16,7 +16,6 @@ error (``noise.lifting``, ``core.uncertainty``) in quadrature:
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import QueryError
+from .identity_cache import IdentityCache
 from .noise import DepthNoiseModel
 from .observation import TrackedObject
 from .scene import Scene
@@ -123,35 +123,40 @@ def cloud_gap(a: TrackedObject, b: TrackedObject, scene: Scene) -> float:
     if len(pa) == 0 or len(pb) == 0:
         return box_gap(a, b)
     (small, _), (_, large) = sorted(((pa, a.points), (pb, b.points)), key=lambda pair: len(pair[0]))
-    dist, _ = points_tree(large).query(small, k=1)
-    return float(np.min(dist))
+    return closest_distance(small, points_tree(large))
 
 
-#: id(points array) -> (weak reference to that array, its KD-tree); an entry goes when its array is freed
-_TREES: dict[int, tuple[weakref.ref, cKDTree]] = {}
+def closest_distance(points: np.ndarray, tree: cKDTree) -> float:
+    """Exact smallest distance (metres) between ``points`` (N, 3) and the points of ``tree``.
+
+    An upper bound first, from the few points nearest to the tree's bounding box; then only the points
+    within that bound of the box are searched, each search cut off at the bound. The same minimum as a
+    full nearest-neighbour query, at a third of its cost for objects side by side on a table.
+    """
+    excess = np.maximum(np.maximum(tree.mins - points, points - tree.maxes), 0.0)
+    to_box = np.sqrt(np.einsum("ij,ij->i", excess, excess))
+    k = min(8, len(points))
+    nearest_to_box = np.argpartition(to_box, k - 1)[:k]
+    bound = float(np.min(tree.query(points[nearest_to_box], k=1)[0]))
+    candidates = points[to_box < bound]
+    if len(candidates) == 0:
+        return bound
+    dist, _ = tree.query(candidates, k=1, distance_upper_bound=bound)
+    return float(min(bound, np.min(dist)))
+
+
+#: points array -> its KD-tree, while the array lives
+_TREES: IdentityCache[cKDTree] = IdentityCache()
 
 
 def points_tree(points: np.ndarray) -> cKDTree:
     """KD-tree of an (N, 3) points array, built once per array object and reused while the array lives.
 
     A planner asks many pair questions about one scene snapshot; each object's tree is then built once, not
-    once per question. Keyed by the array's identity, checked through a weak reference (an address reused by
-    a later array never hits an old tree); arrays are never modified in place once an object holds them.
+    once per question (arrays are never modified in place once an object holds them).
     """
-    key = id(points)
-    entry = _TREES.get(key)
-    if entry is not None and entry[0]() is points:
-        return entry[1]
-    tree = cKDTree(np.array(points, dtype=np.float64).reshape(-1, 3))   # a copy: the tree must not keep `points` alive
-    def forget(_ref: weakref.ref, key: int = key, trees: dict = _TREES) -> None:
-        trees.pop(key, None)
-
-    try:
-        ref = weakref.ref(points, forget)
-    except TypeError:                      # not weak-referenceable (e.g. a list): no caching
-        return tree
-    _TREES[key] = (ref, tree)
-    return tree
+    # a copy: the tree must not keep `points` alive
+    return _TREES.get(points, lambda: cKDTree(np.array(points, dtype=np.float64).reshape(-1, 3)))
 
 
 # ----------------------------------------------------------------------------- quantities

@@ -26,7 +26,6 @@ gravity frame (z up, x right, y forward; ``core.gravity_frame``), metres.
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +35,7 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 from . import quantities as q
 from .errors import InputError
 from .gravity_frame import SurfaceSamples
+from .identity_cache import IdentityCache
 from .noise import DepthNoiseModel
 from .observation import TrackedObject
 from .scene import Scene
@@ -158,23 +158,13 @@ def _cluster(xy: np.ndarray, params: SurfaceParams) -> tuple[np.ndarray, float]:
     return xy[per_sample == largest], spacing
 
 
-#: (id(samples), name, params) -> (weak reference to the samples, the surface); an entry goes with its samples
-_SURFACES: dict[tuple, tuple[weakref.ref, SupportSurface | None]] = {}
+#: surface samples -> the surface built from them (one per name and parameters)
+_SURFACES: IdentityCache[SupportSurface | None] = IdentityCache()
 
 
 def _surface(name: str, samples: SurfaceSamples, params: SurfaceParams) -> SupportSurface | None:
     """``_build_surface``, once per samples object (a scene snapshot's surfaces are asked for many times)."""
-    key = (id(samples), name, params)
-    entry = _SURFACES.get(key)
-    if entry is not None and entry[0]() is samples:
-        return entry[1]
-    surface = _build_surface(name, samples, params)
-
-    def forget(_ref: weakref.ref, key: tuple = key) -> None:
-        _SURFACES.pop(key, None)
-
-    _SURFACES[key] = (weakref.ref(samples, forget), surface)
-    return surface
+    return _SURFACES.get(samples, lambda: _build_surface(name, samples, params), (name, params))
 
 
 def _build_surface(name: str, samples: SurfaceSamples, params: SurfaceParams) -> SupportSurface | None:
@@ -213,9 +203,14 @@ def support_surfaces(scene: Scene, params: SurfaceParams | None = None) -> tuple
     return tuple(s for s in surfaces if s is not None)
 
 
+#: scene snapshot -> its surfaces' object views (a snapshot never changes; queries ask for them each time)
+_VIEWS: IdentityCache[tuple[TrackedObject, ...]] = IdentityCache()
+
+
 def surface_objects(scene: Scene, params: SurfaceParams | None = None) -> tuple[TrackedObject, ...]:
-    """The ``TrackedObject`` views of the scene's surfaces."""
-    return tuple(s.as_object(scene) for s in support_surfaces(scene, params))
+    """The ``TrackedObject`` views of the scene's surfaces, built once per scene snapshot and parameters."""
+    params = params or SurfaceParams()
+    return _VIEWS.get(scene, lambda: tuple(s.as_object(scene) for s in support_surfaces(scene, params)), params)
 
 
 def with_surfaces(scene: Scene, params: SurfaceParams | None = None) -> tuple[TrackedObject, ...]:

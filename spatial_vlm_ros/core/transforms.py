@@ -168,7 +168,7 @@ def gravity_quaternion(gravity: GravityFrame) -> np.ndarray:
     """Orientation ``(x, y, z, w)`` of the gravity frame's axes in the camera optical frame: the rotation of
     the transform camera optical <- gravity (``R.T`` for ``p_g = R @ p_c``). Also the orientation of every
     scene-memory box in the camera optical frame."""
-    return matrix_to_quaternion(np.asarray(gravity.rotation, dtype=np.float64).T)
+    return gravity.orientation_xyzw.copy()
 
 
 def gravity_transform(gravity: GravityFrame, camera_frame: str) -> RigidTransform:

@@ -72,6 +72,10 @@ __all__ = ["SpatialPerceptionNode", "detections_input", "main"]
 class SpatialPerceptionNode(LifecycleNode, FrameEvents):
     """See the module docstring. Parameters: ``ros.parameters.PARAMETERS``."""
 
+    #: executor threads (``ros.spin``): one for the services, one for a forwarded question waiting for the
+    #: VLM (``vlm_forwarding.MAX_WAITING``); more threads only contend for the GIL (docs/realtime.md)
+    EXECUTOR_THREADS = 2
+
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **lifecycle.declaring_overrides(kwargs))
         unknown = lifecycle.take_overrides(self, SPECS)        # before anything declares a parameter

@@ -105,6 +105,29 @@ def ros_arguments(params_files, namespace: str = "", detector: str | None = None
     return args + list(extra_ros_args)
 
 
+PARAMETER_FLAGS = ("-p", "--param", "--params-file")
+
+
+def parameter_arguments(ros_args) -> list[str]:
+    """The parameter arguments (``-p name:=value``, ``--param``, ``--params-file FILE``) among ``ros_args``.
+
+    A node's own arguments take precedence over the context's, so the user's parameter arguments are
+    repeated after the node's files: ``--ros-args -p memory.timeout_s:=60.0`` then wins over the file's value,
+    as it does with ``ros2 run``.
+    """
+    args, out = list(ros_args), []
+    for i, arg in enumerate(args[:-1]):
+        if arg in PARAMETER_FLAGS:
+            out += [arg, args[i + 1]]
+    return out
+
+
+def node_arguments(node: str, files: list[str], detector: str | None = None, ros_args=()) -> list[str]:
+    """A node's own ``--ros-args``: its parameter files, the detector override (perception only), then the
+    user's parameter arguments from ``ros_args`` (so they win over the files)."""
+    return ros_arguments(files, "", detector if node == "perception" else None, parameter_arguments(ros_args))
+
+
 def check_parameter_file(params_file, namespace: str = "", detector: str | None = None) -> dict:
     """Validated perception parameters the node will get from ``params_file`` (a path, or a list of paths
     where a later file wins, as rcl applies them); raises ``InputError`` naming every problem."""
@@ -174,7 +197,7 @@ def run_nodes(nodes=("perception",), params_file: str | None = None, namespace: 
     try:
         spin.init(args=["spatial_vlm_ros"] + ros_arguments([], namespace, None, ros_args))
         for node in nodes:
-            created.append(_make_node(node, ros_arguments(files[node], "", detector if node == "perception" else None)))
+            created.append(_make_node(node, node_arguments(node, files[node], detector, ros_args)))
     except (KeyboardInterrupt, SpatialError) as err:
         if isinstance(err, SpatialError) and not getattr(err, "already_logged", False):
             print(f"{prog}: {err}", file=sys.stderr)

@@ -25,6 +25,8 @@ from spatial_vlm_ros.core.errors import SpatialError
 #: code (frame conversion, the scene receiver) makes a service callback wait at most this long.
 SWITCH_INTERVAL_S = 0.001
 
+#: executor threads for a node that does not say (``EXECUTOR_THREADS``): callbacks that wait may take some
+DEFAULT_THREADS = 4
 
 _init_arguments: list[str] | None = None
 
@@ -56,12 +58,19 @@ def _spin(executor, stop: threading.Event) -> None:
         stop.set()
 
 
-def spin_until_shutdown(nodes, num_threads: int = 4) -> int:
-    """Spin ``nodes`` in a ``MultiThreadedExecutor`` until SIGINT/SIGTERM (or the context is shut down),
-    then clean up in the order above. Returns the exit code (0)."""
+def executor_threads(nodes) -> int:
+    """Threads of the executor that spins ``nodes``: the most any of them asks for (its class attribute
+    ``EXECUTOR_THREADS``, else ``DEFAULT_THREADS``)."""
+    return max((int(getattr(node, "EXECUTOR_THREADS", DEFAULT_THREADS)) for node in nodes), default=DEFAULT_THREADS)
+
+
+def spin_until_shutdown(nodes, num_threads: int | None = None) -> int:
+    """Spin ``nodes`` in a ``MultiThreadedExecutor`` (``num_threads``, default ``executor_threads(nodes)``)
+    until SIGINT/SIGTERM (or the context is shut down), then clean up in the order above. Returns the exit
+    code (0)."""
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
-    executor = MultiThreadedExecutor(num_threads=num_threads)
+    executor = MultiThreadedExecutor(num_threads=num_threads or executor_threads(nodes))
     for node in nodes:
         executor.add_node(node)
     stop = threading.Event()

@@ -30,7 +30,7 @@ from rclpy.node import Node
 from spatial_vlm_interfaces.srv import Ask
 from spatial_vlm_ros.core.errors import InputError
 
-MAX_WAITING = 2          # forwarded questions waiting at once (the executors here have 4 threads)
+MAX_WAITING = 1          # forwarded questions waiting at once: one of the perception node's 2 executor threads
 POLL_S = 0.02            # how often a wait checks for shutdown, s
 
 

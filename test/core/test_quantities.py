@@ -132,7 +132,26 @@ def test_points_tree_is_reused_per_array_and_dropped_with_it():
     assert quantities.points_tree(copy) is not tree                  # equal values, another array: its own tree
     probe = rng.normal(size=(5, 3))
     np.testing.assert_array_equal(tree.query(probe)[0], quantities.cKDTree(pts).query(probe)[0])
-    key = id(pts)
+    n = len(quantities._TREES)
     del pts, tree, copy
     gc.collect()
-    assert key not in quantities._TREES                                # freed with its array
+    assert len(quantities._TREES) == n - 2                              # freed with their arrays
+
+
+def test_closest_distance_equals_the_brute_force_minimum():
+    """The pruned, bounded search returns exactly the minimum over all point pairs, whatever the layout:
+    apart, interleaved, one cloud inside the other's bounds, single points, duplicates."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+    from scipy.spatial.distance import cdist
+
+    from spatial_vlm_ros.core.quantities import closest_distance
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n, m = rng.integers(1, 400, size=2)
+        a = rng.normal(size=(n, 3)) * rng.uniform(0.01, 0.3, size=3)
+        b = rng.normal(size=(m, 3)) * rng.uniform(0.01, 0.3, size=3) + rng.normal(scale=0.3, size=3)
+        if trial % 10 == 0:
+            a[: n // 2] = b[0]                       # shared points: distance 0
+        assert closest_distance(a, cKDTree(b)) == float(cdist(a, b).min())

@@ -93,6 +93,11 @@ def test_gravity_quaternion_maps_gravity_axes_into_the_camera_frame():
     q = gravity_quaternion(gravity)
     # the gravity frame's z axis is up, expressed in camera coordinates
     np.testing.assert_allclose(quaternion_to_matrix(q) @ [0, 0, 1.0], up_c / np.linalg.norm(up_c), atol=1e-12)
+    # computed once per frame object and shared read-only; what callers get is their own copy
+    assert gravity.orientation_xyzw is gravity.orientation_xyzw and not gravity.orientation_xyzw.flags.writeable
+    q[:] = 0.0
+    np.testing.assert_array_equal(gravity_quaternion(gravity), gravity.orientation_xyzw)
+    assert np.linalg.norm(gravity.orientation_xyzw) == pytest.approx(1.0)
     t = gravity_transform(gravity, "cam_optical")
     assert (t.frame_id, t.child_frame_id) == ("cam_optical", "cam_optical_gravity")
     pts_g = RNG.normal(size=(5, 3))

@@ -13,6 +13,8 @@ from spatial_vlm_ros.ros import parameters as P
 from spatial_vlm_ros.ros.run import (
     SENSOR_PROFILES,
     check_parameter_file,
+    node_arguments,
+    parameter_arguments,
     parameter_files,
     ros_arguments,
     run_nodes,
@@ -180,8 +182,44 @@ def test_rcl_applies_the_profile_after_the_file():
     assert value != P.load_parameter_file(str(CONFIG))["uncertainty.quantity_sigma_scale.height"]
 
 
+def test_user_parameter_arguments_win_over_the_node_files():
+    """``run ... --ros-args -p memory.timeout_s:=3600.0``: the node's own files would otherwise override the
+    context's ``-p`` (rclpy applies node arguments last); ``run`` repeats them after the files."""
+    user = ["-r", "/camera/color/image_raw:=/cam/rgb", "-p", "memory.timeout_s:=3600.0", "--log-level", "warn"]
+    assert parameter_arguments(user) == ["-p", "memory.timeout_s:=3600.0"]
+    assert parameter_arguments(["--params-file", "a.yaml", "-p"]) == ["--params-file", "a.yaml"]
+    stereo = sensor_profile_file("stereo")
+    context = Context()
+    rclpy.init(args=["x"] + ros_arguments([], "", None, user), context=context)
+    try:
+        node = Node("spatial_perception", context=context, automatically_declare_parameters_from_overrides=True,
+                    cli_args=node_arguments("perception", [str(CONFIG), stereo], "tabletop", user))
+        values = {name: node.get_parameter(name).value
+                  for name in ("memory.timeout_s", "detector", "uncertainty.quantity_sigma_scale.height")}
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert values["memory.timeout_s"] == 3600.0 != P.load_parameter_file(str(CONFIG))["memory.timeout_s"]
+    assert values["detector"] == "tabletop"
+    assert values["uncertainty.quantity_sigma_scale.height"] == \
+        P.load_parameter_file(stereo)["uncertainty.quantity_sigma_scale.height"]
+
+
 def test_run_refuses_a_bad_sensor_profile_before_ros_starts(capsys):
     assert run_nodes(["perception"], sensor_profile="lidar", prog="run") == 2
     assert "run: sensor profile 'lidar' is neither one of" in capsys.readouterr().err
     assert run_nodes(["vlm"], sensor_profile="stereo", prog="run") == 2
     assert "sets the perception node's parameters" in capsys.readouterr().err
+
+
+def test_executor_threads_follow_the_nodes_in_the_process():
+    """The perception node alone spins 2 threads (one may wait for the VLM, MAX_WAITING); with vlm_node, whose
+    callbacks wait for inference, the process spins that node's 4."""
+    from spatial_vlm_ros.ros import spin
+    from spatial_vlm_ros.ros.perception_node import SpatialPerceptionNode
+    from spatial_vlm_ros.ros.vlm_forwarding import MAX_WAITING
+    from spatial_vlm_ros.ros.vlm_node import SpatialVLMNode
+
+    perception, vlm = object.__new__(SpatialPerceptionNode), object.__new__(SpatialVLMNode)
+    assert spin.executor_threads([perception]) == 2 == MAX_WAITING + 1
+    assert spin.executor_threads([perception, vlm]) == spin.executor_threads([vlm]) == spin.DEFAULT_THREADS == 4
