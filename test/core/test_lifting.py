@@ -412,3 +412,37 @@ def test_a_stray_cluster_is_cut_off_wherever_the_histogram_bins_fall():
             found.append(int(counts[2, 0, 0]) == expected)
             assert counts[2, 0, 1] == 0 and not counts[:2].any()
     assert all(found)
+
+
+def test_mixed_pixels_next_to_a_nearer_instance_are_dropped():
+    """A can stands in front of a block. The block's mask pixels next to the can read depths between the two
+    surfaces (ToF / stereo flying pixels). Lifted, they raise the block's top; the occlusion band drops them.
+    The can, the occluder, lifts the same with and without the band, and so does a frame without mixing."""
+    import cv2
+    objects = [BoxObject("block", (0.0, 0.10), (0.12, 0.10, 0.06)), CylinderObject("can", (0.0, -0.02), 0.035, 0.15)]
+    frame = render(objects, CameraPose())
+    ids = dict(zip(frame.labels, frame.ids))
+    block, can = frame.mask == ids["block"], frame.mask == ids["can"]
+    ring = block & cv2.dilate(can.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert ring.sum() > 50
+    nearest_can = cv2.erode(np.where(can, frame.depth, 9.0).astype(np.float32), np.ones((5, 5), np.uint8))
+    mixed = frame.depth.copy()
+    t = np.random.default_rng(0).uniform(0.0, 1.0, ring.sum())
+    mixed[ring] = nearest_can[ring] + t * (frame.depth[ring] - nearest_can[ring])
+
+    def boxes(depth, band):
+        obs, _ = lift_instances(depth, frame.camera, frame.instances(), frame.gravity,
+                                LiftingParams(occluded_band_px=band))
+        return {o.label: (o, frame.truth(o.instance_id)) for o in obs}
+
+    with_band, without = boxes(mixed, 2), boxes(mixed, 0)
+    top_error = {name: {k: float(o.box_max[2] - t.visible_max_g[2]) for k, (o, t) in lifted.items()}
+                 for name, lifted in (("with", with_band), ("without", without))}
+    assert top_error["without"]["block"] > 0.006                 # the mixed pixels raise the top ...
+    assert abs(top_error["with"]["block"]) < 0.002               # ... unless dropped
+    for name in ("can",):
+        np.testing.assert_allclose(with_band[name][0].box_max, without[name][0].box_max, atol=1e-9)
+        np.testing.assert_allclose(with_band[name][0].box_min, without[name][0].box_min, atol=1e-9)
+    clean_with, clean_without = boxes(frame.depth, 2), boxes(frame.depth, 0)
+    for name in ("block", "can"):
+        assert abs(clean_with[name][0].box_max[2] - clean_without[name][0].box_max[2]) < 0.002

@@ -47,10 +47,11 @@ def test_crops_lift_exactly_like_full_masks(frame):
 
 @pytest.mark.parametrize("frame", SCENES)
 def test_each_instance_lifts_as_if_it_were_alone(frame):
-    """Only the rest-on-supports step couples instances (an object may rest on another): without it, every
-    observation of a joint lift equals the one the instance gets alone. A hopeless instance in the middle
-    (3 pixels) is skipped with its warning and changes nothing for the others."""
-    params = LiftingParams(rest_snap_m=0.0)
+    """Only the rest-on-supports step (an object may rest on another) and the occlusion bands (pixels next to
+    a nearer instance) couple instances: without them, every observation of a joint lift equals the one the
+    instance gets alone. A hopeless instance in the middle (3 pixels) is skipped with its warning and changes
+    nothing for the others."""
+    params = LiftingParams(rest_snap_m=0.0, occluded_band_px=0)
     instances = cropped_instances_from_mask(frame.mask, frame.ids, frame.labels)
     tiny = np.zeros(frame.depth.shape, bool)
     tiny[5, 5:8] = True
@@ -155,7 +156,7 @@ def test_next_to_the_image_border_as_in_the_middle(params):
 @pytest.mark.parametrize("params", VARIANTS)
 def test_variants_lift_alone_as_together(params):
     frame = SCENES[0]
-    params = replace(params, rest_snap_m=0.0)
+    params = replace(params, rest_snap_m=0.0, occluded_band_px=0)
     instances = cropped_instances_from_mask(frame.mask, frame.ids, frame.labels)
     together, _ = lift(frame, instances, params)
     full, _ = lift(frame, instances_from_mask(frame.mask, frame.ids, frame.labels), params)

@@ -3,7 +3,9 @@
 Per instance, working inside the bounding rectangle of its mask (one cv2.boundingRect, or the crop itself):
 1. mask-edge bleeding: erode the mask by ``erosion_px`` but keep rim pixels whose depth agrees with the
    interior next to them (segmentation masks and aligned depth disagree at object edges; a blind erosion
-   would also shrink every box by a pixel on each side);
+   would also shrink every box by a pixel on each side); at an occlusion boundary, pixels within
+   ``occluded_band_px`` of a nearer instance whose depth is mixed with that instance's (flying pixels) are
+   dropped and the band's pixels without depth are not filled (``pixels._occluded_band``);
 2. keep valid depth in ``[min_range_m, max_range_m]``; reject outliers along the optical axis with a
    median/MAD band, then keep the largest depth cluster (consecutive sorted depths closer than a gap that
    grows with the sensor noise), which drops background seen through or beside the mask;
@@ -25,7 +27,8 @@ Per instance, working inside the bounding rectangle of its mask (one cv2.boundin
 Cost: step 1 runs per instance on its rectangle; steps 2-5 run once for the whole frame on the concatenated
 pixels of all instances (instance ``g`` of each, segment offsets ``off``; segment reductions such as
 ``np.maximum.reduceat``, one ``np.bincount`` histogram for all instances, short per-instance loops only for
-order statistics), with the same results as lifting each instance alone (``test/core/test_lifting_batch.py``).
+order statistics), with the same results as lifting each instance alone (``test/core/test_lifting_batch.py``)
+except where instances meet: the occlusion band (step 1) and resting on another object (step 5).
 
 Frames: camera optical (x right, y down, z forward) and gravity (z up, y forward horizontal), metres.
 Accuracy: ``test/core/test_lifting.py`` (analytic scenes) and ``benchmarks/accuracy_offline.py`` (rendered

@@ -72,7 +72,7 @@ def lift_instances(depth_m: np.ndarray, camera: CameraModel, instances, gravity:
         else:
             items.append((index, inst) + crop)
     picked = []
-    for item, sel in zip(items, _select_pixels(depth_m, items, p)):
+    for item, sel in zip(items, _select_pixels(depth_m, items, p, camera.fx)):
         if isinstance(sel, str):
             results[item[0]] = sel
         else:

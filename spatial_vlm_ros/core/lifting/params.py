@@ -39,6 +39,8 @@ class LiftingParams:
     min_pixels: int = 30               # valid depth pixels (after all rejection) needed to lift an instance
     erosion_px: int = 1                # mask erosion against edge bleeding (skipped if it leaves too few)
     edge_tolerance_m: float = 0.02     # eroded rim pixels within this depth of the interior are kept
+    occluded_band_px: int = 2          # pixels this close to a nearer instance's pixels are dropped (mixed
+                                       # depth at an occlusion boundary, ``pixels._occluded_band``); 0 = off
     mad_k: float = 4.0                 # outlier band: |z - median| <= mad_k * 1.4826 * MAD, but never
     min_depth_band_m: float = 0.05     # narrower than this nor than the object's width
     cluster_gap_m: float = 0.03        # depth gap that splits clusters (at least 6 sigma(z) of ``noise``)
@@ -88,11 +90,11 @@ class LiftingParams:
         lo, hi = self.box_percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise InputError(f"lifting: box_percentiles must satisfy 0 <= low < high <= 100, got {lo}, {hi}")
-        if self.erosion_px < 0 or self.mask_spill_px < 0 or min(self.min_pixels, self.max_points,
-                                                                 self.interior_stride, self.fill_min_row,
-                                                                 self.amodal_max_points) < 1:
-            raise InputError("lifting: erosion_px and mask_spill_px must be >= 0; min_pixels, max_points, "
-                             "interior_stride, fill_min_row and amodal_max_points >= 1")
+        if min(self.erosion_px, self.mask_spill_px, self.occluded_band_px) < 0 \
+                or min(self.min_pixels, self.max_points, self.interior_stride, self.fill_min_row,
+                       self.amodal_max_points) < 1:
+            raise InputError("lifting: erosion_px, mask_spill_px and occluded_band_px must be >= 0; min_pixels, "
+                             "max_points, interior_stride, fill_min_row and amodal_max_points >= 1")
         if min(self.noise_trim_sigmas, self.rest_snap_m, self.rest_snap_rounded_fraction, self.detached_fraction,
                self.seen_gap_m) < 0.0 \
                 or not 0.0 < self.amodal_band < 0.5 or min(self.detached_gap_m, self.detached_gap_px) <= 0.0 \

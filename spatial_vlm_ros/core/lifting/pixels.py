@@ -17,6 +17,10 @@ from spatial_vlm_ros.core.lifting.params import LiftingParams
 _NO_PIXELS = np.empty(0, np.intp)
 
 
+#: a surface's depth change per pixel footprint that ``_occluded_band`` tolerates within its window (a
+#: surface at about 63 degrees to the line of sight)
+SLANT = 2.0
+
 #: cv2.erode's border arguments for nothing outside the array
 _ZERO_BORDER: dict[str, Any] = {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
 
@@ -74,17 +78,19 @@ def _tight_crop(inst, H: int, W: int):
     return x, y, w, h, full[y:y + h, x:x + w]
 
 
-def _select_pixels(depth_m: np.ndarray, items, p: LiftingParams) -> list:
+def _select_pixels(depth_m: np.ndarray, items, p: LiftingParams, fx: float) -> list:
     """Step 1 for every instance (``items``: (index, instance, x, y, w, h, crop)), each in its mask's
     rectangle grown by the erosion: per item a ``_Selected`` or the reason it cannot be lifted. Valid depth in
     range inside the (depth-consistently eroded, ``_rim_samples``) mask, the silhouette decimated inside
-    (``_decimated_pixels``); the rim tests of all instances run as one vectorised test."""
+    (``_decimated_pixels``); the rim tests of all instances run as one vectorised test. ``fx``: the focal
+    length, pixels (a pixel's footprint, for ``_occluded_band``)."""
     H, W = depth_m.shape
     e = max(p.erosion_px, 1)
     reach = max(p.erosion_px, 2, p.mask_spill_px)          # the widest window radius used below
     kernel = _square(2 * p.erosion_px + 1) if p.erosion_px else None
+    coverage = _mask_coverage(items, H, W, p.occluded_band_px) if p.occluded_band_px and len(items) > 1 else None
     rois = []
-    for item in items:
+    for n, item in enumerate(items):
         _, inst, x, y, w, h, crop = item
         if x >= reach and y >= reach and x + w + reach <= W and y + h + reach <= H:
             # no window reaches past the image border: work on the crop itself, with nothing around it
@@ -96,21 +102,103 @@ def _select_pixels(depth_m: np.ndarray, items, p: LiftingParams) -> list:
             border = {}                                       # cv2's: the image goes on, all set
         depth = depth_m[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]]
         m = mask & (depth >= p.min_range_m) & (depth <= p.max_range_m)   # NaN compares False
+        occluded = None
+        if coverage is not None:
+            found = _occluded_band(depth_m, coverage, n, item, x0, y0, mask.shape, p, fx)
+            if found is not None:
+                occluded, mixed = found
+                m &= ~mixed
         core = rim = None
         if kernel is not None:
             core = cv2.erode(m.view(np.uint8), kernel, **border).view(bool)
             if p.edge_tolerance_m > 0.0:
                 rim = _rim_samples(m, core, depth, kernel)
-        rois.append((item, x0, y0, mask, depth, m, core, rim, border))
+        rois.append((item, x0, y0, mask, depth, m, core, rim, border, occluded))
     agrees = _rim_agrees([roi[7] for roi in rois], p)
     return [_selected(*roi, ok, W, p) for roi, ok in zip(rois, agrees)]
 
 
+def _mask_coverage(items, H: int, W: int, reach: int) -> tuple[np.ndarray, list]:
+    """For ``_occluded_band``: how many of the instances' masks cover each pixel ((H, W) uint8), and per
+    instance the part of its mask's rectangle within ``reach`` pixels of another mask's rectangle (x0, y0,
+    x1, y1; None when no other is that close)."""
+    cover = np.zeros((H, W), np.uint8)
+    for _, _, x, y, w, h, crop in items:
+        cover[y:y + h, x:x + w] += crop
+    boxes = np.array([(x, y, x + w, y + h) for _, _, x, y, w, h, _ in items], np.intp).reshape(-1, 4)
+    lo = np.maximum(boxes[None, :, :2] - reach, boxes[:, None, :2])          # (own, other, 2)
+    hi = np.minimum(boxes[None, :, 2:] + reach, boxes[:, None, 2:])
+    touch = np.all(lo < hi, axis=2)
+    np.fill_diagonal(touch, False)
+    windows = [None if not t.any() else (*lo[k][t].min(axis=0), *hi[k][t].max(axis=0))
+               for k, t in enumerate(touch)]
+    return cover, windows
+
+
+def _occluded_band(depth_m: np.ndarray, coverage: tuple[np.ndarray, list], index: int, item, x0: int, y0: int,
+                   shape: tuple[int, int], p: LiftingParams, fx: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Occlusion boundaries of instance ``index`` of ``coverage`` (``_mask_coverage``), (h, w) bool each in its
+    ROI (corner ``(x0, y0)``, ``shape``): ``band``, its mask pixels within ``occluded_band_px`` of another
+    instance's pixel that is nearer than this instance's own surface there (its farthest valid depth within
+    ``occluded_band_px + 1`` pixels) by more than a tolerance; and ``mixed``, the band's valid pixels that are
+    themselves that much nearer than the surface. None without such a band. The tolerance is the largest of
+    ``edge_tolerance_m``, 4 sigma and what a surface slanted at ``SLANT`` footprints per pixel (``fx``) spans
+    over the window: in a coarse image a slanted top's own pixels differ that much.
+
+    At an occlusion boundary the occluded object's pixels mix its depth with the occluder's (ToF and stereo
+    flying pixels, a mask that spills onto the occluder). Lifted, they make the object reach towards the
+    camera, e.g. a block's top raised by the can standing in front of it. ``mixed`` pixels are dropped, and
+    silhouette pixels without depth in the band are not filled (they would take such a depth). The
+    occluder's pixels next to it are kept, since they are nearer than what lies behind them; so are the
+    occluded object's own readings in the band. Only the part of the mask's rectangle within reach of
+    another mask's rectangle is examined."""
+    cover, windows = coverage
+    if windows[index] is None:
+        return None
+    b = p.occluded_band_px
+    r = b + 1                                               # the widest window radius below
+    H, W = depth_m.shape
+    wx0, wy0, wx1, wy1 = windows[index]                     # the part that can hold a band
+    gx0, gy0, gx1, gy1 = max(wx0 - r, 0), max(wy0 - r, 0), min(wx1 + r, W), min(wy1 + r, H)
+    _, _, x, y, w, h, crop = item
+    own = np.zeros((gy1 - gy0, gx1 - gx0), np.uint8)
+    cx0, cy0, cx1, cy1 = max(x, gx0), max(y, gy0), min(x + w, gx1), min(y + h, gy1)
+    own[cy0 - gy0:cy1 - gy0, cx0 - gx0:cx1 - gx0] = crop[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
+    depth = depth_m[gy0:gy1, gx0:gx1]
+    valid = (depth >= p.min_range_m) & (depth <= p.max_range_m)
+    others = (cover[gy0:gy1, gx0:gx1] > own) & valid
+    if not others.any():
+        return None
+    far = np.float32(np.finfo(np.float32).max)
+    depth = depth.astype(np.float32, copy=False)
+    nearest_other = cv2.erode(np.where(others, depth, far), _square(2 * b + 1), borderType=cv2.BORDER_CONSTANT,
+                              borderValue=float(far))
+    own_surface = cv2.dilate(np.where(own.view(bool) & valid, depth, np.float32(0.0)), _square(2 * r + 1),
+                             borderType=cv2.BORDER_CONSTANT, borderValue=0.0)
+    slant = np.float32(SLANT * r / fx)                    # metres of depth per metre of range over the window
+    iy, ix = np.nonzero(own.view(bool) & (nearest_other < own_surface - np.maximum(p.edge_tolerance_m,
+                                                                                   slant * own_surface)))
+    surface = own_surface[iy, ix]                          # the noise term only where it can matter
+    behind = surface - np.maximum(np.maximum(p.edge_tolerance_m, slant * surface),
+                                  4.0 * np.asarray(p.noise.sigma(surface), np.float32))
+    keep = nearest_other[iy, ix] < behind
+    if not keep.any():
+        return None
+    mixed = valid[iy, ix] & (depth[iy, ix] < behind)
+    iy, ix = iy + (gy0 - y0), ix + (gx0 - x0)              # ROI coordinates (the ROI holds the whole mask)
+    band, near = np.zeros(shape, bool), np.zeros(shape, bool)
+    band[iy[keep], ix[keep]] = True
+    near[iy[keep & mixed], ix[keep & mixed]] = True
+    return band, near
+
+
 def _selected(item, x0: int, y0: int, mask: np.ndarray, depth: np.ndarray, m: np.ndarray, core: np.ndarray | None,
-              rim, border: dict[str, Any], ok: np.ndarray | None, W: int, p: LiftingParams) -> _Selected | str:
+              rim, border: dict[str, Any], occluded: np.ndarray | None, ok: np.ndarray | None, W: int,
+              p: LiftingParams) -> _Selected | str:
     """Step 1 of one item, in its ROI (corner ``(x0, y0)`` in an image ``W`` pixels wide: the mask, the depth
-    and the in-range mask ``m`` there, the eroded ``core`` and its ``rim`` samples, which of those agree
-    (``ok``)): its ``_Selected``, or the reason it cannot be lifted."""
+    and the in-range mask ``m`` there, the eroded ``core`` and its ``rim`` samples, the pixels next to a nearer
+    instance (``occluded``: ``_occluded_band``), which rim samples agree (``ok``)): its ``_Selected``, or the
+    reason it cannot be lifted."""
     _, inst, x, y, w, h, crop = item
     if core is not None:
         if ok is not None:                               # + rim pixels consistent with the core
@@ -130,7 +218,10 @@ def _selected(item, x0: int, y0: int, mask: np.ndarray, depth: np.ndarray, m: np
         sil = mask
         if p.mask_spill_px > 0:
             sil = cv2.erode(mask.view(np.uint8), _square(2 * p.mask_spill_px + 1), **border).view(bool)
-        holes = np.flatnonzero((sil > inner) > (depth > 0.0))   # silhouette, not interior, no reading
+        no_reading = depth > 0.0
+        if occluded is not None:
+            no_reading = no_reading | occluded                 # not filled either
+        holes = np.flatnonzero((sil > inner) > no_reading)    # silhouette, not interior, no reading
     sel = _Selected(inst, flat, wgt, holes, m.shape[1], y0 * W + x0, (x, y, w, h))
     if p.amodal == "auto":
         _edges(sel, crop, x, y, 0, h - 1)
