@@ -307,8 +307,18 @@ CRITERION_LABELS = {"within_10pct": "within ±10 %", "within_25pct": "within ±2
 
 
 def criterion_text(check: dict, key: str) -> str:
-    """An acceptance check's value or threshold: the ECE as a number (as every table shows it), else a percentage."""
-    return _num(check[key], "{:.3f}") if check["metric"] == "relation_ece" else _pct(check[key])
+    """An acceptance check's value or threshold: the ECE as a number (as every table shows it), else a
+    percentage. A value that would print as its threshold gets more digits, so that a failing 0.53 % against
+    0.5 % does not read "0.5 % (<= 0.5 %) FAIL"."""
+    def text(v, digits: int) -> str:
+        if check["metric"] == "relation_ece":
+            return _num(v, f"{{:.{digits + 2}f}}")
+        return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.{digits}f}%"
+
+    shown = text(check[key], 1)
+    if key == "value" and shown == text(check["threshold"], 1) and check[key] != check["threshold"]:
+        shown = text(check[key], 2)
+    return shown
 
 
 def _run_section(run: RunResult, plots: dict[str, Path], out_dir: Path) -> list[str]:

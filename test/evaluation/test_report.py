@@ -58,3 +58,16 @@ def test_records_table_shows_prediction_and_truth():
     lines = records_table(_records())
     assert any("left_of" in line and "yes" in line for line in lines)
     assert any("height(cup)" in line and "failed" in line for line in lines)
+
+
+def test_a_value_that_prints_as_its_threshold_gets_more_digits():
+    from spatial_vlm_ros.evaluation.report import criterion_text
+
+    wrong = {"metric": "relation_wrong_at_099", "threshold": 0.005}
+    assert criterion_text({**wrong, "value": 0.0053}, "value") == "0.53%"        # fails: must not read 0.5%
+    assert criterion_text({**wrong, "value": 0.005}, "value") == "0.5%"          # exactly the threshold
+    assert criterion_text({**wrong, "value": 0.0031}, "value") == "0.3%"
+    ece = {"metric": "relation_ece", "threshold": 0.01}
+    assert criterion_text({**ece, "value": 0.0102}, "value") == "0.0102"
+    assert criterion_text({**ece, "value": 0.008}, "value") == "0.008"
+    assert criterion_text(ece, "threshold") == "0.010"
