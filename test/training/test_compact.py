@@ -4,14 +4,11 @@ issue-11 schema built here (What's-Up frames of the analytic renderer); a tiny m
 accuracy, so the evaluator test checks the format and the counting only."""
 import dataclasses
 import json
-import os
 import re
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
+from compact_fixtures import TINY_MODEL  # sets the offline environment before transformers loads
 
 torch = pytest.importorskip("torch")
 datasets = pytest.importorskip("datasets")
@@ -20,9 +17,6 @@ datasets.disable_progress_bars()
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
 from spatial_vlm_ros.training import compact, evaluate_vlm, train_compact  # noqa: E402
 
-TINY_MODEL = dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, vision_heads=2,
-                  vision_intermediate=64, hidden=48, layers=2, heads=4, kv_heads=2, intermediate=96,
-                  vocab_size=300, max_positions=256)
 TINY_TRAIN = dict(batch_size=8, lr=3e-3, warmup_steps=2, epochs=1, log_every=2, eval_every=4, eval_rows=8,
                   generate_rows=2, checkpoint_every=3)
 

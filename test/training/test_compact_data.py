@@ -1,14 +1,11 @@
 """Training-data options of the compact VLM (issue 11 item 4): mirror augmentation with left/right swapped,
 ordering questions from the simulator truth, the describe-only and order splits of the data directory, and
 the question-first chat template."""
-import os
 from types import SimpleNamespace
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
+from compact_fixtures import TINY_MODEL  # sets the offline environment before transformers loads
 
 torch = pytest.importorskip("torch")
 datasets = pytest.importorskip("datasets")
@@ -17,9 +14,7 @@ datasets.disable_progress_bars()
 from spatial_vlm_ros.core.errors import InputError  # noqa: E402
 from spatial_vlm_ros.training import compact, order_data, train_compact  # noqa: E402
 
-TINY_MODEL = dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2,
-                  vision_intermediate=64, hidden=48, layers=2, heads=4, kv_heads=2, intermediate=96,
-                  vocab_size=300, max_positions=256)
+TINY_MODEL = {**TINY_MODEL, "vision_layers": 1}
 
 
 def test_swap_sides_exchanges_left_and_right_only():
