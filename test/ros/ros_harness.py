@@ -182,6 +182,18 @@ class NodeHarness:
                 return True
         return False
 
+    def publish_until_outputs(self, make_msgs, timeout: float = 15.0, period: float = 1.0) -> bool:
+        """Publish ``make_msgs()`` every ``period`` s until ``~/objects`` and ``~/markers`` have each delivered a
+        message. The test's subscriptions seeing the node's publishers (``_wait_for_matching``) does not mean
+        those publishers already see the subscriptions; until they do, what they publish is not delivered
+        (seen once on a loaded machine: the first frames processed, nothing on ``~/objects``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wait_until(lambda: bool(self.objects) and bool(self.markers), min(period, deadline - time.monotonic())):
+                return True
+            self.publish_and_wait(make_msgs(), timeout=min(period, max(deadline - time.monotonic(), 0.01)))
+        return bool(self.objects) and bool(self.markers)
+
     # --------------------------------------------------------------------------------------- services
     def client(self, srv_type, name: str):
         key = (srv_type, name)

@@ -29,6 +29,9 @@ def harness():
     with NodeHarness(OVERRIDES, namespace="it") as h:
         for k in range(3):
             assert h.publish_and_wait(frame_messages(SCENE, 100.0 + 0.1 * k)), "frame not processed"
+        later = itertools.count(3)
+        assert h.publish_until_outputs(lambda: frame_messages(SCENE, 100.0 + 0.1 * next(later))), \
+            "nothing arrived on ~/objects and ~/markers"
         yield h
 
 
@@ -159,6 +162,9 @@ def thread_harness():
     with NodeHarness({**OVERRIDES, "frame_worker": "thread"}, namespace="it_thread") as h:
         for k in range(3):
             assert h.publish_and_wait(frame_messages(SCENE, 100.0 + 0.1 * k)), "frame not processed"
+        later = itertools.count(3)
+        assert h.publish_until_outputs(lambda: frame_messages(SCENE, 100.0 + 0.1 * next(later))), \
+            "nothing arrived on ~/objects and ~/markers"
         yield h
 
 
