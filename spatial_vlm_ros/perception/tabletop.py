@@ -9,7 +9,8 @@
    jump (the farther pixel of the pair is dropped), so objects in front of one another separate. This is a
    3D clustering on the image grid: fast and deterministic. Clusters that meet through invalid-depth pixels
    of about one depth (dropouts on dark or shiny surfaces) and share a color are joined
-   (``hole_bridge_px``, ``hole_join_color_delta``); clusters under ``min_pixels`` are dropped, and those
+   (``hole_bridge_px``, ``hole_join_color_delta``; pieces of two colors bridged together make two objects,
+   e.g. a speckled black block and the can standing on it); clusters under ``min_pixels`` are dropped, and those
    under ``sliver_pixels`` lying beside a larger cluster of their color (slivers cut off by a jump).
 4. Stacks: an object resting on another one touches it, so the two form one cluster. A cluster is split
    where its height histogram has a horizontal face (a peak: many pixels at one height, the top of the lower
@@ -255,7 +256,7 @@ class TabletopDetector(Detector):
         by_group: dict[int, list[int]] = {}
         for k in range(1, n):
             by_group.setdefault(int(group[k]), []).append(k)
-        parent = _join_parents(n, by_group, labels, stats, rgb, p.hole_join_color_delta)
+        parent = _join_parents(n, by_group, labels, stats, rgb, p.hole_join_color_delta, p.min_pixels)
         if (parent == np.arange(n)).all():
             return n, labels, stats
         return _merge_clusters(parent, labels, stats)
@@ -357,29 +358,62 @@ class TabletopDetector(Detector):
 
 
 def _join_parents(n: int, by_group: dict[int, list[int]], labels: np.ndarray, stats: np.ndarray,
-                  rgb: np.ndarray | None, max_color_delta: float) -> np.ndarray:
+                  rgb: np.ndarray | None, max_color_delta: float, median_from_px: int) -> np.ndarray:
     """Union parents of the clusters (``cv2.connectedComponentsWithStats`` ``labels`` and ``stats``): within
-    each group of clusters bridged by fillable holes, each joins the largest one when their median colors
-    agree within ``max_color_delta`` (always without color); the others are their own parent."""
+    each group of clusters bridged by fillable holes, largest first, each joins the largest earlier cluster
+    whose color agrees within ``max_color_delta`` (CIE76 Delta E; always the group's largest without color),
+    or starts a new object. So the speckled pieces of a dark object bridged to a brighter object it touches
+    (a black block under a red can) join each other, not the other object."""
     parent = np.arange(n)
-    colors: dict[int, tuple[int, int, int]] = {}
-    for members in by_group.values():
-        if len(members) < 2:
-            continue
-        members.sort(key=lambda k: -stats[k, cv2.CC_STAT_AREA])
-        anchor = members[0]
+    groups = [sorted(m, key=lambda k: -stats[k, cv2.CC_STAT_AREA]) for m in by_group.values() if len(m) > 1]
+    if rgb is None:
+        for members in groups:
+            parent[members[1:]] = members[0]
+        return parent
+    lab_of = _ClusterColors(labels, stats, rgb, groups, median_from_px)
+    for members in groups:
+        anchors, anchor_labs = [members[0]], [lab_of(members[0])]
         for k in members[1:]:
-            if rgb is not None:
-                for q in (anchor, k):
-                    if q not in colors:
-                        x, y, w, h = stats[q, :4]
-                        roi = (slice(y, y + h), slice(x, x + w))
-                        px = rgb[roi][labels[roi] == q]
-                        colors[q] = median_color(px[:: max(1, len(px) // 500)])
-                if color_delta(colors[k], colors[anchor]) > max_color_delta:
-                    continue
-            parent[k] = anchor
+            deltas = np.linalg.norm(np.asarray(anchor_labs) - lab_of(k), axis=1)
+            first = int(np.argmax(deltas <= max_color_delta))
+            if deltas[first] <= max_color_delta:
+                parent[k] = anchors[first]
+            else:
+                anchors.append(k)
+                anchor_labs.append(lab_of(k))
     return parent
+
+
+class _ClusterColors:
+    """CIE L*a*b* color of a cluster by label: the median color of a cluster of at least ``median_from_px``
+    pixels, the mean of a smaller piece (all the pieces of ``groups`` in one pass over the image)."""
+
+    def __init__(self, labels: np.ndarray, stats: np.ndarray, rgb: np.ndarray, groups: list[list[int]],
+                 median_from_px: int):
+        self.labels, self.stats, self.rgb, self.median_from_px = labels, stats, rgb, median_from_px
+        self.cache: dict[int, np.ndarray] = {}
+        members = np.concatenate([np.asarray(m) for m in groups] or [np.zeros(0, np.int64)])
+        small = members[stats[members, cv2.CC_STAT_AREA] < median_from_px]
+        self.small_labs = None
+        if small.size:
+            n = stats.shape[0]
+            keep = np.zeros(n, dtype=bool)
+            keep[small] = True
+            on = keep[labels]
+            ids, px = labels[on], rgb[on].astype(np.float64)
+            counts = np.maximum(np.bincount(ids, minlength=n), 1)
+            sums = np.stack([np.bincount(ids, px[:, c], minlength=n) for c in range(3)], axis=1)
+            self.small_labs = _lab(sums / counts[:, None])
+
+    def __call__(self, q: int) -> np.ndarray:
+        if self.small_labs is not None and self.stats[q, cv2.CC_STAT_AREA] < self.median_from_px:
+            return self.small_labs[q]
+        if q not in self.cache:
+            x, y, w, h = self.stats[q, :4]
+            roi = (slice(y, y + h), slice(x, x + w))
+            px = self.rgb[roi][self.labels[roi] == q]
+            self.cache[q] = _lab(median_color(px[:: max(1, len(px) // 500)]))
+        return self.cache[q]
 
 
 def _merge_clusters(parent: np.ndarray, labels: np.ndarray, stats: np.ndarray

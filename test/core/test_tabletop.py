@@ -183,3 +183,20 @@ def test_depth_dropouts_do_not_break_an_object_into_pieces():
     pieces = TabletopDetector(replace(TabletopDetector().params, hole_bridge_px=0)).detect(
         frame.rgb, depth, frame.camera, frame.gravity)
     assert len(pieces) > 1                                            # without joining it would fall apart
+
+
+def test_speckled_dark_object_under_a_bright_one_is_found():
+    # a ToF camera loses most returns on a black block (seen held out: a can standing on such a block);
+    # the block's speckle pieces are bridged to the can through the holes, and must join each other
+    block = BoxObject("block", (0.0, 0.0), (0.15, 0.14, 0.05), color=(20, 20, 22))
+    can = CylinderObject("can", (0.0, 0.0), 0.037, 0.12, base_z=top_of(block), color=(200, 30, 30))
+    frame = render([block, can], CameraPose(pitch_deg=40))
+    rng = np.random.default_rng(3)
+    depth = frame.depth.copy()
+    dark = frame.mask == 1
+    depth[dark & (rng.uniform(size=dark.shape) < 0.6)] = np.nan
+    instances = TabletopDetector().detect(frame.rgb, depth, frame.camera, frame.gravity)
+    matches = match(frame, instances)
+    assert sorted(m[0] for m in matches) == [1, 2]
+    block_mask = next(i.mask for i, m in zip(instances, matches) if m[0] == 1)
+    assert (block_mask & dark).sum() > 0.3 * dark.sum()               # ~40 % of its pixels have depth
