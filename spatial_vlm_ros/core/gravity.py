@@ -125,7 +125,7 @@ def _ransac_horizontal_plane(sample: np.ndarray, up: np.ndarray, max_tilt_deg: f
                              max_planes: int, iterations: int, min_inlier_ratio: float, min_remaining: float
                              ) -> tuple[np.ndarray, float] | None:
     """``fit_support_plane``'s RANSAC stage on the (N, 3) ``sample``: the unit normal and offset (metres) of the
-    largest plane within ``max_tilt_deg`` of ``up`` (either orientation) among the ``max_planes`` largest, or
+    largest plane whose camera-side normal is within ``max_tilt_deg`` of ``up`` among the ``max_planes`` largest, or
     None (too few points left, fewer than ``min_remaining``, or a plane below ``min_inlier_ratio``)."""
     remaining = sample
     for _ in range(max_planes):
@@ -136,8 +136,11 @@ def _ransac_horizontal_plane(sample: np.ndarray, up: np.ndarray, max_tilt_deg: f
         normal = np.asarray(model[:3], dtype=np.float64)
         if len(inliers) < 3 or float(len(inliers)) / sample.shape[0] < min_inlier_ratio:
             return None
-        if _angle_deg(normal, up) <= max_tilt_deg or _angle_deg(-normal, up) <= max_tilt_deg:
-            return normal / np.linalg.norm(normal), float(model[3]) / float(np.linalg.norm(normal))
+        norm, offset = float(np.linalg.norm(normal)), float(model[3])
+        if offset < 0.0:                  # the camera side: a support is seen from above, so a wall facing
+            normal, offset = -normal, -offset   # the camera (its normal pointing down) is skipped, not taken
+        if _angle_deg(normal, up) <= max_tilt_deg:
+            return normal / norm, offset / norm
         keep = np.ones(remaining.shape[0], dtype=bool)
         keep[np.asarray(inliers)] = False
         remaining = remaining[keep]

@@ -61,6 +61,22 @@ def test_fit_support_plane_orients_the_normal_up_and_skips_walls(rng):
     assert fit_support_plane(np.full((50, 3), np.nan)) is None
 
 
+
+def test_a_wall_seen_by_a_pitched_camera_is_skipped_for_the_table_behind_its_dropouts(rng):
+    # A ToF camera pitched 35 deg down over a dark table: most table returns are lost, the wall behind it
+    # has more points. One orientation of the wall's normal lies 55 deg from a level camera's up (inside the
+    # 75 deg tilt window), but the side facing the camera points down: it is not a support.
+    theta = np.radians(35.0)
+    axes = np.array([[1.0, 0.0, 0.0], [0.0, -np.sin(theta), -np.cos(theta)], [0.0, np.cos(theta), -np.sin(theta)]])
+    table = np.column_stack([rng.uniform(-0.5, 0.5, 1500), rng.uniform(0.5, 1.3, 1500), np.full(1500, -0.6)])
+    wall = np.column_stack([rng.uniform(-1.0, 1.0, 4000), np.full(4000, 1.6), rng.uniform(-0.6, 0.8, 4000)])
+    pts = (np.vstack([table, wall]) + rng.normal(0.0, 0.002, (5500, 3))) @ axes.T   # world -> camera optical
+    plane = fit_support_plane(pts, max_tilt_deg=75.0)
+    assert plane is not None
+    assert angle_deg(plane.normal_c, axes @ [0.0, 0.0, 1.0]) < 1.0   # world up, in the camera frame
+    assert abs(plane.offset - 0.6) < 0.005
+    assert plane.inlier_mask[:1500].mean() > 0.95
+
 def test_highest_support_prefers_the_table_over_a_box_top_and_the_floor(rng):
     up = np.array([0.0, -1.0, 0.0])
     table = np.column_stack([rng.uniform(-0.5, 0.5, 3000), np.full(3000, 0.6), rng.uniform(0.5, 1.5, 3000)])
