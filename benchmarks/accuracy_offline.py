@@ -219,6 +219,9 @@ def evaluate_dataset(path: Path, config, every_frame: bool = False, jitter: Dete
     return records, frame_ms
 
 
+COVERAGE_TARGET, COVERAGE_TOLERANCE = 0.95, 0.02      # issue 9: 2-sigma coverage 0.95 +- 0.02 per cell
+
+
 def _pct(v) -> str:
     return "  n/a" if v is None or not math.isfinite(v) else f"{100 * v:5.1f}"
 
@@ -379,12 +382,23 @@ def print_side_by_side(summaries: dict[str, dict], seeds: list[int]) -> None:
         if s.get("baseline"):
             print(_row("  naive baseline", s["baseline"], None))
     names = sorted({q for s in summaries.values() for q in s["quantities"]["per_quantity"]})
-    print("2-sigma coverage per quantity (%):")
-    print(f"{'quantity':<22}" + "".join(f"{sensor:>10}" for sensor in summaries))
+    print("2-sigma coverage per quantity, % [scene-bootstrap 95 % interval]:")
+    print(f"{'quantity':<22}" + "".join(f"{sensor:>22}" for sensor in summaries))
+    cells = within_target = consistent = 0
     for name in names:
-        print(f"{name:<22}" + "".join(
-            f"{_pct(s['quantities']['per_quantity'].get(name, {}).get('coverage_2sigma', {}).get('coverage')):>10}"
-            for s in summaries.values()))
+        row = ""
+        for s in summaries.values():
+            cov = s["quantities"]["per_quantity"].get(name, {}).get("coverage_2sigma", {})
+            value, (lo, hi) = cov.get("coverage", math.nan), cov.get("interval_95", (math.nan, math.nan))
+            row += f"{_pct(value):>8} [{_pct(lo)}, {_pct(hi)}]"
+            if math.isfinite(value):
+                cells += 1
+                within_target += abs(value - COVERAGE_TARGET) <= COVERAGE_TOLERANCE + 1e-9   # 0.97 is within
+                consistent += lo <= COVERAGE_TARGET <= hi
+        print(f"{name:<22}{row}")
+    print(f"cells within {100 * COVERAGE_TARGET:.0f} +- {100 * COVERAGE_TOLERANCE:.0f} %: {within_target} of {cells}; "
+          f"cells whose interval holds {100 * COVERAGE_TARGET:.0f} % (coverage consistent with calibrated "
+          f"sigmas at this sample size): {consistent} of {cells}")
 
 
 def main(argv=None) -> int:

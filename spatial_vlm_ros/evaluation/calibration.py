@@ -3,6 +3,9 @@
 - Coverage: the share of answered quantities with ``|predicted - truth| <= k * uncertainty`` (``k`` = 2; the
   service's ``uncertainty`` is one sigma, so a calibrated Gaussian error covers 95.4 %). Answers without an
   uncertainty are not counted (``n`` says how many were).
+- Coverage interval: a scene-bootstrap interval of that share (``coverage_interval``), so a cell of a few
+  hundred facts is judged by what its sample can tell: with 300 independent facts a calibrated 95.4 % reads
+  between 93 and 97.7 % one time in twenty.
 - Relations: ``confidence`` is the service's probability that its answer (holds or not) is right. The
   reliability table puts answers in equal-width confidence bins over [0, 1] and compares each bin's mean
   confidence with its accuracy; the expected calibration error (ECE) is the answer-weighted mean of
@@ -34,6 +37,29 @@ def coverage(items: Iterable, sigmas: float = COVERAGE_SIGMAS) -> dict:
         covered += abs(float(it.predicted) - float(it.truth)) <= sigmas * s
     return {"n": n, "covered": covered, "coverage": covered / n if n else math.nan, "sigmas": sigmas}
 
+
+
+def coverage_interval(items: Iterable, group_of, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                      sigmas: float = COVERAGE_SIGMAS) -> tuple[float, float]:
+    """Scene-bootstrap ``level`` interval of the ``coverage`` of ``items``: the groups (``group_of(item)``,
+    e.g. the scene) are resampled with replacement, because the facts of one scene share its objects' errors
+    and are not independent. (NaN, NaN) without items."""
+    hits: dict[object, list[int]] = {}
+    for it in items:
+        s = it.uncertainty
+        if not it.answered or it.truth is None or s is None or not math.isfinite(s) or s < 0:
+            continue
+        h = hits.setdefault(group_of(it), [0, 0])
+        h[0] += abs(float(it.predicted) - float(it.truth)) <= sigmas * s
+        h[1] += 1
+    if not hits:
+        return (math.nan, math.nan)
+    covered, n = np.array(list(hits.values()), dtype=np.float64).T
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(n), np.full(len(n), 1.0 / len(n)), size=n_boot)   # (n_boot, groups)
+    boot = (weights @ covered) / np.maximum(weights @ n, 1.0)
+    lo, hi = np.quantile(boot, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return (float(lo), float(hi))
 
 def _confident(items: Iterable) -> tuple[np.ndarray, np.ndarray]:
     conf, right = [], []

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .calibration import coverage, reliability
+from .calibration import coverage, coverage_interval, reliability
 from .facts import Fact, merge_facts
 from .records import FrameStats, QueryRecord, quantity_records, relation_records
 
@@ -128,6 +128,11 @@ def within(pred: float | None, truth: float, lo: float, hi: float) -> bool:
     return lo <= pred / truth <= hi
 
 
+def _scene_of(fact: Fact) -> object:
+    """The scene a fact was asked in (its first asking's ``scene``): the bootstrap's unit."""
+    return getattr(fact.askings[0], "scene", None) if fact.askings else None
+
+
 def _quantity_block(records: list[Fact], min_truth_m: float) -> dict:
     valid = [r for r in records if r.truth is not None and math.isfinite(float(r.truth))]
     relative = [r for r in valid if float(r.truth) >= min_truth_m]
@@ -147,7 +152,8 @@ def _quantity_block(records: list[Fact], min_truth_m: float) -> dict:
         "mean_signed_rel_error": float(np.mean(signed)) if signed else math.nan,
         "near_zero_abs_error_m": percentiles(
             [abs(float(r.predicted) - float(r.truth)) for r in near_zero if r.answered], (50, 90)),
-        "coverage_2sigma": coverage(valid),           # near-zero truths included: an absolute criterion
+        "coverage_2sigma": {**coverage(valid),        # near-zero truths included: an absolute criterion
+                            "interval_95": coverage_interval(valid, _scene_of)},
     }
     for name, lo, hi in SUCCESS_CRITERIA:
         block[name] = _ratio(sum(within(r.predicted if r.answered else None, float(r.truth), lo, hi)

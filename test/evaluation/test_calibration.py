@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from spatial_vlm_ros.evaluation.calibration import coverage, reliability, reliability_lines
+from spatial_vlm_ros.evaluation.calibration import coverage, coverage_interval, reliability, reliability_lines
 from spatial_vlm_ros.evaluation.facts import Fact
 from spatial_vlm_ros.evaluation.records import QueryRecord
 from spatial_vlm_ros.evaluation.scoring import summarize
@@ -24,6 +24,43 @@ def test_coverage_counts_errors_within_two_sigma():
     c = coverage(items)
     assert c["n"] == 3 and c["covered"] == 2 and c["coverage"] == pytest.approx(2 / 3)
     assert math.isnan(coverage([q(1.0, 1.0, None)])["coverage"])
+
+
+def _scenes(rng, n_scenes, per_scene, shared):
+    """(fact, scene) of calibrated Gaussian errors; ``shared``: share of each error's variance common to
+    its scene (facts of one scene share its objects' errors)."""
+    out = []
+    for k in range(n_scenes):
+        common = rng.normal(0.0, math.sqrt(shared))
+        for e in common + rng.normal(0.0, math.sqrt(1.0 - shared), per_scene):
+            out.append((q(1.0, 1.0 + 0.01 * e, 0.01), k))
+    return out
+
+
+def test_coverage_interval_holds_the_calibrated_coverage_and_widens_with_shared_errors():
+    rng = np.random.default_rng(0)
+    holds, widths = 0, {0.0: [], 0.6: []}
+    for _ in range(60):
+        for shared in widths:
+            items = _scenes(rng, 45, 8, shared)
+            scene = {id(f): s for f, s in items}
+            lo, hi = coverage_interval([f for f, _ in items], lambda f, scene=scene: scene[id(f)], n_boot=500)
+            value = coverage([f for f, _ in items])["coverage"]
+            assert lo <= value <= hi
+            widths[shared].append(hi - lo)
+            holds += shared == 0.6 and lo <= 0.954 <= hi
+    assert holds >= 0.85 * 60                     # a 95 % interval: misses about 1 in 20
+    assert np.mean(widths[0.6]) > 1.3 * np.mean(widths[0.0])   # clustered facts tell less than iid ones
+    assert all(math.isnan(v) for v in coverage_interval([q(1.0, 1.0, None)], lambda f: 0))
+
+
+def test_coverage_interval_excludes_a_miscalibrated_sigma():
+    items = _scenes(np.random.default_rng(1), 45, 8, 0.3)
+    for f, _ in items:
+        f.uncertainty = 0.007                     # sigma 30 % too small: true 2-sigma coverage ~84 %
+    scene = {id(f): s for f, s in items}
+    lo, hi = coverage_interval([f for f, _ in items], lambda f: scene[id(f)])
+    assert hi < 0.93
 
 
 def test_reliability_bins_ece_and_high_confidence_errors():
